@@ -1,0 +1,29 @@
+//! The iperf3 control protocol: cookie, state bytes, length-framed JSON, the parameter and
+//! results messages, and the error codes a server may send. Parsing never panics on hostile
+//! bytes; it returns a [`ProtoError`] that names what was wrong.
+
+mod cookie;
+mod error;
+mod frame;
+mod json;
+mod params;
+mod results;
+mod state;
+
+pub use cookie::{COOKIE_LEN, Cookie};
+pub use error::{ErrorCode, ProtoError};
+pub use frame::{FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN, encode_frame};
+pub use params::{Protocol, TestParams};
+pub use results::{StreamResult, TestResults};
+pub use state::ControlState;
+
+/// The default iperf3 port.
+pub const DEFAULT_PORT: u16 = 5201;
+/// The version we announce in `client_version` and `-J` output.
+pub const IPERF_VERSION: &str = "3.12";
+/// Default TCP block size (iperf3's `DEFAULT_TCP_BLKSIZE`).
+pub const DEFAULT_TCP_BLKSIZE: u32 = 128 * 1024;
+/// Largest TCP block size iperf3 accepts (`MAX_BLOCKSIZE`).
+pub const MAX_TCP_BLKSIZE: u32 = 1024 * 1024;
+/// Largest number of parallel streams (`MAX_STREAMS`).
+pub const MAX_STREAMS: u32 = 128;

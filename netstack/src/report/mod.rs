@@ -1,0 +1,166 @@
+//! The report model and its writers. Role state machines describe what happened (a test
+//! started, an interval ended, the test ended) with the plain structs below; the [`Reporter`]
+//! turns them into iperf3 3.12's text, `-J` JSON or `--json-stream` lines, so scripts that parse
+//! iperf3 parse ours. Output accumulates in a buffer that the platform drains.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+mod writer;
+
+pub use writer::Reporter;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    /// `-J`: one pretty document per test.
+    Json,
+    /// `--json-stream`: one compact `{"event":…,"data":…}` object per line.
+    JsonStream,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReportConfig {
+    pub side: Side,
+    pub format: OutputFormat,
+    /// `-f`: 'k','m','g','t' (bits), 'K','M','G','T' (bytes), or 'a' (adaptive bits, default).
+    pub unit: char,
+    /// `-V`.
+    pub verbose: bool,
+    /// `-T`: prefix for every text line (`"title:  "`), and `title` in JSON.
+    pub title: Option<String>,
+    /// `--forceflush` is honoured by the platform; kept here so writers can mark flush points.
+    pub forceflush: bool,
+}
+
+/// One data connection, as `start.connected[]` and the `[  5] local … connected to …` line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectedStream {
+    /// iperf3 prints the socket fd; we print a small per-test number with the same role.
+    pub socket: i32,
+    pub local_host: String,
+    pub local_port: u16,
+    pub remote_host: String,
+    pub remote_port: u16,
+}
+
+/// Everything in the JSON `start` object that is known when the test starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestStartInfo {
+    /// e.g. "uniperf 0.1.0 (iperf 3.12 protocol)".
+    pub version: String,
+    pub system_info: String,
+    /// Seconds since the epoch; `timestamp.time` is rendered RFC 1123 in GMT.
+    pub timestamp: Option<u64>,
+    /// Client: `connecting_to`; server: `accepted_connection`.
+    pub peer_host: String,
+    pub peer_port: u16,
+    pub cookie: String,
+    /// `tcp_mss_default`, or `tcp_mss` when the MSS was set with `-M`.
+    pub tcp_mss: u32,
+    pub mss_was_set: bool,
+    pub target_bitrate: u64,
+    pub sock_bufsize: u32,
+    pub sndbuf_actual: u32,
+    pub rcvbuf_actual: u32,
+    /// "TCP" or "UDP".
+    pub protocol: &'static str,
+    pub num_streams: u32,
+    pub blksize: u32,
+    pub omit: u32,
+    pub duration: u32,
+    pub bytes: u64,
+    pub blocks: u64,
+    pub reverse: bool,
+    pub bidir: bool,
+    pub tos: u32,
+    pub title: Option<String>,
+    pub extra_data: Option<String>,
+    /// Congestion control in use on the data sockets ("reno", "cubic", "none").
+    pub congestion: Option<String>,
+}
+
+/// TCP sender details where known (from a flow probe); absent means iperf3's "no TCP_INFO"
+/// output shape (no `retransmits`, `snd_cwnd`… keys; no Retr/Cwnd text columns).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TcpSenderInfo {
+    pub retransmits: i64,
+    pub snd_cwnd: u64,
+    pub snd_wnd: u64,
+    /// Microseconds.
+    pub rtt: u64,
+    pub rttvar: u64,
+    pub pmtu: u32,
+}
+
+/// One stream's share of one interval. Times are seconds since the test (or omit) start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntervalStream {
+    pub socket: i32,
+    pub start: f64,
+    pub end: f64,
+    pub bytes: u64,
+    pub omitted: bool,
+    /// True when this side sends on the stream.
+    pub sender: bool,
+    pub tcp: Option<TcpSenderInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntervalReport {
+    pub streams: Vec<IntervalStream>,
+}
+
+/// One side (sender or receiver) of one stream's end summary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndSide {
+    pub start: f64,
+    pub end: f64,
+    pub seconds: f64,
+    pub bytes: u64,
+    /// Sender side only, where known.
+    pub tcp: Option<EndTcpInfo>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EndTcpInfo {
+    pub retransmits: i64,
+    pub max_snd_cwnd: u64,
+    pub max_snd_wnd: u64,
+    pub max_rtt: u64,
+    pub min_rtt: u64,
+    pub mean_rtt: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndStream {
+    pub socket: i32,
+    /// True when this side sends on the stream (selects `sum_sent`/`sum` vs the bidir-reverse sums).
+    pub local_is_sender: bool,
+    pub sender: EndSide,
+    pub receiver: EndSide,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuUtil {
+    pub host_total: f64,
+    pub host_user: f64,
+    pub host_system: f64,
+    pub remote_total: f64,
+    pub remote_user: f64,
+    pub remote_system: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestEndInfo {
+    pub streams: Vec<EndStream>,
+    pub cpu: CpuUtil,
+    pub sender_tcp_congestion: Option<String>,
+    pub receiver_tcp_congestion: Option<String>,
+}
