@@ -1,1 +1,608 @@
+//! The iperf3 client role as a sans-IO state machine over smoltcp sockets: connect, send the
+//! cookie and parameters, open the data streams one after another, move data until the end
+//! condition, exchange results and report. The platform polls the interface, then calls
+//! [`Client::poll`] until [`Client::outcome`] is known.
 #![no_std]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use netstack::conn::{Outbox, read_some};
+use netstack::host::{CpuTimes, Host};
+use netstack::proto::{
+    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_RESULTS_LEN, TestParams,
+    TestResults, encode_frame,
+};
+use netstack::report::{ConnectedStream, CpuUtil, ReportConfig, Reporter, TestEndInfo, TestStartInfo};
+use netstack::smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use netstack::smoltcp::socket::tcp;
+use netstack::smoltcp::time::{Duration, Instant};
+use netstack::smoltcp::wire::{IpAddress, IpEndpoint};
+use netstack::stack::{Congestion, SocketSpec, data_socket_spec, tcp_socket};
+use netstack::stream::{DataStream, Measurement, Payload};
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub server: IpAddress,
+    /// The name the user gave (`-c HOST`), for "Connecting to host …".
+    pub server_name: String,
+    pub port: u16,
+    pub params: TestParams,
+    /// `-i`, in seconds.
+    pub interval: f64,
+    pub report: ReportConfig,
+    /// `--connect-timeout`; iperf3 leaves it to the OS, we default to 10 s.
+    pub connect_timeout: Duration,
+    /// Give up when the server says nothing (and no data moves) for this long.
+    pub stall_timeout: Duration,
+    /// Used when `-C` is not given.
+    pub congestion: Congestion,
+    pub mss: u32,
+    pub version: String,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Connecting,
+    Control,
+    Running,
+    /// TEST_END sent; draining until EXCHANGE_RESULTS.
+    Ending,
+    Done,
+}
+
+#[derive(Debug)]
+enum CtrlRx {
+    State,
+    ServerResults(FrameReader),
+    ServerError { buf: [u8; 8], got: usize },
+}
+
+pub struct Client {
+    cfg: ClientConfig,
+    reporter: Reporter,
+    ctrl: Option<SocketHandle>,
+    out: Outbox,
+    rx: CtrlRx,
+    phase: Phase,
+    cookie: Cookie,
+    congestion: Congestion,
+    data_spec_send: SocketSpec,
+    data_spec_recv: SocketSpec,
+    streams: Vec<DataStream>,
+    /// A data stream whose connect is in progress.
+    connecting: Option<(SocketHandle, usize)>,
+    creating: bool,
+    meas: Option<Measurement>,
+    payload: Option<Payload>,
+    next_port: u16,
+    started: Instant,
+    last_progress: Instant,
+    end_secs: f64,
+    cpu_start: CpuTimes,
+    /// Our user and system CPU percentages, as sent in our results.
+    local_cpu: (f64, f64),
+    server_results: Option<TestResults>,
+    outcome: Option<Result<(), String>>,
+}
+
+impl Client {
+    pub fn new(cfg: ClientConfig, now: Instant, host: &mut dyn Host) -> Self {
+        let mut random = [0u8; COOKIE_LEN - 1 + 2];
+        host.fill_random(&mut random);
+        let mut cookie_bytes = [0u8; COOKIE_LEN - 1];
+        cookie_bytes.copy_from_slice(&random[..COOKIE_LEN - 1]);
+        let port_seed = u16::from_le_bytes([random[36], random[37]]);
+        let congestion = cfg
+            .params
+            .congestion
+            .as_deref()
+            .and_then(|n| Congestion::parse(n).ok())
+            .unwrap_or(cfg.congestion);
+        let p = &cfg.params;
+        let total = p.total_streams();
+        let mut reporter = Reporter::new(cfg.report.clone());
+        reporter.connecting(&cfg.server_name, cfg.port);
+        Client {
+            // Each stream carries data one way only, so only that direction gets a big buffer.
+            data_spec_send: data_socket_spec(true, false, p.window, total, congestion, p.nodelay),
+            data_spec_recv: data_socket_spec(false, true, p.window, total, congestion, p.nodelay),
+            reporter,
+            ctrl: None,
+            out: Outbox::default(),
+            rx: CtrlRx::State,
+            phase: Phase::Connecting,
+            cookie: Cookie::from_random(&cookie_bytes),
+            congestion,
+            streams: Vec::new(),
+            connecting: None,
+            creating: false,
+            meas: None,
+            payload: None,
+            next_port: 49152 + port_seed % 16000,
+            started: now,
+            last_progress: now,
+            end_secs: 0.0,
+            cpu_start: host.cpu_times(),
+            local_cpu: (0.0, 0.0),
+            server_results: None,
+            outcome: None,
+            cfg,
+        }
+    }
+
+    /// `Some(Ok)` once the test completed, `Some(Err(message))` once it failed.
+    pub fn outcome(&self) -> Option<&Result<(), String>> {
+        self.outcome.as_ref()
+    }
+
+    pub fn take_output(&mut self) -> String {
+        self.reporter.take_output()
+    }
+
+    pub fn poll_at(&self) -> Option<Instant> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        let mut at = self.last_progress + self.cfg.stall_timeout;
+        if let Some(m) = self.meas.as_ref().and_then(|m| m.poll_at()) {
+            at = at.min(m);
+        }
+        if let Some(end) = self.time_limit() {
+            at = at.min(end);
+        }
+        Some(at)
+    }
+
+    fn time_limit(&self) -> Option<Instant> {
+        let m = self.meas.as_ref()?;
+        let p = &self.cfg.params;
+        (p.time > 0 && p.num == 0 && p.blockcount == 0)
+            .then(|| m.started + Duration::from_secs((p.time + p.omit) as u64))
+    }
+
+    fn alloc_port(&mut self) -> u16 {
+        let p = self.next_port;
+        self.next_port = if p >= 65535 { 49152 } else { p + 1 };
+        p
+    }
+
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+    ) -> bool {
+        if self.outcome.is_some() {
+            return false;
+        }
+        match self.step(now, iface, sockets, host) {
+            Ok(progress) => progress,
+            Err(msg) => {
+                self.fail(&msg, sockets);
+                true
+            }
+        }
+    }
+
+    fn step(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+    ) -> Result<bool, String> {
+        let mut progress = false;
+        if self.ctrl.is_none() {
+            let mut s = tcp_socket(&SocketSpec::control());
+            let local = self.alloc_port();
+            s.connect(iface.context(), IpEndpoint::new(self.cfg.server, self.cfg.port), local)
+                .map_err(|e| format!("unable to connect to server: {e}"))?;
+            self.ctrl = Some(sockets.add(s));
+            self.started = now;
+            self.last_progress = now;
+        }
+        let ctrl = self.ctrl.unwrap_or_else(|| unreachable!());
+
+        if let Phase::Connecting = self.phase {
+            let sock = sockets.get_mut::<tcp::Socket>(ctrl);
+            match sock.state() {
+                tcp::State::Established => {
+                    self.out.push(self.cookie.as_bytes());
+                    self.phase = Phase::Control;
+                    self.last_progress = now;
+                    self.cpu_start = host.cpu_times();
+                    progress = true;
+                }
+                tcp::State::Closed => return Err("unable to connect to server: Connection refused".into()),
+                _ if now - self.started > self.cfg.connect_timeout => {
+                    return Err("unable to connect to server: Connection timed out".into());
+                }
+                _ => return Ok(false),
+            }
+        }
+
+        if self.creating {
+            progress |= self.create_streams(now, iface, sockets)?;
+        }
+        if matches!(self.phase, Phase::Running | Phase::Ending) {
+            progress |= self.move_data(now, sockets);
+        }
+
+        // Control input.
+        let mut buf = [0u8; 4096];
+        loop {
+            let sock = sockets.get_mut::<tcp::Socket>(ctrl);
+            let n = read_some(sock, &mut buf);
+            if n == 0 {
+                if !sock.may_recv() {
+                    if let CtrlRx::ServerError { buf, got } = &self.rx
+                        && *got >= 4
+                    {
+                        return Err(server_error_message(buf));
+                    }
+                    return Err(ErrorCode::CTRL_CLOSE.message().into());
+                }
+                break;
+            }
+            progress = true;
+            self.last_progress = now;
+            self.control_input(now, &buf[..n], sockets, host)?;
+            if self.outcome.is_some() {
+                return Ok(true);
+            }
+        }
+        let sock = sockets.get_mut::<tcp::Socket>(ctrl);
+        if !self.out.flush(sock) {
+            return Err(ErrorCode::CTRL_WRITE.message().into());
+        }
+
+        if let Phase::Running = self.phase {
+            if let Some(m) = self.meas.as_mut()
+                && let Some(rep) = m.poll_timers(now)
+            {
+                self.reporter.interval(rep);
+            }
+            if self.end_condition(now) {
+                self.send_test_end(now);
+                progress = true;
+            }
+        }
+        if now - self.last_progress > self.cfg.stall_timeout {
+            return Err(format!(
+                "the server did not respond for {} s",
+                self.cfg.stall_timeout.secs()
+            ));
+        }
+        Ok(progress)
+    }
+
+    fn control_input(
+        &mut self,
+        now: Instant,
+        mut input: &[u8],
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+    ) -> Result<(), String> {
+        while !input.is_empty() {
+            match &mut self.rx {
+                CtrlRx::ServerResults(reader) => {
+                    let (used, done) = reader.feed(input);
+                    input = &input[used..];
+                    if let Some(body) = done {
+                        let body = body.map_err(|e| format!("unable to receive results: {e}"))?;
+                        let r = TestResults::parse(&body).map_err(|e| format!("unable to receive results: {e}"))?;
+                        self.server_results = Some(r);
+                        self.rx = CtrlRx::State;
+                    }
+                }
+                CtrlRx::ServerError { buf, got } => {
+                    let n = (8 - *got).min(input.len());
+                    buf[*got..*got + n].copy_from_slice(&input[..n]);
+                    *got += n;
+                    input = &input[n..];
+                    if *got == 8 {
+                        return Err(server_error_message(buf));
+                    }
+                }
+                CtrlRx::State => {
+                    let byte = input[0];
+                    input = &input[1..];
+                    self.state_byte(now, byte, sockets, host)?;
+                    if self.outcome.is_some() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn state_byte(
+        &mut self,
+        now: Instant,
+        byte: u8,
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+    ) -> Result<(), String> {
+        let state = ControlState::from_byte(byte).ok_or_else(|| {
+            format!("{} (byte {byte:#04x})", ErrorCode::MESSAGE.message())
+        })?;
+        match state {
+            ControlState::ParamExchange => {
+                let json = self.cfg.params.to_json();
+                self.out.push(&encode_frame(json.as_bytes()));
+            }
+            ControlState::CreateStreams => self.creating = true,
+            ControlState::TestStart => {
+                if self.streams.len() != self.cfg.params.total_streams() as usize {
+                    return Err("the server started the test before all streams were connected".into());
+                }
+                self.start_measuring(now, host);
+            }
+            ControlState::TestRunning => {
+                if self.meas.is_none() {
+                    self.start_measuring(now, host);
+                }
+                self.phase = Phase::Running;
+            }
+            ControlState::ExchangeResults => self.send_results(now, host),
+            ControlState::DisplayResults => self.display_results(sockets)?,
+            ControlState::AccessDenied => return Err(ErrorCode::ACCESS_DENIED.message().into()),
+            ControlState::ServerError => self.rx = CtrlRx::ServerError { buf: [0; 8], got: 0 },
+            ControlState::ServerTerminate => {
+                self.out.push(&[ControlState::IperfDone.to_byte()]);
+                return Err(ErrorCode::SERVER_TERM.message().into());
+            }
+            other => return Err(format!("{} ({other:?})", ErrorCode::MESSAGE.message())),
+        }
+        Ok(())
+    }
+
+    /// Data streams are opened one at a time, each fully connected and carrying the cookie
+    /// before the next: the server numbers streams in accept order.
+    fn create_streams(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+    ) -> Result<bool, String> {
+        let p = &self.cfg.params;
+        let total = p.total_streams() as usize;
+        if let Some((h, index)) = self.connecting {
+            let sock = sockets.get_mut::<tcp::Socket>(h);
+            match sock.state() {
+                tcp::State::Established => {
+                    if sock.send_slice(self.cookie.as_bytes()) != Ok(COOKIE_LEN) {
+                        return Err(ErrorCode::STREAM_CONNECT.message().into());
+                    }
+                    let sends = if p.bidirectional { index < p.parallel as usize } else { !p.reverse };
+                    let stream = DataStream::new(h, index, sends);
+                    if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
+                        self.reporter.stream_connected(ConnectedStream {
+                            socket: stream.socket_no,
+                            local_host: l.addr.to_string(),
+                            local_port: l.port,
+                            remote_host: r.addr.to_string(),
+                            remote_port: r.port,
+                        });
+                    }
+                    self.streams.push(stream);
+                    self.connecting = None;
+                    self.last_progress = now;
+                }
+                tcp::State::Closed => return Err(format!("{}: connection refused", ErrorCode::STREAM_CONNECT.message())),
+                _ => return Ok(false),
+            }
+        }
+        if self.streams.len() == total {
+            self.creating = false;
+            return Ok(true);
+        }
+        let index = self.streams.len();
+        let sends = if p.bidirectional { index < p.parallel as usize } else { !p.reverse };
+        let spec = if sends { self.data_spec_send } else { self.data_spec_recv };
+        let mut s = tcp_socket(&spec);
+        let local = self.alloc_port();
+        s.connect(iface.context(), IpEndpoint::new(self.cfg.server, self.cfg.port), local)
+            .map_err(|e| format!("{}: {e}", ErrorCode::STREAM_CONNECT.message()))?;
+        self.connecting = Some((sockets.add(s), index));
+        Ok(true)
+    }
+
+    fn start_measuring(&mut self, now: Instant, host: &mut dyn Host) {
+        let p = &self.cfg.params;
+        self.payload = Some(Payload::new(p.len as usize, p.repeating_payload, host));
+        self.meas = Some(Measurement::new(core::mem::take(&mut self.streams), now, p.omit, self.cfg.interval));
+        self.cpu_start = host.cpu_times();
+        let spec = if !p.reverse || p.bidirectional { self.data_spec_send } else { self.data_spec_recv };
+        self.reporter.test_start(TestStartInfo {
+            version: self.cfg.version.clone(),
+            system_info: host.system_info(),
+            timestamp: host.unix_time(),
+            peer_host: self.cfg.server_name.clone(),
+            peer_port: self.cfg.port,
+            cookie: self.cookie.to_text(),
+            tcp_mss: self.cfg.mss,
+            mss_was_set: false,
+            target_bitrate: p.bandwidth,
+            sock_bufsize: p.window.unwrap_or(0),
+            sndbuf_actual: spec.tx as u32,
+            rcvbuf_actual: spec.rx as u32,
+            protocol: "TCP",
+            num_streams: p.parallel,
+            blksize: p.len,
+            omit: p.omit,
+            duration: p.time,
+            bytes: p.num,
+            blocks: p.blockcount,
+            reverse: p.reverse,
+            bidir: p.bidirectional,
+            tos: p.tos.unwrap_or(0),
+            title: p.title.clone(),
+            extra_data: p.extra_data.clone(),
+            congestion: Some(self.congestion.name().to_string()),
+        });
+    }
+
+    fn move_data(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {
+        let (Some(m), Some(payload)) = (self.meas.as_mut(), self.payload.as_ref()) else { return false };
+        let sending = matches!(self.phase, Phase::Running);
+        let mut moved = 0;
+        for s in &mut m.streams {
+            let sock = sockets.get_mut::<tcp::Socket>(s.handle);
+            let limit = if sending { s.send_allowance(self.cfg.params.bandwidth, m.started, now) } else { 0 };
+            moved += s.pump(sock, payload, limit);
+        }
+        if moved > 0 {
+            self.last_progress = now;
+        }
+        moved > 0
+    }
+
+    fn end_condition(&self, now: Instant) -> bool {
+        let Some(m) = &self.meas else { return false };
+        if m.omitting(now) {
+            return false;
+        }
+        let p = &self.cfg.params;
+        if let Some(limit) = self.time_limit() {
+            return now >= limit;
+        }
+        let (sent, received) = m.streams.iter().fold((0u64, 0u64), |(s, r), st| {
+            if st.sends { (s + st.total_bytes, r) } else { (s, r + st.total_bytes) }
+        });
+        if p.num > 0 {
+            return sent >= p.num || received >= p.num;
+        }
+        if p.blockcount > 0 {
+            let len = p.len.max(1) as u64;
+            return sent / len >= p.blockcount || received / len >= p.blockcount;
+        }
+        false
+    }
+
+    fn send_test_end(&mut self, now: Instant) {
+        if let Some(m) = self.meas.as_mut() {
+            if let Some(rep) = m.finish(now) {
+                self.reporter.interval(rep);
+            }
+            self.end_secs = m.elapsed(now);
+        }
+        self.out.push(&[ControlState::TestEnd.to_byte()]);
+        self.phase = Phase::Ending;
+    }
+
+    fn send_results(&mut self, now: Instant, host: &mut dyn Host) {
+        let Some(m) = &self.meas else { return };
+        let wall = (now - m.started).total_micros().max(1) as f64;
+        let cpu = host.cpu_times();
+        let user = cpu.user_us.saturating_sub(self.cpu_start.user_us) as f64 * 100.0 / wall;
+        let system = cpu.system_us.saturating_sub(self.cpu_start.system_us) as f64 * 100.0 / wall;
+        let we_send = m.streams.iter().any(|s| s.sends);
+        let results = TestResults {
+            cpu_util_total: user + system,
+            cpu_util_user: user,
+            cpu_util_system: system,
+            sender_has_retransmits: if we_send { 0 } else { -1 },
+            congestion_used: Some(self.congestion.name().to_string()),
+            server_output_text: None,
+            server_output_json: None,
+            streams: m.streams.iter().map(|s| s.result(self.end_secs)).collect(),
+        };
+        self.local_cpu = (user, system);
+        self.out.push(&encode_frame(results.to_json().as_bytes()));
+        self.rx = CtrlRx::ServerResults(FrameReader::new(MAX_RESULTS_LEN));
+        self.phase = Phase::Done;
+    }
+
+    fn display_results(&mut self, sockets: &mut SocketSet<'static>) -> Result<(), String> {
+        let remote = self
+            .server_results
+            .take()
+            .ok_or_else(|| String::from("the server asked to display results before sending them"))?;
+        let Some(m) = &self.meas else { return Err("results before the test ran".into()) };
+        let mut streams = Vec::with_capacity(m.streams.len());
+        for s in &m.streams {
+            streams.push(s.end_summary(self.end_secs, &remote.streams).map_err(|c| {
+                format!("{} ({})", c.message(), s.id)
+            })?);
+        }
+        let we_send = m.streams.iter().any(|s| s.sends);
+        let we_receive = m.streams.iter().any(|s| !s.sends);
+        let ours = Some(self.congestion.name().to_string());
+        let theirs = remote.congestion_used.clone();
+        self.reporter.test_end(TestEndInfo {
+            streams,
+            cpu: CpuUtil {
+                host_total: self.local_cpu.0 + self.local_cpu.1,
+                host_user: self.local_cpu.0,
+                host_system: self.local_cpu.1,
+                remote_total: remote.cpu_util_total,
+                remote_user: remote.cpu_util_user,
+                remote_system: remote.cpu_util_system,
+            },
+            sender_tcp_congestion: if we_send { ours.clone() } else { theirs.clone() },
+            receiver_tcp_congestion: if we_receive { ours } else { theirs },
+        });
+        if remote.server_output_text.is_some() || remote.server_output_json.is_some() {
+            self.reporter.server_output(remote.server_output_text, remote.server_output_json);
+        }
+        self.reporter.finish();
+        self.out.push(&[ControlState::IperfDone.to_byte()]);
+        self.finish_sockets(sockets, true);
+        self.outcome = Some(Ok(()));
+        Ok(())
+    }
+
+    fn finish_sockets(&mut self, sockets: &mut SocketSet<'static>, graceful: bool) {
+        if let Some(ctrl) = self.ctrl {
+            let sock = sockets.get_mut::<tcp::Socket>(ctrl);
+            self.out.flush(sock);
+            if graceful { sock.close() } else { sock.abort() }
+        }
+        let mut handles: Vec<SocketHandle> = self.streams.iter().map(|s| s.handle).collect();
+        if let Some(m) = &self.meas {
+            handles.extend(m.streams.iter().map(|s| s.handle));
+        }
+        if let Some((h, _)) = self.connecting {
+            handles.push(h);
+        }
+        for h in handles {
+            sockets.get_mut::<tcp::Socket>(h).abort();
+        }
+    }
+
+    fn fail(&mut self, msg: &str, sockets: &mut SocketSet<'static>) {
+        self.reporter.error(msg);
+        self.reporter.finish();
+        self.finish_sockets(sockets, false);
+        self.outcome = Some(Err(msg.to_string()));
+    }
+
+    /// True while control bytes (IPERF_DONE, FIN) still need to leave; the platform keeps
+    /// polling the interface briefly after the outcome so the server sees a clean end.
+    pub fn flushing(&self, sockets: &SocketSet<'static>) -> bool {
+        match self.ctrl {
+            Some(h) => {
+                let s = sockets.get::<tcp::Socket>(h);
+                !self.out.is_empty() || (s.send_queue() > 0 && s.may_send())
+                    || matches!(s.state(), tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck)
+            }
+            None => false,
+        }
+    }
+}
+
+fn server_error_message(buf: &[u8; 8]) -> String {
+    let code = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let errno = i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    let mut m = format!("server error - {}", ErrorCode(code).message());
+    if errno != 0 {
+        m.push_str(&format!(" (errno {errno})"));
+    }
+    m
+}

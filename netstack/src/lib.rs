@@ -9,6 +9,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod conn;
 pub mod host;
 pub mod options;
 pub mod proto;

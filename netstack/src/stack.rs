@@ -1,1 +1,147 @@
-//! (stub)
+//! smoltcp set-up shared by every platform: the interface, TCP sockets sized for throughput,
+//! and the congestion-control choice behind `-C`.
+
+use alloc::vec;
+use smoltcp::iface::{Config, Interface};
+use smoltcp::phy::Device;
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+
+/// Buffer for a data socket's busy direction. 4 MiB is where smoltcp peaks on TAP (research
+/// notes §4) and gives window scale 7.
+pub const DATA_BUF: usize = 4 * 1024 * 1024;
+/// Buffer for a data socket's idle direction (the ACK-only or receive-nothing side).
+pub const IDLE_BUF: usize = 16 * 1024;
+/// Control connections carry a few hundred bytes each way, results at most a few hundred KiB
+/// (we queue outgoing bytes ourselves, so this bounds nothing important).
+pub const CONTROL_BUF: usize = 64 * 1024;
+/// All data-socket buffers of one test together stay under this, however large `-P` is.
+pub const DATA_BUF_BUDGET: usize = 256 * 1024 * 1024;
+
+/// Address plan of one smoltcp interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    pub mac: EthernetAddress,
+    pub ip: Ipv4Cidr,
+    pub gateway: Option<Ipv4Address>,
+}
+
+/// Builds an Ethernet interface with one IPv4 address and an optional default route.
+pub fn build_interface<D: Device + ?Sized>(
+    device: &mut D,
+    net: &NetConfig,
+    now: Instant,
+    seed: u64,
+) -> Interface {
+    let mut config = Config::new(HardwareAddress::Ethernet(net.mac));
+    config.random_seed = seed;
+    let mut iface = Interface::new(config, device, now);
+    iface.update_ip_addrs(|addrs| {
+        // A fresh interface has room for IFACE_MAX_ADDR_COUNT (2) addresses.
+        let _ = addrs.push(IpCidr::Ipv4(net.ip));
+    });
+    if let Some(gw) = net.gateway {
+        let _ = iface.routes_mut().add_default_ipv4_route(gw);
+    }
+    iface
+}
+
+/// A locally administered MAC derived from the IP, so two stacks never collide by accident.
+pub fn mac_for(ip: Ipv4Address, salt: u8) -> EthernetAddress {
+    let o = ip.octets();
+    EthernetAddress([0x02, salt, o[0], o[1], o[2], o[3]])
+}
+
+/// `-C`: the congestion controllers smoltcp offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Congestion {
+    None,
+    Reno,
+    /// Needs smoltcp's `std` (it uses f64 maths): host builds only.
+    Cubic,
+}
+
+impl Congestion {
+    /// The default: Cubic where it builds, else Reno. Without a controller a smoltcp sender
+    /// blasts full windows into queues (research notes §4).
+    pub fn default_for_build() -> Self {
+        if cfg!(feature = "std") { Congestion::Cubic } else { Congestion::Reno }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, alloc::string::String> {
+        match name {
+            "none" => Ok(Congestion::None),
+            "reno" => Ok(Congestion::Reno),
+            "cubic" if cfg!(feature = "std") => Ok(Congestion::Cubic),
+            "cubic" => Err("cubic is not available in this build (smoltcp's Cubic needs std); use reno or none".into()),
+            other => Err(alloc::format!(
+                "unsupported congestion control algorithm '{other}' (supported: reno, cubic, none)"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Congestion::None => "none",
+            Congestion::Reno => "reno",
+            Congestion::Cubic => "cubic",
+        }
+    }
+
+    fn to_smoltcp(self) -> tcp::CongestionControl {
+        match self {
+            Congestion::None => tcp::CongestionControl::None,
+            Congestion::Reno => tcp::CongestionControl::Reno,
+            #[cfg(feature = "std")]
+            Congestion::Cubic => tcp::CongestionControl::Cubic,
+            #[cfg(not(feature = "std"))]
+            Congestion::Cubic => tcp::CongestionControl::Reno,
+        }
+    }
+}
+
+/// Socket options for one TCP socket.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketSpec {
+    pub rx: usize,
+    pub tx: usize,
+    pub congestion: Congestion,
+    pub nodelay: bool,
+}
+
+impl SocketSpec {
+    pub fn control() -> Self {
+        SocketSpec { rx: CONTROL_BUF, tx: CONTROL_BUF, congestion: Congestion::Reno, nodelay: true }
+    }
+}
+
+pub fn tcp_socket(spec: &SocketSpec) -> tcp::Socket<'static> {
+    // smoltcp panics on rx buffers of 1 GiB or more; -w is capped at 512 MiB before this.
+    let rx = spec.rx.clamp(1024, (1 << 30) - 1);
+    let tx = spec.tx.max(1024);
+    let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; rx]), tcp::SocketBuffer::new(vec![0; tx]));
+    s.set_congestion_control(spec.congestion.to_smoltcp());
+    s.set_nagle_enabled(!spec.nodelay);
+    // Linux's default keeps an ACK within a few packets; smoltcp's 10 ms delayed ACK with
+    // one ACK per poll batch is fine for bulk data.
+    s.set_ack_delay(Some(Duration::from_millis(10)));
+    s
+}
+
+/// Buffer sizes for a data socket given the test's direction, `-w` and stream count.
+pub fn data_socket_spec(
+    sends: bool,
+    receives: bool,
+    window: Option<u32>,
+    total_streams: u32,
+    congestion: Congestion,
+    nodelay: bool,
+) -> SocketSpec {
+    let busy = match window {
+        Some(w) => w as usize,
+        None => DATA_BUF.min(DATA_BUF_BUDGET / (2 * total_streams.max(1) as usize)).max(64 * 1024),
+    };
+    let size = |used: bool| if used || window.is_some() { busy } else { IDLE_BUF };
+    SocketSpec { rx: size(receives), tx: size(sends), congestion, nodelay }
+}

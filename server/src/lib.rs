@@ -1,1 +1,727 @@
+//! The iperf3 server role as a sans-IO state machine over smoltcp sockets. The platform polls
+//! the interface, then calls [`Server::poll`]; the server accepts control and data
+//! connections, runs one test at a time (others get ACCESS_DENIED), and returns to listening
+//! after every test, error or vanished client — it never panics on what a client sends.
 #![no_std]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use netstack::conn::{Outbox, read_some};
+use netstack::host::{CpuTimes, Host};
+use netstack::proto::{
+    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN,
+    TestParams, TestResults, encode_frame,
+};
+use netstack::report::{
+    ConnectedStream, CpuUtil, ReportConfig, Reporter, TestEndInfo, TestStartInfo,
+};
+use netstack::smoltcp::iface::{SocketHandle, SocketSet};
+use netstack::smoltcp::socket::tcp;
+use netstack::smoltcp::time::{Duration, Instant};
+use netstack::smoltcp::wire::IpEndpoint;
+use netstack::stack::{Congestion, SocketSpec, data_socket_spec, tcp_socket};
+use netstack::stream::{DataStream, Measurement, Payload};
+
+/// How the platform configured this server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub port: u16,
+    /// `-1`: serve one test, then report finished.
+    pub one_off: bool,
+    /// A client that moves no byte for this long, in any phase, is dropped.
+    pub idle_timeout: Duration,
+    /// `-i`, in seconds (0 = no interval reports).
+    pub interval: f64,
+    pub report: ReportConfig,
+    /// Used when the client does not ask for one with `-C`.
+    pub congestion: Congestion,
+    /// The MSS our interface implies, for `tcp_mss_default`.
+    pub mss: u32,
+    pub version: String,
+}
+
+/// How long a closed socket may linger (FIN handshake) before we abort it.
+const LINGER: Duration = Duration::from_secs(3);
+/// iperf3's safety margin after `time + omit` before a server gives up on a test.
+const SAFETY_MARGIN: Duration = Duration::from_secs(40);
+
+#[derive(Debug)]
+enum Phase {
+    Params(FrameReader),
+    CreateStreams,
+    Running,
+    Results(FrameReader),
+    AwaitDone,
+}
+
+struct Test {
+    ctrl: SocketHandle,
+    out: Outbox,
+    cookie: Cookie,
+    peer: IpEndpoint,
+    phase: Phase,
+    params: TestParams,
+    congestion: Congestion,
+    data_spec: SocketSpec,
+    pending_streams: Vec<DataStream>,
+    meas: Option<Measurement>,
+    payload: Option<Payload>,
+    last_progress: Instant,
+    safety_deadline: Option<Instant>,
+    end_secs: f64,
+    cpu_start: CpuTimes,
+}
+
+struct Pending {
+    handle: SocketHandle,
+    cookie: [u8; COOKIE_LEN],
+    got: usize,
+    since: Instant,
+}
+
+struct Closing {
+    handle: SocketHandle,
+    out: Outbox,
+    since: Instant,
+    close_sent: bool,
+}
+
+pub struct Server {
+    cfg: ServerConfig,
+    listeners: Vec<SocketHandle>,
+    listener_spec: Option<SocketSpec>,
+    pending: Vec<Pending>,
+    closing: Vec<Closing>,
+    test: Option<Test>,
+    tests_done: u32,
+    reporter: Reporter,
+    finished: bool,
+}
+
+impl Server {
+    pub fn new(cfg: ServerConfig) -> Self {
+        let mut reporter = Reporter::new(cfg.report.clone());
+        reporter.server_listening(cfg.port, 1);
+        Server {
+            cfg,
+            listeners: Vec::new(),
+            listener_spec: None,
+            pending: Vec::new(),
+            closing: Vec::new(),
+            test: None,
+            tests_done: 0,
+            reporter,
+            finished: false,
+        }
+    }
+
+    /// Text or JSON produced since the last call.
+    pub fn take_output(&mut self) -> String {
+        self.reporter.take_output()
+    }
+
+    /// True after a `-1` server has served its test.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    pub fn tests_done(&self) -> u32 {
+        self.tests_done
+    }
+
+    /// The next instant a timer needs the server polled.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let t = self.test.as_ref()?;
+        let mut at = t.last_progress + self.cfg.idle_timeout;
+        if let Some(m) = t.meas.as_ref().and_then(|m| m.poll_at()) {
+            at = at.min(m);
+        }
+        Some(at)
+    }
+
+    /// Does all pending work; returns true if any byte moved (poll again soon).
+    pub fn poll(&mut self, now: Instant, sockets: &mut SocketSet<'static>, host: &mut dyn Host) -> bool {
+        if self.finished {
+            return false;
+        }
+        let mut progress = false;
+        self.keep_listeners(sockets);
+        progress |= self.accept(now, sockets);
+        progress |= self.read_cookies(now, sockets, host);
+        if self.test.is_some() {
+            progress |= self.drive_test(now, sockets, host);
+        }
+        self.reap_closing(now, sockets);
+        progress
+    }
+
+    // ---- listening and accepting -------------------------------------------------------
+
+    /// smoltcp has no listen backlog: we keep as many listening sockets as connections we
+    /// expect at once — one between tests (a control connection, or a busy client to turn
+    /// away), and one per data stream while the client creates them.
+    fn wanted_listeners(&self) -> (usize, SocketSpec) {
+        match &self.test {
+            Some(t) if matches!(t.phase, Phase::CreateStreams) => {
+                let left = t.params.total_streams() as usize - t.pending_streams.len();
+                (left.max(1), t.data_spec)
+            }
+            _ => (1, SocketSpec::control()),
+        }
+    }
+
+    fn keep_listeners(&mut self, sockets: &mut SocketSet<'static>) {
+        let (want, spec) = self.wanted_listeners();
+        let same_spec = self.listener_spec.is_some_and(|s| s.rx == spec.rx && s.tx == spec.tx);
+        if !same_spec {
+            for h in self.listeners.drain(..) {
+                sockets.remove(h);
+            }
+            self.listener_spec = Some(spec);
+        }
+        while self.listeners.len() > want {
+            if let Some(h) = self.listeners.pop() {
+                sockets.remove(h);
+            }
+        }
+        while self.listeners.len() < want {
+            let mut s = tcp_socket(&spec);
+            if s.listen(self.cfg.port).is_err() {
+                return;
+            }
+            self.listeners.push(sockets.add(s));
+        }
+    }
+
+    fn accept(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {
+        let mut any = false;
+        let mut i = 0;
+        while i < self.listeners.len() {
+            let h = self.listeners[i];
+            let state = sockets.get::<tcp::Socket>(h).state();
+            if state == tcp::State::Listen {
+                i += 1;
+                continue;
+            }
+            self.listeners.swap_remove(i);
+            self.pending.push(Pending { handle: h, cookie: [0; COOKIE_LEN], got: 0, since: now });
+            any = true;
+        }
+        if any {
+            self.keep_listeners(sockets);
+        }
+        any
+    }
+
+    /// Every new connection starts with a cookie. Until it has arrived we cannot tell a
+    /// control connection from a data stream, so we read it before deciding.
+    fn read_cookies(&mut self, now: Instant, sockets: &mut SocketSet<'static>, host: &mut dyn Host) -> bool {
+        let mut progress = false;
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &mut self.pending[i];
+            let sock = sockets.get_mut::<tcp::Socket>(p.handle);
+            let n = read_some(sock, &mut p.cookie[p.got..]);
+            p.got += n;
+            progress |= n > 0;
+            let dead = !sock.is_active() || (sock.state() != tcp::State::Established && !sock.can_recv()
+                && !matches!(sock.state(), tcp::State::SynReceived));
+            if p.got < COOKIE_LEN {
+                if dead || now - p.since > self.cfg.idle_timeout {
+                    let h = p.handle;
+                    self.pending.swap_remove(i);
+                    sockets.get_mut::<tcp::Socket>(h).abort();
+                    self.closing.push(Closing { handle: h, out: Outbox::default(), since: now, close_sent: true });
+                } else {
+                    i += 1;
+                }
+                continue;
+            }
+            let p = self.pending.swap_remove(i);
+            let cookie = Cookie::from_wire(&p.cookie).unwrap_or_else(|| Cookie::from_random(&[0; 36]));
+            self.classify(now, p.handle, cookie, sockets, host);
+        }
+        progress
+    }
+
+    fn classify(
+        &mut self,
+        now: Instant,
+        handle: SocketHandle,
+        cookie: Cookie,
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+    ) {
+        match &mut self.test {
+            None => self.start_test(now, handle, cookie, sockets, host),
+            Some(t)
+                if matches!(t.phase, Phase::CreateStreams)
+                    && t.cookie == cookie
+                    && t.pending_streams.len() < t.params.total_streams() as usize =>
+            {
+                let index = t.pending_streams.len();
+                // The client opens its sending streams first: in bidir the first N accepted
+                // are ours to receive on, the next N ours to send on.
+                let sends = if t.params.bidirectional {
+                    index >= t.params.parallel as usize
+                } else {
+                    t.params.reverse
+                };
+                let stream = DataStream::new(handle, index, sends);
+                let sock = sockets.get::<tcp::Socket>(handle);
+                if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
+                    self.reporter.stream_connected(ConnectedStream {
+                        socket: stream.socket_no,
+                        local_host: l.addr.to_string(),
+                        local_port: l.port,
+                        remote_host: r.addr.to_string(),
+                        remote_port: r.port,
+                    });
+                }
+                t.pending_streams.push(stream);
+                t.last_progress = now;
+            }
+            Some(_) => {
+                // Busy (or a data stream with the wrong cookie): ACCESS_DENIED, as iperf3.
+                let mut out = Outbox::default();
+                out.push(&[ControlState::AccessDenied.to_byte()]);
+                self.closing.push(Closing { handle, out, since: now, close_sent: false });
+            }
+        }
+    }
+
+    // ---- one test ------------------------------------------------------------------------
+
+    fn start_test(
+        &mut self,
+        now: Instant,
+        ctrl: SocketHandle,
+        cookie: Cookie,
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+    ) {
+        let sock = sockets.get_mut::<tcp::Socket>(ctrl);
+        sock.set_nagle_enabled(false);
+        let peer = sock.remote_endpoint().unwrap_or(IpEndpoint::new(
+            netstack::smoltcp::wire::IpAddress::v4(0, 0, 0, 0),
+            0,
+        ));
+        self.reporter.accepted(&peer.addr.to_string(), peer.port);
+        let mut out = Outbox::default();
+        out.push(&[ControlState::ParamExchange.to_byte()]);
+        self.test = Some(Test {
+            ctrl,
+            out,
+            cookie,
+            peer,
+            phase: Phase::Params(FrameReader::new(MAX_PARAMS_LEN)),
+            params: TestParams::default(),
+            congestion: self.cfg.congestion,
+            data_spec: SocketSpec::control(),
+            pending_streams: Vec::new(),
+            meas: None,
+            payload: None,
+            last_progress: now,
+            safety_deadline: None,
+            end_secs: 0.0,
+            cpu_start: host.cpu_times(),
+        });
+    }
+
+    fn drive_test(&mut self, now: Instant, sockets: &mut SocketSet<'static>, host: &mut dyn Host) -> bool {
+        let Some(t) = self.test.as_mut() else { return false };
+        let mut progress = false;
+        let ctrl_ok = {
+            let sock = sockets.get_mut::<tcp::Socket>(t.ctrl);
+            t.out.flush(sock)
+        };
+
+        // Data first, so a TEST_END read below sees every byte that arrived before it.
+        if matches!(t.phase, Phase::Running) {
+            progress |= self.move_data(now, sockets);
+        }
+        // Control input for the current phase.
+        let mut buf = [0u8; 2048];
+        let eof = loop {
+            let Some(t) = self.test.as_mut() else { return progress };
+            let sock = sockets.get_mut::<tcp::Socket>(t.ctrl);
+            let n = read_some(sock, &mut buf);
+            if n == 0 {
+                break !sock.may_recv();
+            }
+            progress = true;
+            t.last_progress = now;
+            match self.control_input(now, &buf[..n], sockets, host) {
+                Ok(()) => {}
+                Err(Stop::Fail(code, msg)) => {
+                    self.fail_test(now, code, &msg, sockets);
+                    return true;
+                }
+                Err(Stop::Abort(msg)) => {
+                    self.abort_test(now, &msg, sockets);
+                    return true;
+                }
+                Err(Stop::Done) => {
+                    self.complete_test(now, sockets);
+                    return true;
+                }
+            }
+            if self.test.is_none() {
+                return true;
+            }
+        };
+        let Some(t) = self.test.as_mut() else { return progress };
+        if matches!(t.phase, Phase::AwaitDone) && (eof || !ctrl_ok) {
+            // The client closed after DISPLAY_RESULTS without IPERF_DONE: still a clean end.
+            self.complete_test(now, sockets);
+            return true;
+        }
+        if eof || !ctrl_ok {
+            self.abort_test(now, "the client has unexpectedly closed the connection", sockets);
+            return true;
+        }
+
+        // Phase transitions that wait on something other than control input.
+        if matches!(t.phase, Phase::CreateStreams)
+            && t.pending_streams.len() == t.params.total_streams() as usize
+        {
+            self.begin_running(now, sockets, host);
+            progress = true;
+        }
+
+        let Some(t) = self.test.as_mut() else { return progress };
+        if let Some(m) = t.meas.as_mut()
+            && matches!(t.phase, Phase::Running)
+            && let Some(rep) = m.poll_timers(now)
+        {
+            self.reporter.interval(rep);
+        }
+        let Some(t) = self.test.as_mut() else { return progress };
+        if t.safety_deadline.is_some_and(|d| now >= d) {
+            self.abort_test(now, "the test ran past its length; the client did not end it", sockets);
+        } else if now - t.last_progress > self.cfg.idle_timeout {
+            let msg = format!(
+                "no data from the client for {} s; dropping the test",
+                self.cfg.idle_timeout.secs()
+            );
+            self.abort_test(now, &msg, sockets);
+        }
+        progress
+    }
+
+    fn move_data(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {
+        let Some(t) = self.test.as_mut() else { return false };
+        let (Some(m), Some(payload)) = (t.meas.as_mut(), t.payload.as_ref()) else { return false };
+        let mut moved = 0;
+        for s in &mut m.streams {
+            let sock = sockets.get_mut::<tcp::Socket>(s.handle);
+            let limit = s.send_allowance(t.params.bandwidth, m.started, now);
+            moved += s.pump(sock, payload, limit);
+        }
+        if moved > 0 {
+            t.last_progress = now;
+        }
+        moved > 0
+    }
+
+    fn control_input(
+        &mut self,
+        now: Instant,
+        mut input: &[u8],
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+    ) -> Result<(), Stop> {
+        while !input.is_empty() {
+            let Some(t) = self.test.as_mut() else { return Ok(()) };
+            match &mut t.phase {
+                Phase::Params(reader) => {
+                    let (used, done) = reader.feed(input);
+                    input = &input[used..];
+                    if let Some(body) = done {
+                        let body = body.map_err(|e| Stop::Fail(ErrorCode::RECV_PARAMS, format!("{e}")))?;
+                        let params = TestParams::parse(&body)
+                            .map_err(|e| Stop::Fail(ErrorCode::RECV_PARAMS, format!("bad parameters: {e}")))?;
+                        params
+                            .validate()
+                            .map_err(|(code, why)| Stop::Fail(code, format!("bad parameters: {why}")))?;
+                        self.accept_params(params)?;
+                    }
+                }
+                Phase::Results(reader) => {
+                    let (used, done) = reader.feed(input);
+                    input = &input[used..];
+                    if let Some(body) = done {
+                        let body = body.map_err(|e| Stop::Fail(ErrorCode::RECV_RESULTS, format!("{e}")))?;
+                        let results = TestResults::parse(&body)
+                            .map_err(|e| Stop::Fail(ErrorCode::RECV_RESULTS, format!("bad results: {e}")))?;
+                        self.exchange_results(now, results, host)?;
+                    }
+                }
+                Phase::CreateStreams | Phase::Running | Phase::AwaitDone => {
+                    let byte = input[0];
+                    input = &input[1..];
+                    self.control_byte(now, byte, sockets)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn control_byte(&mut self, now: Instant, byte: u8, sockets: &mut SocketSet<'static>) -> Result<(), Stop> {
+        let Some(t) = self.test.as_mut() else { return Ok(()) };
+        match (ControlState::from_byte(byte), &t.phase) {
+            (Some(ControlState::TestStart), _) => Ok(()),
+            (Some(ControlState::TestEnd), Phase::Running) => {
+                self.end_running(now, sockets);
+                Ok(())
+            }
+            (Some(ControlState::IperfDone), Phase::AwaitDone) => Err(Stop::Done),
+            (Some(ControlState::ClientTerminate), _) | (Some(ControlState::IperfDone), _) => {
+                Err(Stop::Abort(String::from("the client has terminated")))
+            }
+            (Some(s), _) => Err(Stop::Fail(
+                ErrorCode::MESSAGE,
+                format!("unexpected control message {s:?} ({byte:#04x})"),
+            )),
+            (None, _) => Err(Stop::Fail(ErrorCode::MESSAGE, format!("unknown control byte {byte:#04x}"))),
+        }
+    }
+
+    fn accept_params(&mut self, params: TestParams) -> Result<(), Stop> {
+        let Some(t) = self.test.as_mut() else { return Ok(()) };
+        let congestion = match params.congestion.as_deref() {
+            None => self.cfg.congestion,
+            Some(name) => match Congestion::parse(name) {
+                Ok(c) => c,
+                Err(e) => {
+                    // iperf3 only warns when the kernel lacks the algorithm; so do we.
+                    self.reporter.warning(&e);
+                    self.cfg.congestion
+                }
+            },
+        };
+        let server_sends = params.reverse || params.bidirectional;
+        let server_receives = !params.reverse || params.bidirectional;
+        t.data_spec = data_socket_spec(
+            server_sends,
+            server_receives,
+            params.window,
+            params.total_streams(),
+            congestion,
+            params.nodelay,
+        );
+        t.congestion = congestion;
+        t.params = params;
+        t.phase = Phase::CreateStreams;
+        t.out.push(&[ControlState::CreateStreams.to_byte()]);
+        Ok(())
+    }
+
+    fn begin_running(&mut self, now: Instant, sockets: &mut SocketSet<'static>, host: &mut dyn Host) {
+        let Some(t) = self.test.as_mut() else { return };
+        let streams = core::mem::take(&mut t.pending_streams);
+        t.payload = Some(Payload::new(t.params.len as usize, t.params.repeating_payload, host));
+        t.meas = Some(Measurement::new(streams, now, t.params.omit, self.cfg.interval));
+        if t.params.time > 0 {
+            t.safety_deadline =
+                Some(now + Duration::from_secs((t.params.time + t.params.omit) as u64) + SAFETY_MARGIN);
+        }
+        t.cpu_start = host.cpu_times();
+        t.out.push(&[ControlState::TestStart.to_byte(), ControlState::TestRunning.to_byte()]);
+        t.phase = Phase::Running;
+        let p = &t.params;
+        let info = TestStartInfo {
+            version: self.cfg.version.clone(),
+            system_info: host.system_info(),
+            timestamp: host.unix_time(),
+            peer_host: t.peer.addr.to_string(),
+            peer_port: t.peer.port,
+            cookie: t.cookie.to_text(),
+            tcp_mss: self.cfg.mss,
+            mss_was_set: false,
+            target_bitrate: p.bandwidth,
+            sock_bufsize: p.window.unwrap_or(0),
+            sndbuf_actual: t.data_spec.tx as u32,
+            rcvbuf_actual: t.data_spec.rx as u32,
+            protocol: "TCP",
+            num_streams: p.parallel,
+            blksize: p.len,
+            omit: p.omit,
+            duration: p.time,
+            bytes: p.num,
+            blocks: p.blockcount,
+            reverse: p.reverse,
+            bidir: p.bidirectional,
+            tos: p.tos.unwrap_or(0),
+            title: p.title.clone(),
+            extra_data: p.extra_data.clone(),
+            congestion: Some(t.congestion.name().to_string()),
+        };
+        self.reporter.test_start(info);
+        self.keep_listeners(sockets);
+    }
+
+    /// TEST_END: take the final sample, close the data streams, ask for the client's results.
+    fn end_running(&mut self, now: Instant, sockets: &mut SocketSet<'static>) {
+        let Some(t) = self.test.as_mut() else { return };
+        if let Some(m) = t.meas.as_mut() {
+            if let Some(rep) = m.finish(now) {
+                self.reporter.interval(rep);
+            }
+            t.end_secs = m.elapsed(now);
+            for s in &m.streams {
+                sockets.get_mut::<tcp::Socket>(s.handle).close();
+            }
+        }
+        t.safety_deadline = None;
+        t.out.push(&[ControlState::ExchangeResults.to_byte()]);
+        t.phase = Phase::Results(FrameReader::new(MAX_RESULTS_LEN));
+    }
+
+    fn exchange_results(&mut self, now: Instant, remote: TestResults, host: &mut dyn Host) -> Result<(), Stop> {
+        let Some(t) = self.test.as_mut() else { return Ok(()) };
+        let Some(m) = t.meas.as_ref() else { return Ok(()) };
+        let mut streams = Vec::with_capacity(m.streams.len());
+        for s in &m.streams {
+            let e = s.end_summary(t.end_secs, &remote.streams).map_err(|code| {
+                Stop::Fail(code, format!("the client's results lack stream id {}", s.id))
+            })?;
+            streams.push(e);
+        }
+        let wall = (now - m.started).total_micros().max(1) as f64;
+        let cpu_now = host.cpu_times();
+        let user = cpu_now.user_us.saturating_sub(t.cpu_start.user_us) as f64 * 100.0 / wall;
+        let system = cpu_now.system_us.saturating_sub(t.cpu_start.system_us) as f64 * 100.0 / wall;
+        let we_send = m.streams.iter().any(|s| s.sends);
+        let we_receive = m.streams.iter().any(|s| !s.sends);
+        let ours = Some(t.congestion.name().to_string());
+        let theirs = remote.congestion_used.clone();
+        self.reporter.test_end(TestEndInfo {
+            streams,
+            cpu: CpuUtil {
+                host_total: user + system,
+                host_user: user,
+                host_system: system,
+                remote_total: remote.cpu_util_total,
+                remote_user: remote.cpu_util_user,
+                remote_system: remote.cpu_util_system,
+            },
+            sender_tcp_congestion: if we_send { ours.clone() } else { theirs.clone() },
+            receiver_tcp_congestion: if we_receive { ours.clone() } else { theirs },
+        });
+        let mut results = TestResults {
+            cpu_util_total: user + system,
+            cpu_util_user: user,
+            cpu_util_system: system,
+            sender_has_retransmits: if we_send { 0 } else { -1 },
+            congestion_used: ours,
+            server_output_text: None,
+            server_output_json: None,
+            streams: m.streams.iter().map(|s| s.result(t.end_secs)).collect(),
+        };
+        if t.params.get_server_output {
+            if self.cfg.report.format == netstack::report::OutputFormat::Text {
+                results.server_output_text = Some(self.reporter.text_so_far());
+            } else {
+                results.server_output_json = Some(self.reporter.json_so_far());
+            }
+        }
+        t.out.push(&encode_frame(results.to_json().as_bytes()));
+        t.out.push(&[ControlState::DisplayResults.to_byte()]);
+        t.phase = Phase::AwaitDone;
+        Ok(())
+    }
+
+    // ---- ending a test -------------------------------------------------------------------
+
+    fn release(&mut self, now: Instant, sockets: &mut SocketSet<'static>, graceful: bool) -> Option<Test> {
+        let mut t = self.test.take()?;
+        let mut data: Vec<SocketHandle> = t.pending_streams.iter().map(|s| s.handle).collect();
+        if let Some(m) = &t.meas {
+            data.extend(m.streams.iter().map(|s| s.handle));
+        }
+        for h in data {
+            let sock = sockets.get_mut::<tcp::Socket>(h);
+            if graceful { sock.close() } else { sock.abort() }
+            self.closing.push(Closing { handle: h, out: Outbox::default(), since: now, close_sent: true });
+        }
+        let out = core::mem::take(&mut t.out);
+        self.closing.push(Closing { handle: t.ctrl, out, since: now, close_sent: false });
+        Some(t)
+    }
+
+    fn next_test(&mut self) {
+        self.reporter.finish();
+        self.tests_done += 1;
+        if self.cfg.one_off {
+            self.finished = true;
+        } else {
+            self.reporter.server_listening(self.cfg.port, self.tests_done + 1);
+        }
+    }
+
+    fn complete_test(&mut self, now: Instant, sockets: &mut SocketSet<'static>) {
+        self.release(now, sockets, true);
+        self.next_test();
+    }
+
+    /// The client broke the protocol: tell it why with SERVER_ERROR, then close.
+    fn fail_test(&mut self, now: Instant, code: ErrorCode, msg: &str, sockets: &mut SocketSet<'static>) {
+        self.reporter.error(msg);
+        if let Some(t) = self.test.as_mut() {
+            let mut frame = [0u8; 9];
+            frame[0] = ControlState::ServerError.to_byte();
+            frame[1..5].copy_from_slice(&code.0.to_be_bytes());
+            t.out.push(&frame);
+        }
+        self.release(now, sockets, false);
+        self.next_test();
+    }
+
+    /// The client vanished, stalled or terminated: drop everything and listen again.
+    fn abort_test(&mut self, now: Instant, msg: &str, sockets: &mut SocketSet<'static>) {
+        self.reporter.error(msg);
+        self.release(now, sockets, false);
+        self.next_test();
+    }
+
+    /// Flushes what closing sockets still have to say, sends FIN, discards late data, and
+    /// frees the socket once the peer is gone (or after [`LINGER`]).
+    fn reap_closing(&mut self, now: Instant, sockets: &mut SocketSet<'static>) {
+        let mut i = 0;
+        while i < self.closing.len() {
+            let c = &mut self.closing[i];
+            let sock = sockets.get_mut::<tcp::Socket>(c.handle);
+            let writable = c.out.flush(sock);
+            while sock.can_recv() {
+                if sock.recv(|b| (b.len(), ())).is_err() {
+                    break;
+                }
+            }
+            if !c.close_sent && (c.out.is_empty() || !writable) {
+                sock.close();
+                c.close_sent = true;
+            }
+            let gone = matches!(sock.state(), tcp::State::Closed | tcp::State::TimeWait);
+            if gone || now - c.since > LINGER {
+                let h = c.handle;
+                self.closing.swap_remove(i);
+                sockets.remove(h);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+enum Stop {
+    /// Protocol error: send SERVER_ERROR with this code.
+    Fail(ErrorCode, String),
+    /// The client went away or terminated.
+    Abort(String),
+    /// IPERF_DONE after DISPLAY_RESULTS.
+    Done,
+}
