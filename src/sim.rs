@@ -3,7 +3,7 @@
 //! seed, needs no root, and runs as fast as the CPU allows: a `-t 10` test is 10 s of virtual
 //! time, however long it takes to compute.
 
-use crate::{VERSION, congestion, parse_options, report_config};
+use crate::cli::{VERSION, congestion, parse_options, report_config};
 use anyhow::{Result, anyhow, bail};
 use netstack::host::{SimHost, SplitMix64};
 use netstack::options::{Mode, Options};
