@@ -6,6 +6,10 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+mod json;
+mod text;
+mod time;
+mod units;
 mod writer;
 
 pub use writer::Reporter;

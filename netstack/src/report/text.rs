@@ -1,0 +1,157 @@
+//! iperf3 3.12's text lines (its `iperf_locale.c` formats), as functions of already-formatted
+//! columns. Trailing blanks are part of iperf3's formats and kept, so output diffs clean
+//! against a stock iperf3.
+
+use super::CpuUtil;
+use super::units;
+use alloc::format;
+use alloc::string::String;
+
+pub const SEPARATOR: &str = "- - - - - - - - - - - - - - - - - - - - - - - - -\n";
+pub const OMITTED: &str = "(omitted)";
+pub const SENDER: &str = "sender";
+pub const RECEIVER: &str = "receiver";
+
+/// The interval header; `retr_cwnd` when the sender reports TCP details.
+pub fn interval_header(retr_cwnd: bool, bidir: bool) -> &'static str {
+    match (retr_cwnd, bidir) {
+        (true, false) => "[ ID] Interval           Transfer     Bitrate         Retr  Cwnd\n",
+        (true, true) => "[ ID][Role] Interval           Transfer     Bitrate         Retr  Cwnd\n",
+        (false, false) => "[ ID] Interval           Transfer     Bitrate\n",
+        (false, true) => "[ ID][Role] Interval           Transfer     Bitrate\n",
+    }
+}
+
+/// The end-summary header; `retr` when either side's sender reports retransmissions.
+pub fn summary_header(retr: bool, bidir: bool) -> &'static str {
+    match (retr, bidir) {
+        (true, false) => "[ ID] Interval           Transfer     Bitrate         Retr\n",
+        (true, true) => "[ ID][Role] Interval           Transfer     Bitrate         Retr\n",
+        (false, false) => "[ ID] Interval           Transfer     Bitrate\n",
+        (false, true) => "[ ID][Role] Interval           Transfer     Bitrate\n",
+    }
+}
+
+/// `[  5]` for a stream, `[SUM]` for sums.
+pub fn stream_id(socket: i32) -> String {
+    format!("[{socket:3}]")
+}
+
+pub const SUM_ID: &str = "[SUM]";
+
+/// The columns every report line shares.
+pub struct Columns<'a> {
+    /// `[  5]` or `[SUM]`.
+    pub id: &'a str,
+    /// `[TX-C]` and friends in bidir mode, else empty.
+    pub role: &'a str,
+    pub start: f64,
+    pub end: f64,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// `-f` letter.
+    pub unit: char,
+}
+
+impl Columns<'_> {
+    fn head(&self) -> String {
+        let rate = if self.seconds > 0.0 && self.seconds.is_finite() { self.bytes as f64 / self.seconds } else { 0.0 };
+        format!(
+            "{}{} {:6.2}-{:<6.2} sec  {}  {}",
+            self.id,
+            self.role,
+            finite(self.start),
+            finite(self.end),
+            units::transfer(self.bytes),
+            units::bitrate(rate, self.unit)
+        )
+    }
+}
+
+fn finite(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
+/// `report_bw_format`: no retransmission column.
+pub fn bw(c: &Columns, tail: &str) -> String {
+    format!("{}                  {tail}\n", c.head())
+}
+
+/// `report_bw_retrans_format` (and the `[SUM]` variant).
+pub fn bw_retrans(c: &Columns, retransmits: i64, tail: &str) -> String {
+    format!("{}  {retransmits:3}             {tail}\n", c.head())
+}
+
+/// `report_bw_retrans_cwnd_format`: the sender's interval line with TCP details.
+pub fn bw_retrans_cwnd(c: &Columns, retransmits: i64, cwnd: u64, tail: &str) -> String {
+    format!("{}  {retransmits:3}   {}       {tail}\n", c.head(), units::window(cwnd))
+}
+
+/// `report_cpu`.
+pub fn cpu(local_role: &str, remote_role: &str, c: &CpuUtil) -> String {
+    format!(
+        "CPU Utilization: local/{local_role} {:.1}% ({:.1}%u/{:.1}%s), remote/{remote_role} {:.1}% ({:.1}%u/{:.1}%s)\n",
+        finite(c.host_total),
+        finite(c.host_user),
+        finite(c.host_system),
+        finite(c.remote_total),
+        finite(c.remote_user),
+        finite(c.remote_system)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(id: &str, bytes: u64) -> Columns<'_> {
+        Columns { id, role: "", start: 0.0, end: 1.0, bytes, seconds: 1.0, unit: 'a' }
+    }
+
+    #[test]
+    fn lines_match_iperf3_reference_output() {
+        let id = stream_id(5);
+        let c = cols(&id, 12 * 1024 * 1024 + 300_000);
+        assert_eq!(
+            bw_retrans_cwnd(&c, 0, 1_174_405, ""),
+            "[  5]   0.00-1.00   sec  12.3 MBytes   103 Mbits/sec    0   1.12 MBytes       \n"
+        );
+        let c = Columns { id: SUM_ID, role: "", start: 0.0, end: 2.0, bytes: 50069504, seconds: 2.000094, unit: 'a' };
+        assert_eq!(
+            bw_retrans(&c, 0, SENDER),
+            "[SUM]   0.00-2.00   sec  47.8 MBytes   200 Mbits/sec    0             sender\n"
+        );
+        assert_eq!(
+            bw(&c, RECEIVER),
+            "[SUM]   0.00-2.00   sec  47.8 MBytes   200 Mbits/sec                  receiver\n"
+        );
+    }
+
+    #[test]
+    fn bidir_role_and_omitted_marker() {
+        let id = stream_id(7);
+        let c = Columns { id: &id, role: "[RX-C]", start: 10.0, end: 11.0, bytes: 0, seconds: 0.0, unit: 'a' };
+        assert_eq!(
+            bw(&c, OMITTED),
+            "[  7][RX-C]  10.00-11.00  sec  0.00 Bytes  0.00 bits/sec                  (omitted)\n"
+        );
+    }
+
+    #[test]
+    fn cpu_line() {
+        assert_eq!(
+            cpu(
+                SENDER,
+                RECEIVER,
+                &CpuUtil {
+                    host_total: 3.9975,
+                    host_user: 3.9975,
+                    remote_total: 0.789,
+                    remote_user: 0.789,
+                    ..Default::default()
+                }
+            ),
+            "CPU Utilization: local/sender 4.0% (4.0%u/0.0%s), remote/receiver 0.8% (0.8%u/0.0%s)\n"
+        );
+    }
+}
