@@ -21,11 +21,7 @@ const PLATFORM_NOTE: &str = "uniperf runs its own TCP/IP stack: give it a TAP de
 
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if args.first().map(String::as_str) == Some("sim") {
-        sim::run(&args[1..])
-    } else {
-        run(&args)
-    };
+    let result = if args.first().map(String::as_str) == Some("sim") { sim::run(&args[1..]) } else { run(&args) };
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -63,11 +59,18 @@ pub fn congestion(o: &Options) -> Congestion {
 }
 
 /// Microsecond clock since program start, for smoltcp.
+#[derive(Clone, Copy)]
 pub struct Clock(std::time::Instant);
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock(std::time::Instant::now())
+    }
+}
 
 impl Clock {
     pub fn new() -> Self {
-        Clock(std::time::Instant::now())
+        Self::default()
     }
     pub fn now(&self) -> Instant {
         Instant::from_micros(self.0.elapsed().as_micros() as i64)
@@ -158,7 +161,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             eprintln!("uniperf: ready: listening on {}:{}", ip.address(), o.port);
             loop {
                 let now = clock.now();
-                let mut progress = iface.poll(now, &mut dev, &mut sockets) != netstack::smoltcp::iface::PollResult::None;
+                let mut progress =
+                    iface.poll(now, &mut dev, &mut sockets) != netstack::smoltcp::iface::PollResult::None;
                 progress |= srv.poll(now, &mut sockets, &mut host);
                 out.write(&srv.take_output())?;
                 if srv.finished() {
@@ -179,9 +183,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             }
         }
         Some(Mode::Client(host_name)) => {
-            let server: Ipv4Address = host_name
-                .parse()
-                .with_context(|| format!("parameter error - '{host_name}' is not an IPv4 address (uniperf has no DNS resolver)"))?;
+            let server: Ipv4Address = host_name.parse().with_context(|| {
+                format!("parameter error - '{host_name}' is not an IPv4 address (uniperf has no DNS resolver)")
+            })?;
             let cfg = client::ClientConfig {
                 server: IpAddress::Ipv4(server),
                 server_name: host_name.clone(),
@@ -200,7 +204,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             let mut idle = IdleWait::default();
             loop {
                 let now = clock.now();
-                let mut progress = iface.poll(now, &mut dev, &mut sockets) != netstack::smoltcp::iface::PollResult::None;
+                let mut progress =
+                    iface.poll(now, &mut dev, &mut sockets) != netstack::smoltcp::iface::PollResult::None;
                 progress |= cl.poll(now, &mut iface, &mut sockets, &mut host);
                 out.write(&cl.take_output())?;
                 if let Some(outcome) = cl.outcome() {

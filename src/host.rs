@@ -8,6 +8,12 @@ pub struct LinuxHost {
     fallback: netstack::host::SplitMix64,
 }
 
+impl Default for LinuxHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LinuxHost {
     pub fn new() -> Self {
         let seed = std::time::SystemTime::now()
@@ -15,10 +21,7 @@ impl LinuxHost {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
             ^ (std::process::id() as u64) << 32;
-        LinuxHost {
-            urandom: std::fs::File::open("/dev/urandom").ok(),
-            fallback: netstack::host::SplitMix64(seed),
-        }
+        LinuxHost { urandom: std::fs::File::open("/dev/urandom").ok(), fallback: netstack::host::SplitMix64(seed) }
     }
 }
 

@@ -189,7 +189,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let r = simulate(&o)?;
     print!("{}", r.output);
     let pct = |s: &netstack::sim::LinkStats| {
-        if s.frames_sent == 0 { 0.0 } else { 100.0 * (s.frames_lost + s.frames_queue_dropped) as f64 / s.frames_sent as f64 }
+        if s.frames_sent == 0 {
+            0.0
+        } else {
+            100.0 * (s.frames_lost + s.frames_queue_dropped) as f64 / s.frames_sent as f64
+        }
     };
     eprintln!(
         "uniperf sim: {:.3} s virtual; link to server: {} frames, {} lost, {} queue drops ({:.3}%); \

@@ -12,8 +12,7 @@ use alloc::vec::Vec;
 use netstack::conn::{Outbox, read_some};
 use netstack::host::{CpuTimes, Host};
 use netstack::proto::{
-    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_RESULTS_LEN, TestParams,
-    TestResults, encode_frame,
+    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_RESULTS_LEN, TestParams, TestResults, encode_frame,
 };
 use netstack::report::{ConnectedStream, CpuUtil, ReportConfig, Reporter, TestEndInfo, TestStartInfo};
 use netstack::smoltcp::iface::{Interface, SocketHandle, SocketSet};
@@ -95,12 +94,8 @@ impl Client {
         let mut cookie_bytes = [0u8; COOKIE_LEN - 1];
         cookie_bytes.copy_from_slice(&random[..COOKIE_LEN - 1]);
         let port_seed = u16::from_le_bytes([random[36], random[37]]);
-        let congestion = cfg
-            .params
-            .congestion
-            .as_deref()
-            .and_then(|n| Congestion::parse(n).ok())
-            .unwrap_or(cfg.congestion);
+        let congestion =
+            cfg.params.congestion.as_deref().and_then(|n| Congestion::parse(n).ok()).unwrap_or(cfg.congestion);
         let p = &cfg.params;
         let total = p.total_streams();
         let mut reporter = Reporter::new(cfg.report.clone());
@@ -165,7 +160,7 @@ impl Client {
 
     fn alloc_port(&mut self) -> u16 {
         let p = self.next_port;
-        self.next_port = if p >= 65535 { 49152 } else { p + 1 };
+        self.next_port = if p == u16::MAX { 49152 } else { p + 1 };
         p
     }
 
@@ -272,10 +267,7 @@ impl Client {
             }
         }
         if now - self.last_progress > self.cfg.stall_timeout {
-            return Err(format!(
-                "the server did not respond for {} s",
-                self.cfg.stall_timeout.secs()
-            ));
+            return Err(format!("the server did not respond for {} s", self.cfg.stall_timeout.secs()));
         }
         Ok(progress)
     }
@@ -328,9 +320,8 @@ impl Client {
         sockets: &mut SocketSet<'static>,
         host: &mut dyn Host,
     ) -> Result<(), String> {
-        let state = ControlState::from_byte(byte).ok_or_else(|| {
-            format!("{} (byte {byte:#04x})", ErrorCode::MESSAGE.message())
-        })?;
+        let state = ControlState::from_byte(byte)
+            .ok_or_else(|| format!("{} (byte {byte:#04x})", ErrorCode::MESSAGE.message()))?;
         match state {
             ControlState::ParamExchange => {
                 let json = self.cfg.params.to_json();
@@ -394,7 +385,9 @@ impl Client {
                     self.connecting = None;
                     self.last_progress = now;
                 }
-                tcp::State::Closed => return Err(format!("{}: connection refused", ErrorCode::STREAM_CONNECT.message())),
+                tcp::State::Closed => {
+                    return Err(format!("{}: connection refused", ErrorCode::STREAM_CONNECT.message()));
+                }
                 _ => return Ok(false),
             }
         }
@@ -472,9 +465,10 @@ impl Client {
         if let Some(limit) = self.time_limit() {
             return now >= limit;
         }
-        let (sent, received) = m.streams.iter().fold((0u64, 0u64), |(s, r), st| {
-            if st.sends { (s + st.total_bytes, r) } else { (s, r + st.total_bytes) }
-        });
+        let (sent, received) = m
+            .streams
+            .iter()
+            .fold((0u64, 0u64), |(s, r), st| if st.sends { (s + st.total_bytes, r) } else { (s, r + st.total_bytes) });
         if p.num > 0 {
             return sent >= p.num || received >= p.num;
         }
@@ -527,9 +521,9 @@ impl Client {
         let Some(m) = &self.meas else { return Err("results before the test ran".into()) };
         let mut streams = Vec::with_capacity(m.streams.len());
         for s in &m.streams {
-            streams.push(s.end_summary(self.end_secs, &remote.streams).map_err(|c| {
-                format!("{} ({})", c.message(), s.id)
-            })?);
+            streams.push(
+                s.end_summary(self.end_secs, &remote.streams).map_err(|c| format!("{} ({})", c.message(), s.id))?,
+            );
         }
         let we_send = m.streams.iter().any(|s| s.sends);
         let we_receive = m.streams.iter().any(|s| !s.sends);
@@ -589,7 +583,8 @@ impl Client {
         match self.ctrl {
             Some(h) => {
                 let s = sockets.get::<tcp::Socket>(h);
-                !self.out.is_empty() || (s.send_queue() > 0 && s.may_send())
+                !self.out.is_empty()
+                    || (s.send_queue() > 0 && s.may_send())
                     || matches!(s.state(), tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck)
             }
             None => false,

@@ -59,10 +59,22 @@ const SPECS: &[Spec] = &[
     opt(Some('v'), "version", None, Both, "show version information and quit"),
     opt(Some('h'), "help", None, Both, "show this message and quit"),
     opt(Some('1'), "one-off", None, Server, "handle one client connection then exit"),
-    opt(None, "idle-timeout", Some("SECS"), Server, "drop a stalled client and go back to listening after SECS (default 10)"),
+    opt(
+        None,
+        "idle-timeout",
+        Some("SECS"),
+        Server,
+        "drop a stalled client and go back to listening after SECS (default 10)",
+    ),
     opt(Some('u'), "udp", None, Client, "use UDP rather than TCP (not implemented yet)"),
     opt(None, "connect-timeout", Some("MS"), Client, "timeout for control connection setup (ms)"),
-    opt(Some('b'), "bitrate", Some("RATE[/BURST]"), Client, "target bitrate in bits/sec per stream (0 = unlimited, the TCP default)"),
+    opt(
+        Some('b'),
+        "bitrate",
+        Some("RATE[/BURST]"),
+        Client,
+        "target bitrate in bits/sec per stream (0 = unlimited, the TCP default)",
+    ),
     opt(None, "bandwidth", Some("RATE[/BURST]"), Client, "alias of --bitrate"),
     opt(Some('t'), "time", Some("SECS"), Client, "time in seconds to transmit for (default 10)"),
     opt(Some('n'), "bytes", Some("SIZE"), Client, "number of bytes to transmit (instead of -t)"),
@@ -205,9 +217,8 @@ pub fn parse_ipv4(name: &str, v: &str) -> Result<Ipv4Address, String> {
 }
 
 fn parse_cidr(name: &str, v: &str) -> Result<Ipv4Cidr, String> {
-    let (a, p) = v
-        .split_once('/')
-        .ok_or_else(|| format!("option --{name}: '{v}' needs a prefix length, e.g. 198.18.0.2/24"))?;
+    let (a, p) =
+        v.split_once('/').ok_or_else(|| format!("option --{name}: '{v}' needs a prefix length, e.g. 198.18.0.2/24"))?;
     let addr = parse_ipv4(name, a)?;
     let prefix: u8 = num(name, p)?;
     if prefix > 32 {
@@ -239,14 +250,13 @@ impl Options {
                     (None, Some(_)) => return Err(format!("option '--{name}' takes no value")),
                     (None, None) => None,
                     (Some(_), Some(v)) => Some(v),
-                    (Some(meta), None) => Some(
-                        it.next().ok_or_else(|| format!("option '--{name}' needs a value ({meta})"))?,
-                    ),
+                    (Some(meta), None) => {
+                        Some(it.next().ok_or_else(|| format!("option '--{name}' needs a value ({meta})"))?)
+                    }
                 };
                 o.apply(spec, value)?;
             } else if let Some(shorts) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
-                let mut chars = shorts.char_indices();
-                while let Some((i, c)) = chars.next() {
+                for (i, c) in shorts.char_indices() {
                     let spec = SPECS
                         .iter()
                         .find(|s| s.short == Some(c))
@@ -329,9 +339,7 @@ impl Options {
                 self.time = Some(t);
             }
             "bytes" => self.bytes = Some(parse_size(val).map_err(|e| format!("option --bytes: {e}"))?),
-            "blockcount" => {
-                self.blocks = Some(parse_size(val).map_err(|e| format!("option --blockcount: {e}"))?)
-            }
+            "blockcount" => self.blocks = Some(parse_size(val).map_err(|e| format!("option --blockcount: {e}"))?),
             "length" => {
                 let l = size_u32(name, val)?;
                 if l == 0 || l > MAX_TCP_BLKSIZE {

@@ -92,10 +92,7 @@ impl LinkConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.loss) {
             // NaN fails `contains` too.
-            return Err(format!(
-                "loss must be a probability between 0 and 1, got {}",
-                self.loss
-            ));
+            return Err(format!("loss must be a probability between 0 and 1, got {}", self.loss));
         }
         if !(MIN_MTU..=MAX_MTU).contains(&self.mtu) {
             return Err(format!(
@@ -104,22 +101,13 @@ impl LinkConfig {
             ));
         }
         if self.rate_bps == Some(0) {
-            return Err(String::from(
-                "rate_bps must be positive (use None for an unlimited rate)",
-            ));
+            return Err(String::from("rate_bps must be positive (use None for an unlimited rate)"));
         }
         if self.delay > MAX_DELAY {
-            return Err(format!(
-                "delay must be at most {} s, got {} ms",
-                MAX_DELAY.secs(),
-                self.delay.total_millis()
-            ));
+            return Err(format!("delay must be at most {} s, got {} ms", MAX_DELAY.secs(), self.delay.total_millis()));
         }
         if self.drop_log_capacity > MAX_DROP_LOG {
-            return Err(format!(
-                "drop_log_capacity must be at most {MAX_DROP_LOG}, got {}",
-                self.drop_log_capacity
-            ));
+            return Err(format!("drop_log_capacity must be at most {MAX_DROP_LOG}, got {}", self.drop_log_capacity));
         }
         Ok(())
     }
@@ -338,8 +326,7 @@ impl Lane {
                 if must_wait {
                     self.waiting.push_back((start, len));
                     self.waiting_bytes += len;
-                    self.stats.max_queue_bytes =
-                        self.stats.max_queue_bytes.max(self.waiting_bytes as u64);
+                    self.stats.max_queue_bytes = self.stats.max_queue_bytes.max(self.waiting_bytes as u64);
                 }
                 let serialization = u128::from(len64).saturating_mul(8_000_000);
                 self.busy_until = start.saturating_add(serialization);
@@ -355,9 +342,7 @@ impl Lane {
             return;
         }
 
-        let arrival_us = departure_us
-            .saturating_add(self.delay_us)
-            .max(self.last_arrival_us);
+        let arrival_us = departure_us.saturating_add(self.delay_us).max(self.last_arrival_us);
         self.last_arrival_us = arrival_us;
         self.in_flight.push_back(InFlight { arrival_us, buf });
     }
@@ -403,10 +388,7 @@ impl SimLink {
     pub fn asymmetric(a_to_b: LinkConfig, b_to_a: LinkConfig) -> Result<SimLink, String> {
         a_to_b.validate().map_err(|e| format!("A->B: {e}"))?;
         b_to_a.validate().map_err(|e| format!("B->A: {e}"))?;
-        Ok(SimLink {
-            a_to_b: Lane::new(a_to_b, Direction::AtoB),
-            b_to_a: Lane::new(b_to_a, Direction::BtoA),
-        })
+        Ok(SimLink { a_to_b: Lane::new(a_to_b, Direction::AtoB), b_to_a: Lane::new(b_to_a, Direction::BtoA) })
     }
 
     /// The device an interface at `end` polls with. Borrow it afresh for each `poll`.
@@ -493,21 +475,12 @@ impl Device for Port<'_> {
         if !due {
             return None;
         }
-        Some((
-            PortRxToken { lane: self.rx },
-            PortTxToken {
-                lane: self.tx,
-                now: timestamp,
-            },
-        ))
+        Some((PortRxToken { lane: self.rx }, PortTxToken { lane: self.tx, now: timestamp }))
     }
 
     fn transmit(&mut self, timestamp: Instant) -> Option<PortTxToken<'_>> {
         // Never back-pressure: a full bottleneck drops, as a real switch port would.
-        Some(PortTxToken {
-            lane: self.tx,
-            now: timestamp,
-        })
+        Some(PortTxToken { lane: self.tx, now: timestamp })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -515,11 +488,8 @@ impl Device for Port<'_> {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.tx.cfg.mtu;
         caps.max_burst_size = None;
-        caps.checksum = if self.tx.cfg.checksums {
-            ChecksumCapabilities::default()
-        } else {
-            ChecksumCapabilities::ignored()
-        };
+        caps.checksum =
+            if self.tx.cfg.checksums { ChecksumCapabilities::default() } else { ChecksumCapabilities::ignored() };
         caps
     }
 }
@@ -600,19 +570,13 @@ mod tests {
 
     #[test]
     fn sim_frame_arrives_after_delay_in_order() {
-        let cfg = LinkConfig {
-            delay: Duration::from_millis(10),
-            ..LinkConfig::default()
-        };
+        let cfg = LinkConfig { delay: Duration::from_millis(10), ..LinkConfig::default() };
         let mut link = SimLink::new(cfg).unwrap();
         send_frame(&mut link, End::A, ms(0), 100, 1);
         send_frame(&mut link, End::A, ms(1), 100, 2);
         send_frame(&mut link, End::B, ms(2), 60, 9);
         assert_eq!(link.next_arrival(), Some(ms(10)));
-        assert_eq!(
-            recv_frame(&mut link, End::B, Instant::from_micros(9_999)),
-            None
-        );
+        assert_eq!(recv_frame(&mut link, End::B, Instant::from_micros(9_999)), None);
         // Port A receives only what B sent, and nothing before it is due.
         assert_eq!(recv_frame(&mut link, End::A, ms(10)), None);
         assert_eq!(recv_frame(&mut link, End::B, ms(10)), Some((1, 100)));
@@ -622,21 +586,14 @@ mod tests {
         assert_eq!(recv_frame(&mut link, End::A, ms(12)), Some((9, 60)));
         assert_eq!(link.next_arrival(), None);
         let s = link.stats(Direction::AtoB);
-        assert_eq!(
-            (s.frames_sent, s.frames_delivered, s.bytes_delivered),
-            (2, 2, 200)
-        );
+        assert_eq!((s.frames_sent, s.frames_delivered, s.bytes_delivered), (2, 2, 200));
         assert_eq!(link.stats(Direction::BtoA).frames_delivered, 1);
     }
 
     #[test]
     fn sim_rate_serializes_back_to_back() {
         // 1500 bytes at 1.2 Mbit/s is exactly 10 ms on the wire.
-        let cfg = LinkConfig {
-            delay: Duration::from_millis(5),
-            rate_bps: Some(1_200_000),
-            ..LinkConfig::default()
-        };
+        let cfg = LinkConfig { delay: Duration::from_millis(5), rate_bps: Some(1_200_000), ..LinkConfig::default() };
         let mut link = SimLink::new(cfg).unwrap();
         for i in 0..5 {
             send_frame(&mut link, End::A, ms(0), 1500, i);
@@ -644,10 +601,7 @@ mod tests {
         for i in 0..5u8 {
             let due = ms(5 + 10 * (i64::from(i) + 1));
             assert_eq!(link.next_arrival(), Some(due));
-            assert_eq!(
-                recv_frame(&mut link, End::B, due - Duration::from_micros(1)),
-                None
-            );
+            assert_eq!(recv_frame(&mut link, End::B, due - Duration::from_micros(1)), None);
             assert_eq!(recv_frame(&mut link, End::B, due), Some((i, 1500)));
         }
         // An idle link sends at once again.
@@ -655,10 +609,7 @@ mod tests {
         assert_eq!(link.next_arrival(), Some(ms(215)));
         // Sub-µs serialization times add up exactly, with no rounding per frame: each frame
         // below takes 1/3 µs.
-        let cfg = LinkConfig {
-            rate_bps: Some(3_000_000_000),
-            ..LinkConfig::default()
-        };
+        let cfg = LinkConfig { rate_bps: Some(3_000_000_000), ..LinkConfig::default() };
         let mut link = SimLink::new(cfg).unwrap();
         for _ in 0..3000 {
             send_frame(&mut link, End::A, ms(0), 125, 0);
@@ -674,11 +625,7 @@ mod tests {
 
     #[test]
     fn sim_queue_overflow_tail_drops() {
-        let cfg = LinkConfig {
-            rate_bps: Some(1_000_000),
-            queue_bytes: 3028,
-            ..LinkConfig::default()
-        };
+        let cfg = LinkConfig { rate_bps: Some(1_000_000), queue_bytes: 3028, ..LinkConfig::default() };
         let mut link = SimLink::new(cfg).unwrap();
         for i in 0..10 {
             send_frame(&mut link, End::A, ms(0), 1514, i);
@@ -691,10 +638,7 @@ mod tests {
         assert_eq!(link.frames_in_flight(Direction::AtoB), 3);
         let log: Vec<_> = link.drop_log(Direction::AtoB).collect();
         assert_eq!(log.len(), 7);
-        assert!(
-            log.iter()
-                .all(|d| d.cause == DropCause::QueueOverflow && d.frame_len == 1514)
-        );
+        assert!(log.iter().all(|d| d.cause == DropCause::QueueOverflow && d.frame_len == 1514));
         assert_eq!(log[0].head()[0], 3, "the tail is dropped, not the head");
         // Once the first frame is clocked out (12.112 ms), one more fits.
         send_frame(&mut link, End::A, Instant::from_micros(12_112), 1514, 20);
@@ -706,11 +650,7 @@ mod tests {
         }
         assert_eq!(got, [0, 1, 2, 20]);
         // Queue size 0: only the frame on the wire, nothing waits.
-        let cfg = LinkConfig {
-            rate_bps: Some(1_000_000),
-            queue_bytes: 0,
-            ..LinkConfig::default()
-        };
+        let cfg = LinkConfig { rate_bps: Some(1_000_000), queue_bytes: 0, ..LinkConfig::default() };
         let mut link = SimLink::new(cfg).unwrap();
         for i in 0..3 {
             send_frame(&mut link, End::B, ms(0), 1000, i);
@@ -722,12 +662,7 @@ mod tests {
     fn sim_loss_rate_is_binomial_and_per_seed() {
         const N: u64 = 100_000;
         let run = |seed: u64, loss: f64| {
-            let cfg = LinkConfig {
-                loss,
-                seed,
-                drop_log_capacity: 16,
-                ..LinkConfig::default()
-            };
+            let cfg = LinkConfig { loss, seed, drop_log_capacity: 16, ..LinkConfig::default() };
             let mut link = SimLink::new(cfg).unwrap();
             for i in 0..N {
                 let t = Instant::from_micros(i as i64);
@@ -735,41 +670,25 @@ mod tests {
                 let _ = recv_frame(&mut link, End::B, t);
             }
             let log: Vec<Instant> = link.drop_log(Direction::AtoB).map(|d| d.at).collect();
-            (
-                link.stats(Direction::AtoB),
-                log,
-                link.a_to_b.buffers_allocated,
-            )
+            (link.stats(Direction::AtoB), log, link.a_to_b.buffers_allocated)
         };
         let (s, log, allocated) = run(1, 0.01);
         // Mean 1000, standard deviation ~31.5: allow five.
         assert!(s.frames_lost.abs_diff(1000) < 160, "lost {}", s.frames_lost);
         assert_eq!(s.frames_delivered + s.frames_lost, N);
-        assert_eq!(
-            s.drops_unlogged,
-            s.frames_lost - 16,
-            "the log keeps the newest 16"
-        );
+        assert_eq!(s.drops_unlogged, s.frames_lost - 16, "the log keeps the newest 16");
         assert_eq!(allocated, 1, "one buffer, recycled for every frame");
         assert_eq!(run(1, 0.01).1, log, "same seed, same drops");
         assert_ne!(run(2, 0.01).1, log, "different seed, different drops");
         let (fine, _, _) = run(7, 0.001);
-        assert!(
-            fine.frames_lost.abs_diff(100) < 50,
-            "lost {}",
-            fine.frames_lost
-        );
+        assert!(fine.frames_lost.abs_diff(100) < 50, "lost {}", fine.frames_lost);
         assert_eq!(run(3, 1.0).0.frames_delivered, 0);
         assert_eq!(run(3, 0.0).0.frames_lost, 0);
     }
 
     #[test]
     fn sim_directions_draw_independently() {
-        let cfg = LinkConfig {
-            loss: 0.5,
-            seed: 9,
-            ..LinkConfig::default()
-        };
+        let cfg = LinkConfig { loss: 0.5, seed: 9, ..LinkConfig::default() };
         let pattern = |busy_other_way: bool| {
             let mut link = SimLink::new(cfg.clone()).unwrap();
             for i in 0..200 {
@@ -778,9 +697,7 @@ mod tests {
                     send_frame(&mut link, End::B, ms(i), 64, 0);
                 }
             }
-            link.drop_log(Direction::AtoB)
-                .map(|d| d.at)
-                .collect::<Vec<_>>()
+            link.drop_log(Direction::AtoB).map(|d| d.at).collect::<Vec<_>>()
         };
         assert_eq!(pattern(false), pattern(true));
         let mut link = SimLink::new(cfg.clone()).unwrap();
@@ -795,12 +712,7 @@ mod tests {
 
     #[test]
     fn sim_survives_odd_input() {
-        let cfg = LinkConfig {
-            delay: MAX_DELAY,
-            rate_bps: Some(1),
-            queue_bytes: 0,
-            ..LinkConfig::default()
-        };
+        let cfg = LinkConfig { delay: MAX_DELAY, rate_bps: Some(1), queue_bytes: 0, ..LinkConfig::default() };
         let mut link = SimLink::new(cfg).unwrap();
         send_frame(&mut link, End::A, Instant::from_micros(i64::MAX), 0, 0);
         send_frame(&mut link, End::A, Instant::from_micros(i64::MIN), 70_000, 0);
@@ -840,10 +752,7 @@ mod tests {
         bad(|c| c.mtu = 65536, "mtu");
         bad(|c| c.rate_bps = Some(0), "rate_bps");
         bad(|c| c.delay = Duration::from_secs(3601), "delay");
-        bad(
-            |c| c.drop_log_capacity = MAX_DROP_LOG + 1,
-            "drop_log_capacity",
-        );
+        bad(|c| c.drop_log_capacity = MAX_DROP_LOG + 1, "drop_log_capacity");
         assert_eq!(LinkConfig::default().validate(), Ok(()));
         let edge = LinkConfig {
             loss: 1.0,
@@ -867,34 +776,20 @@ mod tests {
     }
 
     impl Node {
-        fn new(
-            link: &mut SimLink,
-            end: End,
-            host: u8,
-            buf: usize,
-            cc: tcp::CongestionControl,
-        ) -> Node {
+        fn new(link: &mut SimLink, end: End, host: u8, buf: usize, cc: tcp::CongestionControl) -> Node {
             let mac = EthernetAddress([0x02, 0, 0, 0, 0, host]);
             let mut config = Config::new(HardwareAddress::Ethernet(mac));
             config.random_seed = u64::from(host);
             let mut iface = Interface::new(config, &mut link.port(end), Instant::ZERO);
             iface.update_ip_addrs(|addrs| {
-                addrs
-                    .push(IpCidr::new(IpAddress::v4(198, 18, 0, host), 24))
-                    .unwrap();
+                addrs.push(IpCidr::new(IpAddress::v4(198, 18, 0, host), 24)).unwrap();
             });
-            let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; buf]),
-                tcp::SocketBuffer::new(vec![0; buf]),
-            );
+            let mut socket =
+                tcp::Socket::new(tcp::SocketBuffer::new(vec![0; buf]), tcp::SocketBuffer::new(vec![0; buf]));
             socket.set_congestion_control(cc);
             let mut sockets = SocketSet::new(Vec::new());
             let tcp = sockets.add(socket);
-            Node {
-                iface,
-                sockets,
-                tcp,
-            }
+            Node { iface, sockets, tcp }
         }
 
         fn socket(&mut self) -> &mut tcp::Socket<'static> {
@@ -916,30 +811,21 @@ mod tests {
             let client = Node::new(&mut link, End::A, 1, buf, cc);
             let mut server = Node::new(&mut link, End::B, 2, buf, cc);
             server.socket().listen(SERVER_PORT).unwrap();
-            Pair {
-                link,
-                client,
-                server,
-                now: Instant::ZERO,
-            }
+            Pair { link, client, server, now: Instant::ZERO }
         }
 
         fn connect(&mut self) {
             let remote = (IpAddress::v4(198, 18, 0, 2), SERVER_PORT);
             let socket = self.client.sockets.get_mut::<tcp::Socket>(self.client.tcp);
-            socket
-                .connect(self.client.iface.context(), remote, 49152)
-                .unwrap();
+            socket.connect(self.client.iface.context(), remote, 49152).unwrap();
         }
 
         fn poll(&mut self) {
             let now = self.now;
             let c = &mut self.client;
-            c.iface
-                .poll(now, &mut self.link.port(End::A), &mut c.sockets);
+            c.iface.poll(now, &mut self.link.port(End::A), &mut c.sockets);
             let s = &mut self.server;
-            s.iface
-                .poll(now, &mut self.link.port(End::B), &mut s.sockets);
+            s.iface.poll(now, &mut self.link.port(End::B), &mut s.sockets);
         }
 
         /// Moves the clock to the next event; false if nothing is pending.
@@ -1024,16 +910,10 @@ mod tests {
             if received == total {
                 break;
             }
-            assert!(
-                p.now < Instant::from_secs(600),
-                "stuck at {received} of {total} bytes"
-            );
+            assert!(p.now < Instant::from_secs(600), "stuck at {received} of {total} bytes");
             // The app may have queued data: poll again at once before letting time pass.
             p.poll();
-            assert!(
-                p.advance(),
-                "no event pending at {received} of {total} bytes"
-            );
+            assert!(p.advance(), "no event pending at {received} of {total} bytes");
         }
         assert_eq!(received, total, "ran out of iterations");
         let drops = [Direction::AtoB, Direction::BtoA]
@@ -1054,10 +934,7 @@ mod tests {
     #[test]
     fn sim_tcp_handshake_takes_the_round_trips() {
         let d = Duration::from_millis(20);
-        let cfg = LinkConfig {
-            delay: d,
-            ..LinkConfig::default()
-        };
+        let cfg = LinkConfig { delay: d, ..LinkConfig::default() };
         let mut p = Pair::new(cfg, 8192, tcp::CongestionControl::Reno);
         p.connect();
         let (mut client_up, mut server_up) = (None, None);
@@ -1084,21 +961,12 @@ mod tests {
         p.now = start;
         p.client.socket().abort();
         p.poll();
-        let listener = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; 8192]),
-            tcp::SocketBuffer::new(vec![0; 8192]),
-        );
+        let listener = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 8192]), tcp::SocketBuffer::new(vec![0; 8192]));
         let second = p.server.sockets.add(listener);
-        p.server
-            .sockets
-            .get_mut::<tcp::Socket>(second)
-            .listen(SERVER_PORT + 1)
-            .unwrap();
+        p.server.sockets.get_mut::<tcp::Socket>(second).listen(SERVER_PORT + 1).unwrap();
         let remote = (IpAddress::v4(198, 18, 0, 2), SERVER_PORT + 1);
         let client = p.client.sockets.get_mut::<tcp::Socket>(p.client.tcp);
-        client
-            .connect(p.client.iface.context(), remote, 49153)
-            .unwrap();
+        client.connect(p.client.iface.context(), remote, 49153).unwrap();
         let mut up = None;
         for _ in 0..1000 {
             p.poll();
@@ -1123,29 +991,16 @@ mod tests {
         let total = 3_000_000;
         let t = transfer(cfg, 64 * 1024, tcp::CongestionControl::Reno, total);
         assert_eq!(t.ab.frames_queue_dropped + t.ab.frames_lost, 0);
-        let bits_per_sec = |bytes: usize, from: Instant, to: Instant| {
-            bytes as f64 * 8.0 / ((to - from).total_micros() as f64 / 1e6)
-        };
+        let bits_per_sec =
+            |bytes: usize, from: Instant, to: Instant| bytes as f64 * 8.0 / ((to - from).total_micros() as f64 / 1e6);
         let goodput = bits_per_sec(t.received, t.first_byte, t.last_byte);
         let steady = bits_per_sec(t.received - total / 2, t.half_byte, t.last_byte);
         // Payload is 1460 of every 1514 bytes on the wire, so the ceiling is 96.4 % of rate.
         let ceiling = rate as f64 * 1460.0 / 1514.0;
-        assert!(
-            goodput <= ceiling * 1.001,
-            "goodput {goodput} above {ceiling}"
-        );
-        assert!(
-            steady <= ceiling * 1.001,
-            "steady goodput {steady} above {ceiling}"
-        );
-        assert!(
-            goodput >= 0.9 * rate as f64,
-            "goodput {goodput} too far below {rate}"
-        );
-        assert!(
-            steady >= 0.95 * ceiling,
-            "steady goodput {steady} too far below {ceiling}"
-        );
+        assert!(goodput <= ceiling * 1.001, "goodput {goodput} above {ceiling}");
+        assert!(steady <= ceiling * 1.001, "steady goodput {steady} above {ceiling}");
+        assert!(goodput >= 0.9 * rate as f64, "goodput {goodput} too far below {rate}");
+        assert!(steady >= 0.95 * ceiling, "steady goodput {steady} too far below {ceiling}");
         // The wire never carried more than the rate allows.
         let wire_secs = t.last_byte.total_micros() as f64 / 1e6;
         assert!((t.ab.bytes_delivered * 8) as f64 <= rate as f64 * wire_secs);
@@ -1153,12 +1008,7 @@ mod tests {
 
     #[test]
     fn sim_tcp_delivers_everything_through_loss() {
-        let cfg = LinkConfig {
-            delay: Duration::from_millis(2),
-            loss: 0.01,
-            seed: 42,
-            ..LinkConfig::default()
-        };
+        let cfg = LinkConfig { delay: Duration::from_millis(2), loss: 0.01, seed: 42, ..LinkConfig::default() };
         let t = transfer(cfg, 32 * 1024, tcp::CongestionControl::Reno, 600_000);
         assert_eq!(t.received, 600_000);
         assert!(t.ab.frames_lost > 0, "{:?}", t.ab);
@@ -1166,16 +1016,8 @@ mod tests {
         let n = t.ab.frames_sent - t.ab.frames_queue_dropped;
         let expected = n as f64 * 0.01;
         let sd = (n as f64 * 0.01 * 0.99).sqrt();
-        assert!(
-            (t.ab.frames_lost as f64 - expected).abs() <= 4.0 * sd + 1.0,
-            "lost {} of {n}",
-            t.ab.frames_lost
-        );
-        assert_eq!(
-            t.drops.len() as u64,
-            t.ab.frames_lost + t.ba.frames_lost,
-            "every loss is logged"
-        );
+        assert!((t.ab.frames_lost as f64 - expected).abs() <= 4.0 * sd + 1.0, "lost {} of {n}", t.ab.frames_lost);
+        assert_eq!(t.drops.len() as u64, t.ab.frames_lost + t.ba.frames_lost, "every loss is logged");
     }
 
     #[test]

@@ -28,12 +28,7 @@ pub struct NetConfig {
 }
 
 /// Builds an Ethernet interface with one IPv4 address and an optional default route.
-pub fn build_interface<D: Device + ?Sized>(
-    device: &mut D,
-    net: &NetConfig,
-    now: Instant,
-    seed: u64,
-) -> Interface {
+pub fn build_interface<D: Device + ?Sized>(device: &mut D, net: &NetConfig, now: Instant, seed: u64) -> Interface {
     let mut config = Config::new(HardwareAddress::Ethernet(net.mac));
     config.random_seed = seed;
     let mut iface = Interface::new(config, device, now);
@@ -75,9 +70,9 @@ impl Congestion {
             "reno" => Ok(Congestion::Reno),
             "cubic" if cfg!(feature = "std") => Ok(Congestion::Cubic),
             "cubic" => Err("cubic is not available in this build (smoltcp's Cubic needs std); use reno or none".into()),
-            other => Err(alloc::format!(
-                "unsupported congestion control algorithm '{other}' (supported: reno, cubic, none)"
-            )),
+            other => {
+                Err(alloc::format!("unsupported congestion control algorithm '{other}' (supported: reno, cubic, none)"))
+            }
         }
     }
 

@@ -230,8 +230,7 @@ fn secs(d: smoltcp::time::Duration) -> f64 {
 impl Measurement {
     pub fn new(streams: Vec<DataStream>, now: smoltcp::time::Instant, omit_secs: u32, interval_secs: f64) -> Self {
         use smoltcp::time::Duration;
-        let interval =
-            (interval_secs > 0.0).then(|| Duration::from_micros((interval_secs * 1e6) as u64));
+        let interval = (interval_secs > 0.0).then(|| Duration::from_micros((interval_secs * 1e6) as u64));
         let omit_until = (omit_secs > 0).then(|| now + Duration::from_secs(omit_secs as u64));
         let mut m = Measurement {
             streams,

@@ -12,12 +12,10 @@ use alloc::vec::Vec;
 use netstack::conn::{Outbox, read_some};
 use netstack::host::{CpuTimes, Host};
 use netstack::proto::{
-    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN,
-    TestParams, TestResults, encode_frame,
+    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN, TestParams, TestResults,
+    encode_frame,
 };
-use netstack::report::{
-    ConnectedStream, CpuUtil, ReportConfig, Reporter, TestEndInfo, TestStartInfo,
-};
+use netstack::report::{ConnectedStream, CpuUtil, ReportConfig, Reporter, TestEndInfo, TestStartInfo};
 use netstack::smoltcp::iface::{SocketHandle, SocketSet};
 use netstack::smoltcp::socket::tcp;
 use netstack::smoltcp::time::{Duration, Instant};
@@ -227,8 +225,10 @@ impl Server {
             let n = read_some(sock, &mut p.cookie[p.got..]);
             p.got += n;
             progress |= n > 0;
-            let dead = !sock.is_active() || (sock.state() != tcp::State::Established && !sock.can_recv()
-                && !matches!(sock.state(), tcp::State::SynReceived));
+            let dead = !sock.is_active()
+                || (sock.state() != tcp::State::Established
+                    && !sock.can_recv()
+                    && !matches!(sock.state(), tcp::State::SynReceived));
             if p.got < COOKIE_LEN {
                 if dead || now - p.since > self.cfg.idle_timeout {
                     let h = p.handle;
@@ -265,11 +265,7 @@ impl Server {
                 let index = t.pending_streams.len();
                 // The client opens its sending streams first: in bidir the first N accepted
                 // are ours to receive on, the next N ours to send on.
-                let sends = if t.params.bidirectional {
-                    index >= t.params.parallel as usize
-                } else {
-                    t.params.reverse
-                };
+                let sends = if t.params.bidirectional { index >= t.params.parallel as usize } else { t.params.reverse };
                 let stream = DataStream::new(handle, index, sends);
                 let sock = sockets.get::<tcp::Socket>(handle);
                 if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
@@ -305,10 +301,8 @@ impl Server {
     ) {
         let sock = sockets.get_mut::<tcp::Socket>(ctrl);
         sock.set_nagle_enabled(false);
-        let peer = sock.remote_endpoint().unwrap_or(IpEndpoint::new(
-            netstack::smoltcp::wire::IpAddress::v4(0, 0, 0, 0),
-            0,
-        ));
+        let peer =
+            sock.remote_endpoint().unwrap_or(IpEndpoint::new(netstack::smoltcp::wire::IpAddress::v4(0, 0, 0, 0), 0));
         self.reporter.accepted(&peer.addr.to_string(), peer.port);
         let mut out = Outbox::default();
         out.push(&[ControlState::ParamExchange.to_byte()]);
@@ -385,9 +379,7 @@ impl Server {
         }
 
         // Phase transitions that wait on something other than control input.
-        if matches!(t.phase, Phase::CreateStreams)
-            && t.pending_streams.len() == t.params.total_streams() as usize
-        {
+        if matches!(t.phase, Phase::CreateStreams) && t.pending_streams.len() == t.params.total_streams() as usize {
             self.begin_running(now, sockets, host);
             progress = true;
         }
@@ -403,10 +395,7 @@ impl Server {
         if t.safety_deadline.is_some_and(|d| now >= d) {
             self.abort_test(now, "the test ran past its length; the client did not end it", sockets);
         } else if now - t.last_progress > self.cfg.idle_timeout {
-            let msg = format!(
-                "no data from the client for {} s; dropping the test",
-                self.cfg.idle_timeout.secs()
-            );
+            let msg = format!("no data from the client for {} s; dropping the test", self.cfg.idle_timeout.secs());
             self.abort_test(now, &msg, sockets);
         }
         progress
@@ -444,9 +433,7 @@ impl Server {
                         let body = body.map_err(|e| Stop::Fail(ErrorCode::RECV_PARAMS, format!("{e}")))?;
                         let params = TestParams::parse(&body)
                             .map_err(|e| Stop::Fail(ErrorCode::RECV_PARAMS, format!("bad parameters: {e}")))?;
-                        params
-                            .validate()
-                            .map_err(|(code, why)| Stop::Fail(code, format!("bad parameters: {why}")))?;
+                        params.validate().map_err(|(code, why)| Stop::Fail(code, format!("bad parameters: {why}")))?;
                         self.accept_params(params)?;
                     }
                 }
@@ -482,10 +469,9 @@ impl Server {
             (Some(ControlState::ClientTerminate), _) | (Some(ControlState::IperfDone), _) => {
                 Err(Stop::Abort(String::from("the client has terminated")))
             }
-            (Some(s), _) => Err(Stop::Fail(
-                ErrorCode::MESSAGE,
-                format!("unexpected control message {s:?} ({byte:#04x})"),
-            )),
+            (Some(s), _) => {
+                Err(Stop::Fail(ErrorCode::MESSAGE, format!("unexpected control message {s:?} ({byte:#04x})")))
+            }
             (None, _) => Err(Stop::Fail(ErrorCode::MESSAGE, format!("unknown control byte {byte:#04x}"))),
         }
     }
@@ -526,8 +512,7 @@ impl Server {
         t.payload = Some(Payload::new(t.params.len as usize, t.params.repeating_payload, host));
         t.meas = Some(Measurement::new(streams, now, t.params.omit, self.cfg.interval));
         if t.params.time > 0 {
-            t.safety_deadline =
-                Some(now + Duration::from_secs((t.params.time + t.params.omit) as u64) + SAFETY_MARGIN);
+            t.safety_deadline = Some(now + Duration::from_secs((t.params.time + t.params.omit) as u64) + SAFETY_MARGIN);
         }
         t.cpu_start = host.cpu_times();
         t.out.push(&[ControlState::TestStart.to_byte(), ControlState::TestRunning.to_byte()]);
@@ -586,9 +571,9 @@ impl Server {
         let Some(m) = t.meas.as_ref() else { return Ok(()) };
         let mut streams = Vec::with_capacity(m.streams.len());
         for s in &m.streams {
-            let e = s.end_summary(t.end_secs, &remote.streams).map_err(|code| {
-                Stop::Fail(code, format!("the client's results lack stream id {}", s.id))
-            })?;
+            let e = s
+                .end_summary(t.end_secs, &remote.streams)
+                .map_err(|code| Stop::Fail(code, format!("the client's results lack stream id {}", s.id)))?;
             streams.push(e);
         }
         let wall = (now - m.started).total_micros().max(1) as f64;
@@ -645,7 +630,11 @@ impl Server {
         }
         for h in data {
             let sock = sockets.get_mut::<tcp::Socket>(h);
-            if graceful { sock.close() } else { sock.abort() }
+            if graceful {
+                sock.close()
+            } else {
+                sock.abort()
+            }
             self.closing.push(Closing { handle: h, out: Outbox::default(), since: now, close_sent: true });
         }
         let out = core::mem::take(&mut t.out);

@@ -63,11 +63,7 @@ impl FrameReader {
         let n = (self.want - self.body.len()).min(input.len() - used);
         self.body.extend_from_slice(&input[used..used + n]);
         used += n;
-        if self.body.len() == self.want {
-            (used, Some(Ok(core::mem::take(&mut self.body))))
-        } else {
-            (used, None)
-        }
+        if self.body.len() == self.want { (used, Some(Ok(core::mem::take(&mut self.body)))) } else { (used, None) }
     }
 }
 

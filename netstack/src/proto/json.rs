@@ -8,8 +8,7 @@ use core::fmt::Write;
 use serde_json::{Map, Value};
 
 pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ProtoError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| ProtoError::BadJson(alloc::format!("{e}")))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| ProtoError::BadJson(alloc::format!("{e}")))?;
     match v {
         Value::Object(m) => Ok(m),
         _ => Err(ProtoError::NotAnObject),
@@ -58,10 +57,7 @@ pub(crate) fn require_f64(m: &Map<String, Value>, key: &'static str) -> Result<f
     }
 }
 
-pub(crate) fn get_string(
-    m: &Map<String, Value>,
-    key: &'static str,
-) -> Result<Option<String>, ProtoError> {
+pub(crate) fn get_string(m: &Map<String, Value>, key: &'static str) -> Result<Option<String>, ProtoError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),

@@ -175,10 +175,7 @@ impl TestParams {
             }
             (false, false, false) => return Err(ProtoError::MissingKey("tcp")),
             _ => {
-                return Err(ProtoError::BadValue {
-                    key: "tcp",
-                    why: "more than one protocol requested".into(),
-                });
+                return Err(ProtoError::BadValue { key: "tcp", why: "more than one protocol requested".into() });
             }
         };
         Ok(TestParams {
@@ -263,9 +260,7 @@ fn uint(m: &Map<String, Value>, key: &'static str, max: u64) -> Result<Option<u6
     match get_i64(m, key)? {
         None => Ok(None),
         Some(v) if v < 0 => Err(ProtoError::BadValue { key, why: format!("negative value {v}") }),
-        Some(v) if v as u64 > max => {
-            Err(ProtoError::BadValue { key, why: format!("{v} is larger than {max}") })
-        }
+        Some(v) if v as u64 > max => Err(ProtoError::BadValue { key, why: format!("{v} is larger than {max}") }),
         Some(v) => Ok(Some(v as u64)),
     }
 }
@@ -329,15 +324,11 @@ mod tests {
 
     #[test]
     fn ranges_map_to_iperf_error_codes() {
-        let mut p = TestParams::default();
-        p.parallel = 129;
+        let p = TestParams { parallel: 129, ..TestParams::default() };
         assert_eq!(p.validate().unwrap_err().0, ErrorCode::NUM_STREAMS);
-        let mut p = TestParams::default();
-        p.len = 2 * 1024 * 1024;
+        let p = TestParams { len: 2 * 1024 * 1024, ..TestParams::default() };
         assert_eq!(p.validate().unwrap_err().0, ErrorCode::BLOCK_SIZE);
-        let mut p = TestParams::default();
-        p.reverse = true;
-        p.bidirectional = true;
+        let p = TestParams { reverse: true, bidirectional: true, ..TestParams::default() };
         assert_eq!(p.validate().unwrap_err().0, ErrorCode::REVERSE_BIDIR);
     }
 }

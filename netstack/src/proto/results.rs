@@ -179,9 +179,15 @@ mod tests {
     fn missing_or_mistyped_keys_are_named() {
         let cases: &[(&str, &str)] = &[
             (r#"{"cpu_util_total":1}"#, "streams"),
-            (r#"{"cpu_util_total":1,"cpu_util_user":1,"cpu_util_system":0,"sender_has_retransmits":1,"streams":[{"id":1}]}"#, "bytes"),
+            (
+                r#"{"cpu_util_total":1,"cpu_util_user":1,"cpu_util_system":0,"sender_has_retransmits":1,"streams":[{"id":1}]}"#,
+                "bytes",
+            ),
             (r#"{"cpu_util_total":"x","streams":[]}"#, "cpu_util_total"),
-            (r#"{"cpu_util_total":1,"cpu_util_user":1,"cpu_util_system":0,"sender_has_retransmits":1,"streams":[5]}"#, "streams"),
+            (
+                r#"{"cpu_util_total":1,"cpu_util_user":1,"cpu_util_system":0,"sender_has_retransmits":1,"streams":[5]}"#,
+                "streams",
+            ),
         ];
         for (body, key) in cases {
             let msg = alloc::format!("{}", TestResults::parse(body.as_bytes()).unwrap_err());
