@@ -3,11 +3,10 @@
 //! seed, needs no root, and runs as fast as the CPU allows: a `-t 10` test is 10 s of virtual
 //! time, however long it takes to compute.
 
-use crate::cli::{VERSION, congestion, parse_options, report_config};
+use crate::cli::{VERSION, parse_options};
 use anyhow::{Result, anyhow, bail};
 use netstack::host::{SimHost, SplitMix64};
 use netstack::options::{Mode, Options};
-use netstack::report::Side;
 use netstack::sim::{Direction, End, LinkConfig, SimLink};
 use netstack::smoltcp::iface::{Interface, PollResult, SocketSet};
 use netstack::smoltcp::time::{Duration, Instant};
@@ -80,32 +79,12 @@ pub fn simulate(o: &Options) -> Result<SimReport> {
     let mut cli_node = node(CLIENT_IP, 0xc1, End::B, &mut link, &mut rng);
     let mss = (link_cfg.mtu - 14 - 40) as u32;
 
-    let mut srv_opts = o.clone();
-    srv_opts.json = o.json;
     let mut server = server::Server::new(server::ServerConfig {
-        port: o.port,
         one_off: true,
-        idle_timeout: Duration::from_secs(o.idle_timeout.unwrap_or(10) as u64),
-        interval: o.interval,
-        report: report_config(&srv_opts, Side::Server),
-        congestion: congestion(o),
-        mss,
-        version: VERSION.into(),
+        ..server::ServerConfig::from_options(o, mss, VERSION)
     });
     let mut client = client::Client::new(
-        client::ClientConfig {
-            server: IpAddress::Ipv4(SERVER_IP),
-            server_name: SERVER_IP.to_string(),
-            port: o.port,
-            params: o.to_params(),
-            interval: o.interval,
-            report: report_config(o, Side::Client),
-            connect_timeout: Duration::from_millis(o.connect_timeout_ms.unwrap_or(10_000) as u64),
-            stall_timeout: Duration::from_secs(30),
-            congestion: congestion(o),
-            mss,
-            version: VERSION.into(),
-        },
+        client::ClientConfig::from_options(o, IpAddress::Ipv4(SERVER_IP), mss, VERSION),
         now,
         &mut cli_node.host,
     );

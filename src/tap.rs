@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use netstack::smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use netstack::smoltcp::time::{Duration, Instant};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
@@ -124,13 +124,18 @@ impl TapDevice {
         self.mtu - ETH_HDR
     }
 
-    /// Sleeps until a frame arrives or `timeout` passes.
-    pub fn wait(&self, timeout: Option<Duration>) {
-        let ms = timeout.map(|d| d.total_millis().min(100) as i32).unwrap_or(100);
-        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
+    /// The descriptor, for waiting on it with [`wait_readable`].
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
+}
+
+/// Sleeps until `fd` is readable or `timeout` passes (at most 100 ms).
+pub fn wait_readable(fd: RawFd, timeout: Option<Duration>) {
+    let ms = timeout.map(|d| d.total_millis().min(100) as i32).unwrap_or(100);
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) };
 }
 
 pub struct TapRx<'a> {

@@ -11,11 +11,13 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use netstack::conn::{Outbox, read_some};
 use netstack::host::{CpuTimes, Host};
+use netstack::platform::{IdleWait, Platform, next_delay};
 use netstack::proto::{
     COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_RESULTS_LEN, TestParams, TestResults, encode_frame,
 };
 use netstack::report::{ConnectedStream, CpuUtil, ReportConfig, Reporter, TestEndInfo, TestStartInfo};
-use netstack::smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use netstack::smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
+use netstack::smoltcp::phy::Device;
 use netstack::smoltcp::socket::tcp;
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::{IpAddress, IpEndpoint};
@@ -40,6 +42,70 @@ pub struct ClientConfig {
     pub congestion: Congestion,
     pub mss: u32,
     pub version: String,
+}
+
+impl ClientConfig {
+    /// `server` is the parsed `-c` address; the options supply the rest.
+    pub fn from_options(o: &netstack::options::Options, server: IpAddress, mss: u32, version: &str) -> Self {
+        let server_name = match &o.mode {
+            Some(netstack::options::Mode::Client(h)) => h.clone(),
+            _ => server.to_string(),
+        };
+        ClientConfig {
+            server,
+            server_name,
+            port: o.port,
+            params: o.to_params(),
+            interval: o.interval,
+            report: o.report_config(netstack::report::Side::Client),
+            connect_timeout: Duration::from_millis(o.connect_timeout_ms.unwrap_or(10_000) as u64),
+            stall_timeout: Duration::from_secs(30),
+            congestion: o.congestion(),
+            mss,
+            version: version.into(),
+        }
+    }
+}
+
+/// Runs the test to its end and returns the outcome: the platform's main loop for the
+/// client role. Keeps polling briefly after the outcome so IPERF_DONE and FIN leave.
+pub fn run<D: Device + ?Sized>(
+    cl: &mut Client,
+    iface: &mut Interface,
+    dev: &mut D,
+    sockets: &mut SocketSet<'static>,
+    host: &mut dyn Host,
+    platform: &mut dyn Platform,
+) -> Result<(), String> {
+    let mut idle = IdleWait::default();
+    let mut done_at: Option<Instant> = None;
+    loop {
+        let now = platform.now();
+        let mut progress = iface.poll(now, dev, sockets) != PollResult::None;
+        progress |= cl.poll(now, iface, sockets, host);
+        let out = cl.take_output();
+        if !out.is_empty() {
+            platform.output(&out);
+        }
+        if let Some(outcome) = cl.outcome() {
+            let t = *done_at.get_or_insert(now);
+            if !cl.flushing(sockets) || now - t > Duration::from_millis(500) {
+                let outcome = outcome.clone();
+                let now = platform.now();
+                iface.poll(now, dev, sockets);
+                return outcome;
+            }
+        }
+        if progress {
+            idle.busy(now);
+        } else {
+            let mut delay = next_delay(iface.poll_delay(now, sockets), cl.poll_at(), now);
+            if done_at.is_some() {
+                delay = Some(Duration::from_millis(5));
+            }
+            idle.wait(platform, now, delay);
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -12,6 +12,7 @@ extern crate std;
 pub mod conn;
 pub mod host;
 pub mod options;
+pub mod platform;
 pub mod proto;
 pub mod report;
 pub mod sim;

@@ -493,6 +493,36 @@ impl Options {
             .find(|n| SPECS.iter().any(|s| s.long == *n && s.scope == Scope::Platform) && !supported.contains(n))
     }
 
+    /// How reports look for these options.
+    pub fn report_config(&self, side: crate::report::Side) -> crate::report::ReportConfig {
+        use crate::report::OutputFormat;
+        crate::report::ReportConfig {
+            side,
+            format: if self.json {
+                OutputFormat::Json
+            } else if self.json_stream {
+                OutputFormat::JsonStream
+            } else {
+                OutputFormat::Text
+            },
+            unit: self.format,
+            verbose: self.verbose,
+            title: self.title.clone(),
+            forceflush: self.forceflush,
+        }
+    }
+
+    /// `-C`, or this build's default controller.
+    pub fn congestion(&self) -> crate::stack::Congestion {
+        use crate::stack::Congestion;
+        self.congestion.as_deref().and_then(|c| Congestion::parse(c).ok()).unwrap_or(Congestion::default_for_build())
+    }
+
+    /// `--idle-timeout`, defaulting to iperf3 3.15's 10 s control read timeout.
+    pub fn idle_timeout(&self) -> smoltcp::time::Duration {
+        smoltcp::time::Duration::from_secs(self.idle_timeout.unwrap_or(10) as u64)
+    }
+
     /// The parameters a client sends for these options.
     pub fn to_params(&self) -> TestParams {
         let end_by_count = self.bytes.is_some() || self.blocks.is_some();

@@ -11,12 +11,14 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use netstack::conn::{Outbox, read_some};
 use netstack::host::{CpuTimes, Host};
+use netstack::platform::{IdleWait, Platform, next_delay};
 use netstack::proto::{
     COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN, TestParams, TestResults,
     encode_frame,
 };
 use netstack::report::{ConnectedStream, CpuUtil, ReportConfig, Reporter, TestEndInfo, TestStartInfo};
-use netstack::smoltcp::iface::{SocketHandle, SocketSet};
+use netstack::smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
+use netstack::smoltcp::phy::Device;
 use netstack::smoltcp::socket::tcp;
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::IpEndpoint;
@@ -39,6 +41,59 @@ pub struct ServerConfig {
     /// The MSS our interface implies, for `tcp_mss_default`.
     pub mss: u32,
     pub version: String,
+}
+
+impl ServerConfig {
+    pub fn from_options(o: &netstack::options::Options, mss: u32, version: &str) -> Self {
+        ServerConfig {
+            port: o.port,
+            one_off: o.one_off,
+            idle_timeout: o.idle_timeout(),
+            interval: o.interval,
+            report: o.report_config(netstack::report::Side::Server),
+            congestion: o.congestion(),
+            mss,
+            version: version.into(),
+        }
+    }
+}
+
+/// Serves until a `-1` server has served its test (forever otherwise): the platform's main
+/// loop for the server role.
+pub fn run<D: Device + ?Sized>(
+    srv: &mut Server,
+    iface: &mut Interface,
+    dev: &mut D,
+    sockets: &mut SocketSet<'static>,
+    host: &mut dyn Host,
+    platform: &mut dyn Platform,
+) {
+    let mut idle = IdleWait::default();
+    loop {
+        let now = platform.now();
+        let mut progress = iface.poll(now, dev, sockets) != PollResult::None;
+        progress |= srv.poll(now, sockets, host);
+        let out = srv.take_output();
+        if !out.is_empty() {
+            platform.output(&out);
+        }
+        if srv.finished() {
+            // Let the last FIN and ACKs leave.
+            let until = platform.now() + Duration::from_millis(200);
+            while platform.now() < until {
+                let now = platform.now();
+                iface.poll(now, dev, sockets);
+                platform.idle(Some(Duration::from_millis(10)));
+            }
+            return;
+        }
+        if progress {
+            idle.busy(now);
+        } else {
+            let delay = next_delay(iface.poll_delay(now, sockets), srv.poll_at(), now);
+            idle.wait(platform, now, delay);
+        }
+    }
 }
 
 /// How long a closed socket may linger (FIN handshake) before we abort it.
