@@ -140,6 +140,7 @@ struct Closing {
     out: Outbox,
     since: Instant,
     close_sent: bool,
+    seen_gone: bool,
 }
 
 pub struct Server {
@@ -289,7 +290,13 @@ impl Server {
                     let h = p.handle;
                     self.pending.swap_remove(i);
                     sockets.get_mut::<tcp::Socket>(h).abort();
-                    self.closing.push(Closing { handle: h, out: Outbox::default(), since: now, close_sent: true });
+                    self.closing.push(Closing {
+                        handle: h,
+                        out: Outbox::default(),
+                        since: now,
+                        close_sent: true,
+                        seen_gone: false,
+                    });
                 } else {
                     i += 1;
                 }
@@ -339,7 +346,7 @@ impl Server {
                 // Busy (or a data stream with the wrong cookie): ACCESS_DENIED, as iperf3.
                 let mut out = Outbox::default();
                 out.push(&[ControlState::AccessDenied.to_byte()]);
-                self.closing.push(Closing { handle, out, since: now, close_sent: false });
+                self.closing.push(Closing { handle, out, since: now, close_sent: false, seen_gone: false });
             }
         }
     }
@@ -690,10 +697,16 @@ impl Server {
             } else {
                 sock.abort()
             }
-            self.closing.push(Closing { handle: h, out: Outbox::default(), since: now, close_sent: true });
+            self.closing.push(Closing {
+                handle: h,
+                out: Outbox::default(),
+                since: now,
+                close_sent: true,
+                seen_gone: false,
+            });
         }
         let out = core::mem::take(&mut t.out);
-        self.closing.push(Closing { handle: t.ctrl, out, since: now, close_sent: false });
+        self.closing.push(Closing { handle: t.ctrl, out, since: now, close_sent: false, seen_gone: false });
         Some(t)
     }
 
@@ -749,8 +762,13 @@ impl Server {
                 sock.close();
                 c.close_sent = true;
             }
+            // An aborted socket sends its RST on the interface's next poll; removing it
+            // before then would leave the peer believing it is still connected.
             let gone = matches!(sock.state(), tcp::State::Closed | tcp::State::TimeWait);
-            if gone || now - c.since > LINGER {
+            if gone && !c.seen_gone {
+                c.seen_gone = true;
+                i += 1;
+            } else if gone || now - c.since > LINGER {
                 let h = c.handle;
                 self.closing.swap_remove(i);
                 sockets.remove(h);
