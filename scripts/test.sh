@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test entry point (CI runs it through .ci/run, as root, with CI=true): setup, release
+# build, every test of the workspace (the network-namespace/TAP tests too when root; under
+# CI=true they fail rather than skip without root), and the no_std build of the libraries.
+# Every step runs even if an earlier one failed; the exit status says whether all passed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+failed=()
+step() {
+    local name=$1
+    shift
+    echo "== $name: $*"
+    if ! "$@"; then
+        echo "== FAILED: $name"
+        failed+=("$name")
+    fi
+}
+
+step "release build" cargo build --release
+step "tests" cargo test --workspace --no-fail-fast
+step "no_std build" cargo build -p netstack -p server -p client --target x86_64-unknown-none
+
+if ((${#failed[@]})); then
+    echo "== failed steps: ${failed[*]}"
+    exit 1
+fi
+echo "== all steps passed"

@@ -1,0 +1,808 @@
+//! Shared harness for uniperf's end-to-end tests: network namespaces and the TAP / bridge / veth
+//! topologies built in them, child processes that always have a deadline and are killed by PID,
+//! readiness polling, and helpers that read iperf3-shaped `-J` output.
+//!
+//! Everything that sends packets runs inside namespaces made here, with addresses from
+//! 198.18.0.0/15 only; each namespace is named `up-<pid>-<n>` and deleted on drop.
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const UNIPERF: &str = env!("CARGO_BIN_EXE_uniperf");
+
+/// Kernel side of a TAP (or the bridge) in the single-namespace topologies.
+pub const KERNEL_IP: &str = "198.18.0.1";
+/// uniperf's smoltcp address on tap0 (the server in uniperf↔uniperf runs).
+pub const UNIPERF_IP: &str = "198.18.0.2";
+/// uniperf's smoltcp address on tap1 (the client in uniperf↔uniperf runs).
+pub const UNIPERF_PEER_IP: &str = "198.18.0.3";
+/// Prefix length of every address above.
+pub const PREFIX_LEN: &str = "/24";
+/// Veth topology: the namespace that runs the server.
+pub const VETH_SERVER_IP: &str = "198.18.1.1";
+/// Veth topology: the namespace that runs the client.
+pub const VETH_CLIENT_IP: &str = "198.18.1.2";
+/// iperf3's default port.
+pub const PORT: u16 = 5201;
+
+/// How long uniperf gets between start and its readiness line.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default lifetime of a helper command (`ip …`, `ss …`).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default lifetime of a spawned process that nobody gave a deadline.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// What uniperf prints on stderr once its server is listening on `ip`.
+pub fn ready_line(ip: &str, port: u16) -> String {
+    format!("uniperf: ready: listening on {ip}:{port}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Root check and serialisation
+
+/// True when the tests that need network namespaces and TAP devices can run. Without root they
+/// are skipped loudly, except under CI (`CI=true`), where skipping would hide a broken setup.
+pub fn require_root_or_skip() -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but not running as root: the network-namespace/TAP tests must run in CI");
+    }
+    // Straight to stderr, past the test harness's output capture, once per test binary.
+    static LOUD: Once = Once::new();
+    LOUD.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n**************************************************************************\n\
+             *** SKIPPED: needs root for network namespaces/TAP (run as root to test) ***\n\
+             **************************************************************************"
+        );
+    });
+    false
+}
+
+fn is_root() -> bool {
+    // std has no geteuid; /proc/self/status has "Uid: real effective saved fs".
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .is_some_and(|euid| euid == "0")
+}
+
+static DATA_LOCK: Mutex<()> = Mutex::new(());
+
+/// Serialises the tests of one test binary that move data: the machine has two cores, and two
+/// throughput runs at once would starve each other (and the busy-polling uniperf). A test that
+/// failed while holding the lock does not poison it for the others.
+pub fn data_lock() -> MutexGuard<'static, ()> {
+    DATA_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scratch files
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique() -> u32 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Scratch file for a spawned process's output: `$TMPDIR/uniperf-test-<pid>-<n>-<label>.<ext>`.
+fn scratch_file(n: u32, label: &str, ext: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("uniperf-test-{}-{n:03}-{label}.{ext}", std::process::id()))
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    all[start..].iter().map(|l| format!("    {l}\n")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands with a deadline
+
+/// The result of a process that has exited.
+#[derive(Debug)]
+pub struct Finished {
+    pub label: String,
+    pub command: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// A readable account of the run, for failure messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "[{}] `{}` exited with {} after {:.2} s\n  stdout (tail):\n{}  stderr (tail):\n{}",
+            self.label,
+            self.command,
+            self.status,
+            self.elapsed.as_secs_f64(),
+            tail(&self.stdout, 40),
+            tail(&self.stderr, 40),
+        )
+    }
+
+    /// Panics with the run's output unless it exited 0.
+    #[track_caller]
+    pub fn expect_success(&self) -> &Self {
+        assert!(self.success(), "expected success:\n{}", self.describe());
+        self
+    }
+
+    /// The stdout parsed as one JSON document (iperf3 `-J`).
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        match serde_json::from_str(&self.stdout) {
+            Ok(v) => v,
+            Err(e) => panic!("stdout is not one JSON document ({e}):\n{}", self.describe()),
+        }
+    }
+
+    /// Exit 0 and a `-J` document with no "error" key; returns the document.
+    #[track_caller]
+    pub fn expect_json_success(&self) -> Value {
+        self.expect_success();
+        let v = self.json();
+        if let Some(err) = v.get("error") {
+            panic!("-J output carries an error: {err}\n{}", self.describe());
+        }
+        v
+    }
+}
+
+/// A spawned process. It has a deadline; waiting past it kills the process and fails the test.
+/// Dropping the guard kills the process (by PID) if it is still running.
+pub struct Proc {
+    label: String,
+    command: String,
+    child: Option<Child>,
+    pid: u32,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    started: Instant,
+    deadline: Instant,
+    finished: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `argv` with stdout and stderr going to scratch files.
+    pub fn spawn(label: &str, argv: &[String], deadline: Duration) -> Proc {
+        let n = unique();
+        let stdout_path = scratch_file(n, label, "stdout");
+        let stderr_path = scratch_file(n, label, "stderr");
+        let stdout = File::create(&stdout_path).expect("create stdout file");
+        let stderr = File::create(&stderr_path).expect("create stderr file");
+        let command = argv.join(" ");
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("[{label}] cannot start `{command}`: {e}"));
+        let started = Instant::now();
+        Proc {
+            label: label.to_string(),
+            command,
+            pid: child.id(),
+            child: Some(child),
+            stdout_path,
+            stderr_path,
+            started,
+            deadline: started + deadline,
+            finished: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn stdout(&self) -> String {
+        read_lossy(&self.stdout_path)
+    }
+
+    pub fn stderr(&self) -> String {
+        read_lossy(&self.stderr_path)
+    }
+
+    /// Still running? (Reaps it if it has exited.)
+    pub fn is_running(&mut self) -> bool {
+        if self.finished.is_some() {
+            return false;
+        }
+        let child = self.child.as_mut().expect("child present until finished");
+        match child.try_wait().expect("try_wait") {
+            Some(status) => {
+                self.finished = Some(status);
+                false
+            }
+            None => true,
+        }
+    }
+
+    fn snapshot(&self, status: ExitStatus) -> Finished {
+        Finished {
+            label: self.label.clone(),
+            command: self.command.clone(),
+            status,
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    /// A readable account of a process that may still run, for failure messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "[{}] `{}` (pid {}, {:.2} s since start)\n  stdout (tail):\n{}  stderr (tail):\n{}",
+            self.label,
+            self.command,
+            self.pid,
+            self.started.elapsed().as_secs_f64(),
+            tail(&self.stdout(), 40),
+            tail(&self.stderr(), 40),
+        )
+    }
+
+    /// Waits until it exits, at most until its deadline; past the deadline it is killed and the
+    /// test fails.
+    #[track_caller]
+    pub fn wait(&mut self) -> Finished {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        self.wait_timeout(left)
+    }
+
+    /// Waits at most `timeout` (and never past the deadline); on expiry kills it and fails.
+    #[track_caller]
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Finished {
+        let until = (Instant::now() + timeout).min(self.deadline);
+        loop {
+            if !self.is_running() {
+                return self.snapshot(self.finished.expect("finished"));
+            }
+            if Instant::now() >= until {
+                let account = self.describe();
+                self.kill();
+                panic!("process did not exit within {:.1} s; killed it:\n{account}", timeout.as_secs_f64());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits at most `timeout`; on expiry kills it and returns `Err` with what it had printed
+    /// (for callers that retry rather than fail).
+    pub fn wait_or_kill(&mut self, timeout: Duration) -> Result<Finished, Finished> {
+        let until = (Instant::now() + timeout).min(self.deadline);
+        loop {
+            if !self.is_running() {
+                return Ok(self.snapshot(self.finished.expect("finished")));
+            }
+            if Instant::now() >= until {
+                self.kill();
+                return Err(self.snapshot(self.finished.expect("killed")));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Polls its stderr for a line containing `needle`; fails if it exits first or the timeout
+    /// passes.
+    #[track_caller]
+    pub fn wait_for_stderr_line(&mut self, needle: &str, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        loop {
+            if self.stderr().lines().any(|l| l.contains(needle)) {
+                return;
+            }
+            if !self.is_running() {
+                panic!(
+                    "process exited ({}) before printing {needle:?}:\n{}",
+                    self.finished.expect("finished"),
+                    self.describe()
+                );
+            }
+            if Instant::now() >= until {
+                panic!(
+                    "{needle:?} did not appear on stderr within {:.1} s:\n{}",
+                    timeout.as_secs_f64(),
+                    self.describe()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asks it to stop (SIGTERM), waits up to 3 s, then kills it (SIGKILL). Returns the result.
+    pub fn stop(&mut self) -> Finished {
+        if self.is_running() {
+            // By PID, through kill(1): std has no way to send anything but SIGKILL.
+            let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).stderr(Stdio::null()).status();
+            let until = Instant::now() + Duration::from_secs(3);
+            while self.is_running() && Instant::now() < until {
+                thread::sleep(Duration::from_millis(20));
+            }
+            self.kill();
+        }
+        self.snapshot(self.finished.expect("finished"))
+    }
+
+    /// SIGKILL by PID and reap.
+    pub fn kill(&mut self) {
+        if self.finished.is_some() {
+            return;
+        }
+        let child = self.child.as_mut().expect("child present until finished");
+        let _ = child.kill();
+        if let Ok(status) = child.wait() {
+            self.finished = Some(status);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            eprintln!(
+                "[{}] output kept in {} and {}",
+                self.label,
+                self.stdout_path.display(),
+                self.stderr_path.display()
+            );
+        } else {
+            let _ = fs::remove_file(&self.stdout_path);
+            let _ = fs::remove_file(&self.stderr_path);
+        }
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn to_argv(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs a host command (e.g. `ip netns add`) to completion within `timeout`.
+#[track_caller]
+pub fn run_host(args: &[&str], timeout: Duration) -> Finished {
+    Proc::spawn("host", &to_argv(args), timeout).wait()
+}
+
+/// Runs a host command that must succeed.
+#[track_caller]
+pub fn host(args: &[&str]) -> Finished {
+    let done = run_host(args, COMMAND_TIMEOUT);
+    done.expect_success();
+    done
+}
+
+/// Polls `path` until a line contains `needle`; false on timeout.
+pub fn wait_for_line(path: &Path, needle: &str, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    loop {
+        if read_lossy(path).lines().any(|l| l.contains(needle)) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network namespaces
+
+/// A network namespace made by this test process, deleted on drop. Declare it before the
+/// processes that run in it, so they are dropped (killed) first.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// A fresh namespace `up-<pid>-<n>` with loopback up.
+    pub fn new() -> Netns {
+        let name = format!("up-{}-{}", std::process::id(), unique());
+        host(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n NS ARGS…`, which must succeed.
+    #[track_caller]
+    pub fn ip(&self, args: &[&str]) {
+        let mut argv = vec!["ip", "-n", &self.name];
+        argv.extend_from_slice(args);
+        host(&argv);
+    }
+
+    fn argv(&self, args: &[&str]) -> Vec<String> {
+        // `ip netns exec` execs the command, so the spawned PID is the command's own.
+        let mut argv = to_argv(&["ip", "netns", "exec", &self.name]);
+        argv.extend(args.iter().map(|s| s.to_string()));
+        argv
+    }
+
+    /// Runs `args` inside the namespace within `timeout` (killed and failed past it), whatever
+    /// its exit status.
+    #[track_caller]
+    pub fn run(&self, label: &str, args: &[&str], timeout: Duration) -> Finished {
+        Proc::spawn(label, &self.argv(args), timeout).wait()
+    }
+
+    /// Runs `args` inside the namespace; it must succeed within 30 s.
+    #[track_caller]
+    pub fn exec(&self, args: &[&str]) -> Finished {
+        let done = self.run("exec", args, COMMAND_TIMEOUT);
+        done.expect_success();
+        done
+    }
+
+    /// Starts `args` inside the namespace with the given lifetime.
+    pub fn spawn(&self, label: &str, args: &[&str], deadline: Duration) -> Proc {
+        Proc::spawn(label, &self.argv(args), deadline)
+    }
+
+    /// Waits until a kernel-side TCP listener on `port` exists in the namespace.
+    #[track_caller]
+    pub fn wait_for_listener(&self, port: u16, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        let filter = format!("sport = :{port}");
+        loop {
+            let done = self.run("ss", &["ss", "-Htln", &filter], COMMAND_TIMEOUT);
+            if done.success() && !done.stdout.trim().is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "no TCP listener on port {port} in {} after {:.1} s",
+                self.name,
+                timeout.as_secs_f64()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Adds a persistent TAP `tap` to the namespace (no address, txqueuelen 10000, up).
+    pub fn add_tap(&self, tap: &str) {
+        self.ip(&["tuntap", "add", "dev", tap, "mode", "tap"]);
+        self.ip(&["link", "set", tap, "txqueuelen", "10000", "up"]);
+    }
+}
+
+impl Default for Netns {
+    fn default() -> Self {
+        Netns::new()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Devices (TAPs, bridge, veth) go with the namespace.
+        let _ =
+            Command::new("ip").args(["netns", "del", &self.name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+}
+
+/// Topology (a): one namespace with persistent `tap0`, kernel side 198.18.0.1/24.
+/// uniperf attaches to tap0 as 198.18.0.2/24.
+pub fn tap_topology() -> Netns {
+    let ns = Netns::new();
+    ns.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"]);
+    ns.ip(&["addr", "add", &format!("{KERNEL_IP}{PREFIX_LEN}"), "dev", "tap0"]);
+    ns.ip(&["link", "set", "tap0", "txqueuelen", "10000", "up"]);
+    ns
+}
+
+/// Topology (b): one namespace with bridge `br0` (198.18.0.1/24) and persistent `tap0` and
+/// `tap1` as its ports. uniperf server on tap0 as 198.18.0.2, client on tap1 as 198.18.0.3.
+pub fn bridge_topology() -> Netns {
+    let ns = Netns::new();
+    ns.ip(&["link", "add", "br0", "type", "bridge", "forward_delay", "0", "stp_state", "0"]);
+    ns.ip(&["addr", "add", &format!("{KERNEL_IP}{PREFIX_LEN}"), "dev", "br0"]);
+    for tap in ["tap0", "tap1"] {
+        ns.ip(&["tuntap", "add", "dev", tap, "mode", "tap"]);
+        ns.ip(&["link", "set", tap, "master", "br0"]);
+        ns.ip(&["link", "set", tap, "txqueuelen", "10000", "up"]);
+    }
+    ns.ip(&["link", "set", "br0", "up"]);
+    ns
+}
+
+/// Topology (c): two namespaces joined by a veth pair; the first holds `va` 198.18.1.1/24 (run
+/// the server there), the second `vb` 198.18.1.2/24 (run the client there).
+pub fn veth_topology() -> (Netns, Netns) {
+    let server = Netns::new();
+    let client = Netns::new();
+    server.ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", client.name()]);
+    server.ip(&["addr", "add", &format!("{VETH_SERVER_IP}{PREFIX_LEN}"), "dev", "va"]);
+    client.ip(&["addr", "add", &format!("{VETH_CLIENT_IP}{PREFIX_LEN}"), "dev", "vb"]);
+    server.ip(&["link", "set", "va", "up"]);
+    client.ip(&["link", "set", "vb", "up"]);
+    (server, client)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting the programs under test
+
+/// `uniperf -s --tap TAP --ip IP/24 EXTRA…` in `ns`, returned once it printed its readiness line.
+#[track_caller]
+pub fn start_uniperf_server(ns: &Netns, tap: &str, ip: &str, extra: &[&str], life: Duration) -> Proc {
+    let addr = format!("{ip}{PREFIX_LEN}");
+    let mut args = vec![UNIPERF, "-s", "--tap", tap, "--ip", &addr];
+    args.extend_from_slice(extra);
+    let mut server = ns.spawn("uniperf-server", &args, life);
+    let port = extra
+        .iter()
+        .position(|a| *a == "-p" || *a == "--port")
+        .and_then(|i| extra.get(i + 1))
+        .map_or(PORT, |p| p.parse().expect("port number"));
+    server.wait_for_stderr_line(&ready_line(ip, port), READY_TIMEOUT);
+    server
+}
+
+/// Stock `iperf3 -s EXTRA…` in `ns`, returned once its listener exists.
+#[track_caller]
+pub fn start_iperf3_server(ns: &Netns, extra: &[&str], life: Duration) -> Proc {
+    let mut args = vec!["iperf3", "-s"];
+    args.extend_from_slice(extra);
+    let server = ns.spawn("iperf3-server", &args, life);
+    ns.wait_for_listener(PORT, Duration::from_secs(10));
+    server
+}
+
+// ---------------------------------------------------------------------------------------------
+// iperf3 -J output
+
+/// `v[a][b]…` or a clear failure naming the path and showing the document's top level.
+#[track_caller]
+pub fn json_at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    let mut cur = v;
+    for (i, key) in path.iter().enumerate() {
+        cur = match cur.get(key) {
+            Some(next) => next,
+            None => panic!(
+                "-J output has no {:?} (missing {key:?}); top-level keys: {:?}",
+                path[..=i].join("."),
+                v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>())
+            ),
+        };
+    }
+    cur
+}
+
+/// A JSON number as u64 (iperf3 prints byte counts as integers; a float is accepted if whole).
+#[track_caller]
+pub fn json_u64(v: &Value, path: &[&str]) -> u64 {
+    let x = json_at(v, path);
+    if let Some(n) = x.as_u64() {
+        return n;
+    }
+    match x.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 => f as u64,
+        _ => panic!("{} is not a byte count: {x}", path.join(".")),
+    }
+}
+
+#[track_caller]
+pub fn json_f64(v: &Value, path: &[&str]) -> f64 {
+    let x = json_at(v, path);
+    x.as_f64().unwrap_or_else(|| panic!("{} is not a number: {x}", path.join(".")))
+}
+
+/// end.sum_sent.bytes
+#[track_caller]
+pub fn sum_sent_bytes(v: &Value) -> u64 {
+    json_u64(v, &["end", "sum_sent", "bytes"])
+}
+
+/// end.sum_received.bytes
+#[track_caller]
+pub fn sum_received_bytes(v: &Value) -> u64 {
+    json_u64(v, &["end", "sum_received", "bytes"])
+}
+
+/// end.sum_sent_bidir_reverse.bytes
+#[track_caller]
+pub fn sum_sent_reverse_bytes(v: &Value) -> u64 {
+    json_u64(v, &["end", "sum_sent_bidir_reverse", "bytes"])
+}
+
+/// end.sum_received_bidir_reverse.bytes
+#[track_caller]
+pub fn sum_received_reverse_bytes(v: &Value) -> u64 {
+    json_u64(v, &["end", "sum_received_bidir_reverse", "bytes"])
+}
+
+/// end.sum_sent.bits_per_second (the sender's rate as the client reports it).
+#[track_caller]
+pub fn sum_sent_bps(v: &Value) -> f64 {
+    json_f64(v, &["end", "sum_sent", "bits_per_second"])
+}
+
+/// end.sum_received.bits_per_second
+#[track_caller]
+pub fn sum_received_bps(v: &Value) -> f64 {
+    json_f64(v, &["end", "sum_received", "bits_per_second"])
+}
+
+/// end.streams[] (one entry per data stream; 2N with --bidir).
+#[track_caller]
+pub fn end_streams(v: &Value) -> &Vec<Value> {
+    json_at(v, &["end", "streams"]).as_array().unwrap_or_else(|| panic!("end.streams is not an array"))
+}
+
+/// intervals[]
+#[track_caller]
+pub fn intervals(v: &Value) -> &Vec<Value> {
+    json_at(v, &["intervals"]).as_array().unwrap_or_else(|| panic!("intervals is not an array"))
+}
+
+/// True if any interval's sum (or sum_bidir_reverse) is marked omitted.
+pub fn has_omitted_interval(v: &Value) -> bool {
+    v.get("intervals").and_then(Value::as_array).is_some_and(|ivs| {
+        ivs.iter().any(|iv| {
+            ["sum", "sum_bidir_reverse"]
+                .iter()
+                .any(|k| iv.get(k).and_then(|s| s.get("omitted")).and_then(Value::as_bool) == Some(true))
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte agreement between the two ends of a test
+
+/// The most one stream may leave "sent but not received" at the end of a test.
+///
+/// iperf3 counts a byte as sent when write() accepts it and as received when read() returns it;
+/// the test ends while data sits in the sender's socket buffer, in flight and in the receiver's
+/// socket buffer. On this kernel tcp_wmem[2] is 4 MiB and tcp_rmem[2] is 32 MiB, so one Linux
+/// pair can hold up to 36 MiB per stream; smoltcp's buffers on the uniperf side are smaller than
+/// the Linux one they replace. Stock iperf3 3.12 ↔ iperf3 over a veth pair (`-t 2`, 9 runs per
+/// mode) left per stream at most: default 6.0 MiB, -R 12.6 MiB, -P 4 1.25 MiB, -P 4 -R 3.6 MiB,
+/// -n 100M 3.75 MiB, --bidir 32.6 MiB (client→server) and 13.5 MiB (server→client); with -O 1
+/// the receiver exceeded the sender by up to 3.6 MiB. Hence the buffer bound, 36 MiB per stream,
+/// and no relative slack (a relative one would hide lost counts on long runs).
+pub const SLACK_PER_STREAM: u64 = 36 << 20;
+
+/// Checks the sender's and the receiver's byte counts of one direction of a test.
+///
+/// Without omit: receiver ≤ sender ≤ receiver + SLACK_PER_STREAM × streams.
+/// With `-O`: each side zeroes its counters on its own omit timer, so the receiver may also
+/// exceed the sender (stock iperf3 over veth: by up to 3.6 MiB); the same slack applies both ways.
+#[track_caller]
+pub fn assert_bytes_agree(what: &str, sender: u64, receiver: u64, streams: usize, omit: bool) {
+    let slack = SLACK_PER_STREAM * streams as u64;
+    assert!(sender > 0 && receiver > 0, "{what}: no data moved: sender {sender} B, receiver {receiver} B");
+    if omit {
+        assert!(
+            sender.abs_diff(receiver) <= slack,
+            "{what}: sender {sender} B and receiver {receiver} B differ by {} B > {slack} B ({streams} stream(s), -O)",
+            sender.abs_diff(receiver)
+        );
+    } else {
+        assert!(receiver <= sender, "{what}: receiver reports {receiver} B, more than the sender's {sender} B");
+        assert!(
+            sender - receiver <= slack,
+            "{what}: sender {sender} B exceeds receiver {receiver} B by {} B > {slack} B ({streams} stream(s))",
+            sender - receiver
+        );
+    }
+}
+
+/// Mode of a test, as far as byte accounting goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Client sends (default).
+    Forward,
+    /// `-R`: server sends.
+    Reverse,
+    /// `--bidir`: both send.
+    Bidir,
+}
+
+/// Cross-checks a client's and a server's `-J` documents from the same test.
+///
+/// * Each side's own count equals what the other side printed for it after the results exchange
+///   (stock iperf3 pairs agree exactly on these: the numbers are the same counter).
+/// * Sender and receiver of each direction agree within [`assert_bytes_agree`].
+///
+/// Returns (bytes client→server as received, bytes server→client as received).
+#[track_caller]
+pub fn assert_pair_consistent(
+    client: &Value,
+    server: &Value,
+    dir: Direction,
+    streams: usize,
+    omit: bool,
+) -> (u64, u64) {
+    let mut forward = 0;
+    let mut reverse = 0;
+    let expected_streams = if dir == Direction::Bidir { 2 * streams } else { streams };
+    assert_eq!(end_streams(client).len(), expected_streams, "client end.streams[] length (one per data stream)");
+    assert_eq!(end_streams(server).len(), expected_streams, "server end.streams[] length (one per data stream)");
+    assert!(!intervals(client).is_empty(), "client intervals[] is empty");
+    assert!(!intervals(server).is_empty(), "server intervals[] is empty");
+    if matches!(dir, Direction::Forward | Direction::Bidir) {
+        let sent = sum_sent_bytes(client);
+        let received = sum_received_bytes(client);
+        let server_received = sum_received_bytes(server);
+        assert_eq!(
+            received, server_received,
+            "client→server: the client's end.sum_received.bytes (from the server's results) must equal \
+             the server's own end.sum_received.bytes"
+        );
+        assert_bytes_agree("client→server", sent, received, streams, omit);
+        forward = received;
+    }
+    match dir {
+        Direction::Reverse => {
+            let sent = sum_sent_bytes(client);
+            let server_sent = sum_sent_bytes(server);
+            let received = sum_received_bytes(client);
+            assert_eq!(
+                sent, server_sent,
+                "server→client (-R): the client's end.sum_sent.bytes (from the server's results) must \
+                 equal the server's own end.sum_sent.bytes"
+            );
+            assert_bytes_agree("server→client", sent, received, streams, omit);
+            reverse = received;
+        }
+        Direction::Bidir => {
+            let sent = sum_sent_reverse_bytes(client);
+            let server_sent = sum_sent_reverse_bytes(server);
+            let received = sum_received_reverse_bytes(client);
+            assert_eq!(
+                sent, server_sent,
+                "server→client (--bidir): the client's end.sum_sent_bidir_reverse.bytes must equal the \
+                 server's own end.sum_sent_bidir_reverse.bytes"
+            );
+            assert_bytes_agree("server→client", sent, received, streams, omit);
+            reverse = received;
+        }
+        Direction::Forward => {}
+    }
+    (forward, reverse)
+}
+
+/// Gbit/s from bits per second, for log lines.
+pub fn gbps(bps: f64) -> f64 {
+    bps / 1e9
+}

@@ -1,0 +1,436 @@
+//! End-to-end interop over TAP devices inside throw-away network namespaces: stock `iperf3 -c`
+//! against `uniperf -s`, `uniperf -c` against stock `iperf3 -s`, and uniperf against itself
+//! across a bridge; plus stock iperf3 ↔ iperf3 over a veth pair as the reference the byte
+//! tolerance was taken from. Needs root; skipped loudly without it (never under CI=true).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// One row of the test matrix: the client flags and what they mean for byte accounting.
+struct Case {
+    args: &'static [&'static str],
+    dir: Direction,
+    streams: usize,
+    omit: bool,
+    /// `-n`: the sender must have sent at least this much.
+    min_sent: Option<u64>,
+    /// Longest the client may take.
+    deadline: Duration,
+}
+
+const T2: Duration = Duration::from_secs(40);
+
+const JSON: Case =
+    Case { args: &["-t", "2"], dir: Direction::Forward, streams: 1, omit: false, min_sent: None, deadline: T2 };
+const REVERSE: Case =
+    Case { args: &["-t", "2", "-R"], dir: Direction::Reverse, streams: 1, omit: false, min_sent: None, deadline: T2 };
+const BIDIR: Case = Case {
+    args: &["-t", "2", "--bidir"],
+    dir: Direction::Bidir,
+    streams: 1,
+    omit: false,
+    min_sent: None,
+    deadline: T2,
+};
+const PARALLEL4: Case = Case {
+    args: &["-t", "2", "-P", "4"],
+    dir: Direction::Forward,
+    streams: 4,
+    omit: false,
+    min_sent: None,
+    deadline: T2,
+};
+const BYTES_100M: Case = Case {
+    args: &["-n", "100M"],
+    dir: Direction::Forward,
+    streams: 1,
+    omit: false,
+    min_sent: Some(100 << 20),
+    deadline: Duration::from_secs(90),
+};
+const OMIT1: Case = Case {
+    args: &["-t", "2", "-O", "1"],
+    dir: Direction::Forward,
+    streams: 1,
+    omit: true,
+    min_sent: None,
+    deadline: T2,
+};
+
+/// How long a `-1` server may take to print its document and exit once its client is done.
+const SERVER_EXIT: Duration = Duration::from_secs(15);
+/// Lifetime of a server process (it is killed on drop anyway).
+const SERVER_LIFE: Duration = Duration::from_secs(150);
+
+fn with_json<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.push("-J");
+    v
+}
+
+/// The client's `-J` document; on failure shows the client's and the server's output.
+#[track_caller]
+fn client_json(client: &Finished, server: &mut Proc) -> Value {
+    let ok = client.success() && serde_json::from_str::<Value>(&client.stdout).is_ok_and(|v| v.get("error").is_none());
+    if !ok {
+        panic!("client failed:\n{}\n--- server:\n{}", client.describe(), server.describe());
+    }
+    client.json()
+}
+
+/// The `-1 -J` server's document, once it has exited.
+#[track_caller]
+fn server_json(server: &mut Proc) -> Value {
+    let done = server.wait_timeout(SERVER_EXIT);
+    done.expect_json_success()
+}
+
+#[track_caller]
+fn check_case(case: &Case, label: &str, client: &Value, server: &Value) {
+    let (fwd, rev) = assert_pair_consistent(client, server, case.dir, case.streams, case.omit);
+    if let Some(min) = case.min_sent {
+        let sent = sum_sent_bytes(client);
+        assert!(sent >= min, "-n: the client sent {sent} B, less than the {min} B asked for");
+    }
+    if case.omit {
+        assert!(has_omitted_interval(client), "-O 1: the client's intervals[] has none marked omitted");
+        assert!(has_omitted_interval(server), "-O 1: the server's intervals[] has none marked omitted");
+    }
+    // sum_received is the client→server direction, or server→client with -R.
+    let rate = gbps(sum_received_bps(client));
+    eprintln!("{label} {:?}: received client→server {fwd} B, server→client {rev} B; {rate:.3} Gbit/s", case.args);
+}
+
+#[track_caller]
+fn assert_client_text(out: &str) {
+    for needle in ["Connecting to host", "sender", "receiver", "iperf Done."] {
+        assert!(out.contains(needle), "client text output lacks {needle:?}:\n{out}");
+    }
+    assert!(
+        out.lines().any(|l| l.contains(" sec ") && l.contains("bits/sec")),
+        "client text output has no interval/summary line with \" sec \" and \"bits/sec\":\n{out}"
+    );
+}
+
+#[track_caller]
+fn assert_server_text(out: &str) {
+    for needle in ["Server listening on 5201", "Accepted connection from", "receiver"] {
+        assert!(out.contains(needle), "server text output lacks {needle:?}:\n{out}");
+    }
+}
+
+/// Stock `iperf3 -c 198.18.0.2` in the namespace against `uniperf -s` on the TAP.
+mod stock_client_uniperf_server {
+    use super::*;
+
+    fn run(case: &Case) {
+        if !require_root_or_skip() {
+            return;
+        }
+        let _serial = data_lock();
+        let ns = tap_topology();
+        let mut server = start_uniperf_server(&ns, "tap0", UNIPERF_IP, &["-1", "-J"], SERVER_LIFE);
+        let mut args = vec!["iperf3", "-c", UNIPERF_IP];
+        args.extend(with_json(case.args));
+        let client = ns.spawn("iperf3-client", &args, case.deadline).wait();
+        let cj = client_json(&client, &mut server);
+        let sj = server_json(&mut server);
+        check_case(case, "iperf3 -c → uniperf -s", &cj, &sj);
+    }
+
+    #[test]
+    fn default_text() {
+        if !require_root_or_skip() {
+            return;
+        }
+        let _serial = data_lock();
+        let ns = tap_topology();
+        let mut server = start_uniperf_server(&ns, "tap0", UNIPERF_IP, &["-1"], SERVER_LIFE);
+        let client = ns.spawn("iperf3-client", &["iperf3", "-c", UNIPERF_IP, "-t", "2"], T2).wait();
+        if !client.success() {
+            panic!("client failed:\n{}\n--- server:\n{}", client.describe(), server.describe());
+        }
+        assert_client_text(&client.stdout);
+        let done = server.wait_timeout(SERVER_EXIT);
+        done.expect_success();
+        assert_server_text(&done.stdout);
+    }
+
+    #[test]
+    fn json() {
+        run(&JSON);
+    }
+
+    #[test]
+    fn reverse() {
+        run(&REVERSE);
+    }
+
+    #[test]
+    fn bidir() {
+        run(&BIDIR);
+    }
+
+    #[test]
+    fn parallel4() {
+        run(&PARALLEL4);
+    }
+
+    #[test]
+    fn bytes_100m() {
+        run(&BYTES_100M);
+    }
+
+    #[test]
+    fn omit1() {
+        run(&OMIT1);
+    }
+}
+
+/// `uniperf -c 198.18.0.1 --tap tap0` against stock `iperf3 -s -1` on the kernel side of the TAP.
+mod uniperf_client_stock_server {
+    use super::*;
+
+    fn client_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![UNIPERF, "-c", KERNEL_IP, "--tap", "tap0", "--ip", "198.18.0.2/24"];
+        args.extend_from_slice(extra);
+        args
+    }
+
+    fn run(case: &Case) {
+        if !require_root_or_skip() {
+            return;
+        }
+        let _serial = data_lock();
+        let ns = tap_topology();
+        let mut server = start_iperf3_server(&ns, &["-1", "-J"], SERVER_LIFE);
+        let client = ns.spawn("uniperf-client", &client_args(&with_json(case.args)), case.deadline).wait();
+        let cj = client_json(&client, &mut server);
+        let sj = server_json(&mut server);
+        check_case(case, "uniperf -c → iperf3 -s", &cj, &sj);
+    }
+
+    #[test]
+    fn default_text() {
+        if !require_root_or_skip() {
+            return;
+        }
+        let _serial = data_lock();
+        let ns = tap_topology();
+        let mut server = start_iperf3_server(&ns, &["-1"], SERVER_LIFE);
+        let client = ns.spawn("uniperf-client", &client_args(&["-t", "2"]), T2).wait();
+        if !client.success() {
+            panic!("client failed:\n{}\n--- server:\n{}", client.describe(), server.describe());
+        }
+        assert_client_text(&client.stdout);
+        let done = server.wait_timeout(SERVER_EXIT);
+        done.expect_success();
+        assert_server_text(&done.stdout);
+    }
+
+    #[test]
+    fn json() {
+        run(&JSON);
+    }
+
+    #[test]
+    fn reverse() {
+        run(&REVERSE);
+    }
+
+    #[test]
+    fn bidir() {
+        run(&BIDIR);
+    }
+
+    #[test]
+    fn parallel4() {
+        run(&PARALLEL4);
+    }
+
+    #[test]
+    fn bytes_100m() {
+        run(&BYTES_100M);
+    }
+
+    #[test]
+    fn omit1() {
+        run(&OMIT1);
+    }
+}
+
+/// `uniperf -c` on tap1 (198.18.0.3) against `uniperf -s` on tap0 (198.18.0.2), both TAPs on one
+/// bridge.
+mod uniperf_client_uniperf_server {
+    use super::*;
+
+    fn run(case: &Case) {
+        if !require_root_or_skip() {
+            return;
+        }
+        let _serial = data_lock();
+        let ns = bridge_topology();
+        let mut server = start_uniperf_server(&ns, "tap0", UNIPERF_IP, &["-1", "-J"], SERVER_LIFE);
+        let mut args = vec![UNIPERF, "-c", UNIPERF_IP, "--tap", "tap1", "--ip", "198.18.0.3/24"];
+        args.extend(with_json(case.args));
+        let client = ns.spawn("uniperf-client", &args, case.deadline).wait();
+        let cj = client_json(&client, &mut server);
+        let sj = server_json(&mut server);
+        check_case(case, "uniperf -c → uniperf -s", &cj, &sj);
+    }
+
+    #[test]
+    fn default_text() {
+        if !require_root_or_skip() {
+            return;
+        }
+        let _serial = data_lock();
+        let ns = bridge_topology();
+        let mut server = start_uniperf_server(&ns, "tap0", UNIPERF_IP, &["-1"], SERVER_LIFE);
+        let args = [UNIPERF, "-c", UNIPERF_IP, "--tap", "tap1", "--ip", "198.18.0.3/24", "-t", "2"];
+        let client = ns.spawn("uniperf-client", &args, T2).wait();
+        if !client.success() {
+            panic!("client failed:\n{}\n--- server:\n{}", client.describe(), server.describe());
+        }
+        assert_client_text(&client.stdout);
+        let done = server.wait_timeout(SERVER_EXIT);
+        done.expect_success();
+        assert_server_text(&done.stdout);
+    }
+
+    #[test]
+    fn json() {
+        run(&JSON);
+    }
+
+    #[test]
+    fn reverse() {
+        run(&REVERSE);
+    }
+
+    #[test]
+    fn bidir() {
+        run(&BIDIR);
+    }
+
+    #[test]
+    fn parallel4() {
+        run(&PARALLEL4);
+    }
+
+    #[test]
+    fn get_server_output() {
+        if !require_root_or_skip() {
+            return;
+        }
+        let _serial = data_lock();
+        let ns = bridge_topology();
+        let mut server = start_uniperf_server(&ns, "tap0", UNIPERF_IP, &["-1", "-J"], SERVER_LIFE);
+        let args = [
+            UNIPERF,
+            "-c",
+            UNIPERF_IP,
+            "--tap",
+            "tap1",
+            "--ip",
+            "198.18.0.3/24",
+            "-t",
+            "1",
+            "-J",
+            "--get-server-output",
+        ];
+        let client = ns.spawn("uniperf-client", &args, T2).wait();
+        let cj = client_json(&client, &mut server);
+        let inner = json_at(&cj, &["server_output_json"]);
+        assert_eq!(
+            sum_received_bytes(inner),
+            sum_received_bytes(&cj),
+            "server_output_json.end.sum_received.bytes must equal the client's end.sum_received.bytes"
+        );
+        server_json(&mut server);
+    }
+}
+
+/// Stock iperf3 ↔ iperf3 over a veth pair through the same checks: proves the harness and the
+/// tolerance on the reference implementation.
+mod reference_veth {
+    use super::*;
+
+    fn run(case: &Case) {
+        if !require_root_or_skip() {
+            return;
+        }
+        let _serial = data_lock();
+        let (server_ns, client_ns) = veth_topology();
+        let mut server = start_iperf3_server(&server_ns, &["-1", "-J"], SERVER_LIFE);
+        let mut args = vec!["iperf3", "-c", VETH_SERVER_IP];
+        args.extend(with_json(case.args));
+        let client = client_ns.spawn("iperf3-client", &args, case.deadline).wait();
+        let cj = client_json(&client, &mut server);
+        let sj = server_json(&mut server);
+        check_case(case, "iperf3 ↔ iperf3 (veth)", &cj, &sj);
+    }
+
+    #[test]
+    fn forward() {
+        run(&JSON);
+    }
+
+    #[test]
+    fn reverse() {
+        run(&REVERSE);
+    }
+
+    #[test]
+    fn bidir() {
+        run(&BIDIR);
+    }
+
+    #[test]
+    fn omit1() {
+        run(&OMIT1);
+    }
+}
+
+/// The topologies build as documented and leave nothing behind.
+#[test]
+fn topologies_build_and_clean_up() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let names: Vec<String>;
+    {
+        let tap = tap_topology();
+        let bridge = bridge_topology();
+        let (a, b) = veth_topology();
+        let shown = tap.exec(&["ip", "-o", "addr", "show", "dev", "tap0"]).stdout.clone();
+        assert!(shown.contains("198.18.0.1/24"), "tap0 lacks 198.18.0.1/24: {shown}");
+        let shown = tap.exec(&["ip", "-d", "link", "show", "dev", "tap0"]).stdout.clone();
+        assert!(
+            shown.contains("tun type tap") && shown.contains("qlen 10000"),
+            "tap0 is not a tap with qlen 10000: {shown}"
+        );
+        for port in ["tap0", "tap1"] {
+            let shown = bridge.exec(&["ip", "link", "show", "dev", port]).stdout.clone();
+            assert!(shown.contains("master br0"), "{port} is not on br0: {shown}");
+        }
+        let shown = bridge.exec(&["ip", "-o", "addr", "show", "dev", "br0"]).stdout.clone();
+        assert!(shown.contains("198.18.0.1/24"), "br0 lacks 198.18.0.1/24: {shown}");
+        let shown = a.exec(&["ip", "-o", "addr", "show", "dev", "va"]).stdout.clone();
+        assert!(shown.contains("198.18.1.1/24"), "va lacks 198.18.1.1/24: {shown}");
+        let shown = b.exec(&["ip", "-o", "addr", "show", "dev", "vb"]).stdout.clone();
+        assert!(shown.contains("198.18.1.2/24"), "vb lacks 198.18.1.2/24: {shown}");
+        names = [tap.name(), bridge.name(), a.name(), b.name()].iter().map(|s| s.to_string()).collect();
+    }
+    let list = host(&["ip", "netns", "list"]).stdout;
+    for name in names {
+        assert!(
+            !list.lines().any(|l| l.split_whitespace().next() == Some(name.as_str())),
+            "namespace {name} survived its guard: {list}"
+        );
+    }
+}
