@@ -106,7 +106,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         bail!("parameter error - --tap needs --ip ADDR/PREFIX for uniperf's own stack (e.g. --ip 198.18.0.2/24)");
     };
     let out = Output::open(o.logfile.as_deref(), o.forceflush)?;
-    let (mut dev, created) = tap::TapDevice::open(&tap_name, o.mtu)?;
+    let offload = std::env::var_os("UNIPERF_TAP_OFFLOAD").is_none_or(|v| v != "0");
+    let (mut dev, created) = tap::TapDevice::open(&tap_name, o.mtu, offload)?;
     if created {
         eprintln!(
             "uniperf: created TAP device {tap_name}; it has no host-side address: give the kernel side one \

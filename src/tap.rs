@@ -1,6 +1,12 @@
 //! A Linux TAP device as a smoltcp `phy::Device`: one read(2) or write(2) per frame into
 //! buffers reused for the life of the device (smoltcp's own TunTapInterface allocates per
 //! packet and silently drops frames when the kernel queue is full; we wait instead).
+//!
+//! With a virtio-net header on the TAP (IFF_VNET_HDR) the kernel and smoltcp exchange TCP
+//! super-segments of up to 64 KiB: smoltcp's segmentation offload hands us one large segment
+//! and we ask the kernel to cut it (GSO) and to fill in the TCP checksum; the kernel hands us
+//! GRO-merged segments. Each system call then moves up to 44 MSS instead of one, and the
+//! kernel's own TCP receive path (which runs inside our write(2)) runs once per super-segment.
 
 use anyhow::{Context, Result, bail};
 use netstack::smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -10,7 +16,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+/// `struct virtio_net_hdr` (legacy, 10 bytes, host byte order): the TAP default size.
+const VNET_HDR: usize = 10;
+const VNET_F_NEEDS_CSUM: u8 = 1;
+const VNET_GSO_TCPV4: u8 = 1;
+/// Largest frame we exchange with offloads on: a 64 KiB IPv4 packet plus Ethernet.
+const OFFLOAD_FRAME: usize = 65535 + ETH_HDR;
 /// Ethernet header bytes on top of the IP MTU.
 const ETH_HDR: usize = 14;
 
@@ -46,6 +62,8 @@ impl IfReq {
 pub struct TapDevice {
     fd: OwnedFd,
     mtu: usize,
+    /// A virtio-net header precedes every frame (TSO and checksum offload are on).
+    offload: bool,
     rx_buf: Vec<u8>,
     tx_buf: Vec<u8>,
     /// Frames the kernel refused even after waiting (counted, reported at exit).
@@ -73,7 +91,7 @@ fn interface_exists(name: &str) -> bool {
 impl TapDevice {
     /// Attaches to TAP `name`, creating it (non-persistent, gone at exit) if missing, and
     /// brings it up. `mtu` overrides the interface's IP MTU for our stack.
-    pub fn open(name: &str, mtu: Option<u32>) -> Result<(Self, bool)> {
+    pub fn open(name: &str, mtu: Option<u32>, offload: bool) -> Result<(Self, bool)> {
         let existed = interface_exists(name);
         let path = CString::new("/dev/net/tun").expect("static path");
         // SAFETY: opening a device node with a valid NUL-terminated path.
@@ -85,7 +103,7 @@ impl TapDevice {
         // SAFETY: `raw` is a descriptor we just opened and own exclusively.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut ifr = IfReq::new(name);
-        ifr.set_short(IFF_TAP | IFF_NO_PI);
+        ifr.set_short(IFF_TAP | IFF_NO_PI | if offload { IFF_VNET_HDR } else { 0 });
         // SAFETY: TUNSETIFF takes a pointer to an ifreq, which `ifr` is.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut ifr as *mut IfReq) } < 0 {
             let e = std::io::Error::last_os_error();
@@ -94,6 +112,11 @@ impl TapDevice {
                  e.g. created with `ip tuntap add dev {name} mode tap`, and we need root or CAP_NET_ADMIN)"
             );
         }
+        // Let the kernel hand us GRO-merged segments with partial checksums; without this it
+        // segments and checksums everything before we see it.
+        let flags = (TUN_F_CSUM | TUN_F_TSO4) as libc::c_ulong;
+        // SAFETY: TUNSETOFFLOAD takes its flags by value.
+        let offload = offload && unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, flags) } == 0;
         // Bring the link up, and give a new device a queue long enough for a 4 MiB window
         // (the default 1000 frames overflows; research notes §4).
         let mut flags = IfReq::new(name);
@@ -116,7 +139,14 @@ impl TapDevice {
             }
         };
         let frame = ip_mtu + ETH_HDR;
-        Ok((TapDevice { fd, mtu: frame, rx_buf: vec![0; frame], tx_buf: vec![0; frame], tx_dropped: 0 }, !existed))
+        let buf = if offload { VNET_HDR + OFFLOAD_FRAME } else { frame };
+        let dev = TapDevice { fd, mtu: frame, offload, rx_buf: vec![0; buf], tx_buf: vec![0; buf], tx_dropped: 0 };
+        Ok((dev, !existed))
+    }
+
+    /// True when frames carry a virtio-net header (TSO and checksum offload).
+    pub fn offload(&self) -> bool {
+        self.offload
     }
 
     /// The IP MTU our stack uses.
@@ -146,6 +176,8 @@ pub struct TapTx<'a> {
     fd: &'a OwnedFd,
     buf: &'a mut Vec<u8>,
     dropped: &'a mut u64,
+    offload: bool,
+    gso_size: Option<u16>,
 }
 
 impl phy::RxToken for TapRx<'_> {
@@ -154,12 +186,56 @@ impl phy::RxToken for TapRx<'_> {
     }
 }
 
+/// Fills the virtio-net header for an outgoing frame: TCP over IPv4 gets a partial checksum
+/// for the kernel to finish, and GSO when smoltcp handed us more than one MSS.
+fn offload_header(hdr: &mut [u8], frame: &mut [u8], gso_size: Option<u16>) {
+    hdr.fill(0);
+    if frame.len() < ETH_HDR + 20 || frame[12..14] != [0x08, 0x00] {
+        return;
+    }
+    let ip = &frame[ETH_HDR..];
+    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    if ip[0] >> 4 != 4 || ip[9] != 6 || ihl < 20 || ip.len() < ihl + 20 {
+        return;
+    }
+    let tcp_len = ip.len() - ihl;
+    let doff = ((ip[ihl + 12] >> 4) as usize) * 4;
+    // Pseudo-header sum, folded but not inverted, is what CHECKSUM_PARTIAL expects.
+    let mut sum: u32 = 6 + tcp_len as u32;
+    for w in ip[12..20].chunks_exact(2) {
+        sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let csum_start = ETH_HDR + ihl;
+    frame[csum_start + 16..csum_start + 18].copy_from_slice(&(sum as u16).to_be_bytes());
+    hdr[0] = VNET_F_NEEDS_CSUM;
+    if let Some(mss) = gso_size.filter(|&m| tcp_len > doff + m as usize) {
+        hdr[1] = VNET_GSO_TCPV4;
+        hdr[2..4].copy_from_slice(&((csum_start + doff) as u16).to_ne_bytes());
+        hdr[4..6].copy_from_slice(&mss.to_ne_bytes());
+    }
+    hdr[6..8].copy_from_slice(&(csum_start as u16).to_ne_bytes());
+    hdr[8..10].copy_from_slice(&16u16.to_ne_bytes());
+}
+
 impl phy::TxToken for TapTx<'_> {
+    fn set_meta(&mut self, meta: phy::PacketMeta) {
+        self.gso_size = meta.segmentation_offload_size.map(|m| m.get());
+    }
+
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        if self.buf.len() < len {
-            self.buf.resize(len, 0);
+        let head = if self.offload { VNET_HDR } else { 0 };
+        if self.buf.len() < head + len {
+            self.buf.resize(head + len, 0);
         }
-        let r = f(&mut self.buf[..len]);
+        let r = f(&mut self.buf[head..head + len]);
+        if self.offload {
+            let (hdr, frame) = self.buf.split_at_mut(VNET_HDR);
+            offload_header(hdr, &mut frame[..len], self.gso_size);
+        }
+        let len = head + len;
         for _ in 0..100 {
             // SAFETY: writing `len` initialised bytes from our buffer to our TAP descriptor.
             let n = unsafe { libc::write(self.fd.as_raw_fd(), self.buf.as_ptr().cast(), len) };
@@ -188,24 +264,45 @@ impl Device for TapDevice {
     fn receive(&mut self, _ts: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         // SAFETY: reading at most rx_buf.len() bytes into our own buffer.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), self.rx_buf.as_mut_ptr().cast(), self.rx_buf.len()) };
-        if n <= 0 {
+        let head = if self.offload { VNET_HDR } else { 0 };
+        if n <= head as isize {
             return None;
         }
+        // With offloads, the header may say the TCP checksum is partial (the kernel never
+        // computed it): smoltcp does not verify TCP checksums on this device then.
         Some((
-            TapRx { buf: &self.rx_buf[..n as usize] },
-            TapTx { fd: &self.fd, buf: &mut self.tx_buf, dropped: &mut self.tx_dropped },
+            TapRx { buf: &self.rx_buf[head..n as usize] },
+            TapTx {
+                fd: &self.fd,
+                buf: &mut self.tx_buf,
+                dropped: &mut self.tx_dropped,
+                offload: self.offload,
+                gso_size: None,
+            },
         ))
     }
 
     fn transmit(&mut self, _ts: Instant) -> Option<Self::TxToken<'_>> {
-        Some(TapTx { fd: &self.fd, buf: &mut self.tx_buf, dropped: &mut self.tx_dropped })
+        Some(TapTx {
+            fd: &self.fd,
+            buf: &mut self.tx_buf,
+            dropped: &mut self.tx_dropped,
+            offload: self.offload,
+            gso_size: None,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.mtu;
-        // The kernel delivers checksummed frames and wants valid ones; keep both on.
+        if self.offload {
+            // The kernel finishes our TCP checksums and vouches for the ones it sends us
+            // (they may be partial in GRO-merged frames).
+            caps.checksum.tcp = phy::Checksum::None;
+            caps.segmentation.tcpv4 = core::num::NonZeroUsize::new(OFFLOAD_FRAME);
+        }
+        // Without offloads the kernel delivers checksummed frames and wants valid ones.
         caps
     }
 }

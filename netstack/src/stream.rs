@@ -310,13 +310,15 @@ impl Measurement {
     }
 
     /// The test ended: the final partial interval, unless it is too short to mean anything
-    /// (under a tenth of the interval, as iperf3 skips them).
+    /// (under a tenth of the interval, as iperf3 skips them) and an earlier one was reported.
+    /// A test shorter than one interval (`-n` on a fast path) still gets its one interval.
     pub fn finish(&mut self, now: smoltcp::time::Instant) -> Option<crate::report::IntervalReport> {
         let i = self.interval?;
         let omitted = self.omitting(now);
         let len = now - self.interval_start;
+        let first = self.interval_start == self.started;
         self.next_interval = None;
-        if len.total_micros() * 10 < i.total_micros() {
+        if len.total_micros() * 10 < i.total_micros() && !first {
             return None;
         }
         Some(self.report(now, omitted))
