@@ -85,7 +85,13 @@ const SPECS: &[Spec] = &[
     opt(None, "bidir", None, Client, "run in bidirectional mode"),
     opt(Some('w'), "window", Some("SIZE"), Client, "socket buffer size (sets both directions)"),
     opt(Some('C'), "congestion", Some("ALGO"), Client, "congestion control: reno, cubic (host builds) or none"),
-    opt(Some('M'), "set-mss", Some("N"), Client, "maximum segment size (not supported by smoltcp; rejected)"),
+    opt(
+        Some('M'),
+        "set-mss",
+        Some("N"),
+        Client,
+        "TCP MSS for the server's data sockets (a stock server applies it; smoltcp cannot)",
+    ),
     opt(Some('N'), "no-delay", None, Client, "set TCP no delay, disabling Nagle's algorithm"),
     opt(Some('O'), "omit", Some("N"), Client, "omit the first N seconds"),
     opt(Some('T'), "title", Some("STR"), Client, "prefix every output line with this string"),
@@ -132,6 +138,9 @@ pub struct Options {
     pub reverse: bool,
     pub bidir: bool,
     pub window: Option<u32>,
+    /// `-M`: sent to the server; smoltcp has no per-socket MSS, so our own sockets keep the
+    /// MTU-derived one (the peer's smaller MSS still limits what we send).
+    pub mss: Option<u32>,
     pub congestion: Option<String>,
     pub nodelay: bool,
     pub omit: u32,
@@ -186,6 +195,7 @@ impl Default for Options {
             reverse: false,
             bidir: false,
             window: None,
+            mss: None,
             congestion: None,
             nodelay: false,
             omit: 0,
@@ -371,7 +381,11 @@ impl Options {
                 self.congestion = Some(val.to_string());
             }
             "set-mss" => {
-                return Err("option --set-mss: smoltcp cannot set the MSS of a socket; lower --mtu instead".to_string());
+                let m: u32 = num(name, val)?;
+                if !(88..=9216).contains(&m) {
+                    return Err(format!("option --set-mss: {m} must be between 88 and 9216 bytes"));
+                }
+                self.mss = Some(m);
             }
             "no-delay" => self.nodelay = true,
             "omit" => {
@@ -532,7 +546,7 @@ impl Options {
             time: if end_by_count { 0 } else { self.time.unwrap_or(10) },
             num: self.bytes.unwrap_or(0),
             blockcount: self.blocks.unwrap_or(0),
-            mss: None,
+            mss: self.mss,
             nodelay: self.nodelay,
             parallel: self.parallel,
             reverse: self.reverse,
@@ -685,7 +699,7 @@ mod tests {
             ("-c h -t abc", "'abc'"),
             ("-c h -T \"open", "quote"),
             ("-c h stray", "stray"),
-            ("-c h -M 1000", "MSS"),
+            ("-c h -M 20000", "--set-mss"),
         ];
         for (line, want) in cases {
             let e = parse(line).unwrap_err();

@@ -551,6 +551,11 @@ impl Server {
                 }
             },
         };
+        if let Some(mss) = params.mss {
+            self.reporter.warning(&format!(
+                "the client asked for MSS {mss}; smoltcp cannot set a socket's MSS, so the interface's is used"
+            ));
+        }
         let server_sends = params.reverse || params.bidirectional;
         let server_receives = !params.reverse || params.bidirectional;
         t.data_spec = data_socket_spec(
