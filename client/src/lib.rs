@@ -42,6 +42,8 @@ pub struct ClientConfig {
     pub congestion: Congestion,
     pub mss: u32,
     pub version: String,
+    /// Bytes all data sockets of the test may use together.
+    pub buffer_budget: usize,
 }
 
 impl ClientConfig {
@@ -63,6 +65,7 @@ impl ClientConfig {
             congestion: o.congestion(),
             mss,
             version: version.into(),
+            buffer_budget: netstack::stack::DATA_BUF_BUDGET,
         }
     }
 }
@@ -136,6 +139,8 @@ pub struct Client {
     congestion: Congestion,
     data_spec_send: SocketSpec,
     data_spec_recv: SocketSpec,
+    /// The test cannot run here (e.g. its buffers do not fit); reported at the first poll.
+    setup_error: Option<String>,
     streams: Vec<DataStream>,
     /// A data stream whose connect is in progress.
     connecting: Option<(SocketHandle, usize)>,
@@ -164,12 +169,16 @@ impl Client {
             cfg.params.congestion.as_deref().and_then(|n| Congestion::parse(n).ok()).unwrap_or(cfg.congestion);
         let p = &cfg.params;
         let total = p.total_streams();
+        let budget = cfg.buffer_budget;
+        let send_spec = data_socket_spec(true, false, p.window, total, congestion, p.nodelay, budget);
+        let recv_spec = data_socket_spec(false, true, p.window, total, congestion, p.nodelay, budget);
         let mut reporter = Reporter::new(cfg.report.clone());
         reporter.connecting(&cfg.server_name, cfg.port);
         Client {
             // Each stream carries data one way only, so only that direction gets a big buffer.
-            data_spec_send: data_socket_spec(true, false, p.window, total, congestion, p.nodelay),
-            data_spec_recv: data_socket_spec(false, true, p.window, total, congestion, p.nodelay),
+            data_spec_send: send_spec.clone().unwrap_or(SocketSpec::control()),
+            data_spec_recv: recv_spec.clone().unwrap_or(SocketSpec::control()),
+            setup_error: send_spec.and(recv_spec).err(),
             reporter,
             ctrl: None,
             out: Outbox::default(),
@@ -257,6 +266,9 @@ impl Client {
         host: &mut dyn Host,
     ) -> Result<bool, String> {
         let mut progress = false;
+        if let Some(e) = self.setup_error.take() {
+            return Err(e);
+        }
         if self.ctrl.is_none() {
             let mut s = tcp_socket(&SocketSpec::control());
             let local = self.alloc_port();

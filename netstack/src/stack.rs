@@ -124,7 +124,13 @@ pub fn tcp_socket(spec: &SocketSpec) -> tcp::Socket<'static> {
     s
 }
 
-/// Buffer sizes for a data socket given the test's direction, `-w` and stream count.
+/// Smallest buffer we give a busy direction; below this a test is refused rather than run
+/// crippled.
+pub const MIN_DATA_BUF: usize = 16 * 1024;
+
+/// Buffer sizes for a data socket given the test's direction, `-w`, the stream count and the
+/// memory the platform can spend on all data sockets of a test (`budget`). Every socket of
+/// a test gets the same sizes. Errors say why the test cannot fit.
 pub fn data_socket_spec(
     sends: bool,
     receives: bool,
@@ -132,11 +138,56 @@ pub fn data_socket_spec(
     total_streams: u32,
     congestion: Congestion,
     nodelay: bool,
-) -> SocketSpec {
+    budget: usize,
+) -> Result<SocketSpec, alloc::string::String> {
+    let streams = total_streams.max(1) as usize;
+    let busy_dirs = (sends as usize + receives as usize).max(1);
+    // What one busy direction may have if every socket of the test is sized alike.
+    let idle_dirs = 2 - busy_dirs;
+    let share = (budget / streams).saturating_sub(idle_dirs * IDLE_BUF) / busy_dirs;
     let busy = match window {
+        Some(w) if (w as usize) * 2 * streams > budget => {
+            return Err(alloc::format!(
+                "-w {w} for {streams} streams needs {} MiB of socket buffers; this host can spend {} MiB",
+                (w as usize * 2 * streams) >> 20,
+                budget >> 20
+            ));
+        }
         Some(w) => w as usize,
-        None => DATA_BUF.min(DATA_BUF_BUDGET / (2 * total_streams.max(1) as usize)).max(64 * 1024),
+        None => DATA_BUF.min(share),
     };
+    if busy < MIN_DATA_BUF {
+        return Err(alloc::format!(
+            "{streams} streams do not fit in the {} KiB this host can spend on socket buffers",
+            budget >> 10
+        ));
+    }
     let size = |used: bool| if used || window.is_some() { busy } else { IDLE_BUF };
-    SocketSpec { rx: size(receives), tx: size(sends), congestion, nodelay }
+    Ok(SocketSpec { rx: size(receives), tx: size(sends), congestion, nodelay })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_shrink_to_fit_the_budget() {
+        let c = Congestion::Reno;
+        let one = data_socket_spec(false, true, None, 1, c, false, DATA_BUF_BUDGET).unwrap();
+        assert_eq!((one.rx, one.tx), (DATA_BUF, IDLE_BUF));
+        let many = data_socket_spec(false, true, None, 16, c, false, 32 << 20).unwrap();
+        assert!(many.rx * 16 + many.tx * 16 <= 32 << 20, "{many:?}");
+        assert!(many.rx >= MIN_DATA_BUF);
+        let both = data_socket_spec(true, true, None, 8, c, false, 16 << 20).unwrap();
+        assert!((both.rx + both.tx) * 8 <= 16 << 20, "{both:?}");
+    }
+
+    #[test]
+    fn tests_that_cannot_fit_are_refused_with_a_reason() {
+        let c = Congestion::Reno;
+        let e = data_socket_spec(false, true, None, 128, c, false, 1 << 20).unwrap_err();
+        assert!(e.contains("128 streams"), "{e}");
+        let e = data_socket_spec(true, false, Some(8 << 20), 4, c, false, 32 << 20).unwrap_err();
+        assert!(e.contains("-w"), "{e}");
+    }
 }

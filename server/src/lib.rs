@@ -41,6 +41,9 @@ pub struct ServerConfig {
     /// The MSS our interface implies, for `tcp_mss_default`.
     pub mss: u32,
     pub version: String,
+    /// Bytes all data sockets of one test may use together (the platform's free memory,
+    /// less headroom); tests that cannot fit are refused with SERVER_ERROR.
+    pub buffer_budget: usize,
 }
 
 impl ServerConfig {
@@ -54,6 +57,7 @@ impl ServerConfig {
             congestion: o.congestion(),
             mss,
             version: version.into(),
+            buffer_budget: netstack::stack::DATA_BUF_BUDGET,
         }
     }
 }
@@ -565,7 +569,9 @@ impl Server {
             params.total_streams(),
             congestion,
             params.nodelay,
-        );
+            self.cfg.buffer_budget,
+        )
+        .map_err(|why| Stop::Fail(ErrorCode::SET_BUF2, why))?;
         t.congestion = congestion;
         t.params = params;
         t.phase = Phase::CreateStreams;
