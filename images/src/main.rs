@@ -1,0 +1,291 @@
+//! The uniperf unikernel: one ELF that boots through the PVH entry (QEMU `-kernel`, Xen
+//! `type = "pvh"`), brings up memory, console and a TSC clock, finds a virtio-net device and
+//! runs the iperf3 server or client role configured on the kernel command line, e.g.
+//! `-append "-s --ip 198.18.0.2/24"` or `-append "-c 198.18.0.1 -t 5 --ip 198.18.0.2/24"`.
+//!
+//! Boot order: [`boot`] (32-bit entry, long mode) → `rust_start`: console, exception
+//! tables, start info and heap ([`mem`]), clock, then [`run`] parses the command line with
+//! the same parser as the Linux CLI and hands the NIC to the role. The VM's exit status
+//! tells how it went ([`exit`] has the table).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod boot;
+mod clock;
+mod console;
+mod cpu;
+mod exit;
+mod mem;
+mod mtu;
+mod net;
+mod paging;
+mod platform;
+mod rtc;
+mod traps;
+
+pub use paging::map_identity;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+use netstack::options::{Mode, Options, split_cmdline, usage};
+use netstack::smoltcp::iface::SocketSet;
+use netstack::smoltcp::wire::{EthernetAddress, IpAddress, Ipv4Address};
+use netstack::stack::{NetConfig, build_interface};
+use platform::{ImageHost, ImagePlatform};
+
+pub const VERSION: &str = concat!("uniperf ", env!("CARGO_PKG_VERSION"), " (iperf 3.12 protocol, smoltcp 0.14)");
+
+const PLATFORM_NOTE: &str = "This is the uniperf unikernel: its options come from the kernel command line \
+(QEMU -append, xl extra=) and it needs an address for its NIC (--ip ADDR/PREFIX, optionally \
+--gateway ADDR and --mtu N).";
+
+/// Kernel-parameter words that belong to the NIC driver, not to us (QEMU's microvm appends
+/// `virtio_mmio.device=512@0xfeb00e00:12` when ACPI is off).
+const DRIVER_PARAMS: &[&str] = &["virtio_mmio.device="];
+
+/// `uniperf.crash=panic|pagefault|stackoverflow`: makes the image fail on purpose after boot,
+/// so tests can check that failures print and end the VM with the crash status.
+const CRASH_PARAM: &str = "uniperf.crash=";
+
+/// Called by the boot trampoline in 64-bit mode with the physical address of
+/// `hvm_start_info`.
+extern "C" fn rust_start(start_info_paddr: u32) -> ! {
+    let entry_tsc = clock::ticks();
+    let uart = console::init();
+    traps::init();
+    // SAFETY: the loader's pointer, read before any allocation can reuse that memory.
+    let info = match unsafe { mem::BootInfo::read(start_info_paddr) } {
+        Ok(info) => info,
+        Err(e) => fatal(e),
+    };
+    let heap = match mem::init_heap(&info) {
+        Ok(h) => h,
+        Err(e) => fatal(e),
+    };
+    let code = run(&info, &heap, uart, entry_tsc);
+    exit::exit(code)
+}
+
+fn fatal(msg: &str) -> ! {
+    println!("uniperf: boot error - {msg}");
+    exit::exit(exit::CRASH)
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes / (1024 * 1024)
+}
+
+fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64) -> u8 {
+    let (image_start, image_end) = boot::image_range();
+    println!(
+        "uniperf: boot: PVH, hvm_start_info v{}, image {:#x}-{:#x} ({} KiB)",
+        info.version,
+        image_start,
+        image_end,
+        (image_end - image_start) / 1024
+    );
+    println!("uniperf: console: {}", if uart { "16550 UART at 0x3f8" } else { "no UART found" });
+    println!(
+        "uniperf: memory: {} MiB RAM in {} map entries, heap {} MiB in {} region(s) from {:#x}",
+        mib(heap.ram_bytes),
+        info.memmap().len(),
+        mib(heap.heap_bytes),
+        heap.regions,
+        heap.first_addr
+    );
+    let hv = cpu::hypervisor();
+    let cal = match clock::init(&hv) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("uniperf: clock error - {e}");
+            return exit::FAILURE;
+        }
+    };
+    let boot_unix = rtc::unix_time();
+    let mut host = ImageHost::new(&hv, boot_unix);
+    println!(
+        "uniperf: clock: TSC {}.{:03} MHz ({}), {}, RTC {}",
+        cal.hz / 1_000_000,
+        cal.hz / 1000 % 1000,
+        cal.method,
+        hv.name(),
+        if boot_unix.is_some() { "present" } else { "absent" }
+    );
+    println!("uniperf: random: {}", if host.uses_rdrand() { "RDRAND" } else { "TSC-seeded SplitMix64" });
+
+    let cmdline = match info.cmdline() {
+        Ok(c) => c,
+        Err(_) => return param_error("the kernel command line is not valid UTF-8"),
+    };
+    if info.cmdline_truncated {
+        return param_error("the kernel command line is longer than 4096 bytes");
+    }
+    println!("uniperf: command line: {cmdline}");
+    if let Some(kind) = cmdline.split_whitespace().find_map(|w| w.strip_prefix(CRASH_PARAM)) {
+        crash_on_purpose(kind);
+    }
+    let o = match parse_options(cmdline) {
+        Ok(o) => o,
+        Err(e) => return param_error(&e),
+    };
+    if o.help {
+        console::write_str(&usage("uniperf", PLATFORM_NOTE));
+        return exit::SUCCESS;
+    }
+    if o.version {
+        println!("{VERSION}");
+        return exit::SUCCESS;
+    }
+    let Some(ip) = o.ip else {
+        return param_error("the image needs --ip ADDR/PREFIX for its NIC (e.g. --ip 198.18.0.2/24)");
+    };
+    let server_addr = match &o.mode {
+        Some(Mode::Client(host_name)) => match host_name.parse::<Ipv4Address>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                return param_error(&alloc::format!(
+                    "'{host_name}' is not an IPv4 address (uniperf has no DNS resolver)"
+                ));
+            }
+        },
+        _ => None,
+    };
+
+    let nic = match net::open(cmdline) {
+        Ok(n) => n,
+        Err(e) => {
+            println!("uniperf: error - network device: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let mac = EthernetAddress(nic.mac());
+    println!("uniperf: nic: {} (MAC {mac})", nic.describe());
+    let mut dev = match mtu::MtuLimit::new(nic, o.mtu) {
+        Ok(d) => d,
+        Err(e) => return param_error(&e),
+    };
+    let ip_mtu = dev.ip_mtu();
+    let mut platform = ImagePlatform;
+    let mut seed = [0u8; 8];
+    netstack::host::Host::fill_random(&mut host, &mut seed);
+    let net = NetConfig { mac, ip, gateway: o.gateway };
+    let now = netstack::platform::Platform::now(&mut platform);
+    let mut iface = build_interface(&mut dev, &net, now, u64::from_le_bytes(seed));
+    let mut sockets = SocketSet::new(Vec::new());
+    let mss = (ip_mtu - 40) as u32;
+    println!(
+        "uniperf: net: {ip}{}, IP MTU {ip_mtu}; booted in {} ms",
+        o.gateway.map(|g| alloc::format!(" via {g}")).unwrap_or_default(),
+        clock::ticks_to_us(clock::ticks().wrapping_sub(entry_tsc)) / 1000
+    );
+
+    // Socket buffers of one test may take most of what is free; the rest is headroom for
+    // control sockets, reports and fragmentation. A test that cannot fit is refused, not
+    // allowed to exhaust the heap.
+    let budget = mem::heap_usage().1 / 4 * 3;
+    let mut code = match (o.mode.clone(), server_addr) {
+        (Some(Mode::Client(_)), Some(server)) => {
+            let cfg = client::ClientConfig {
+                buffer_budget: budget,
+                ..client::ClientConfig::from_options(&o, IpAddress::Ipv4(server), mss, VERSION)
+            };
+            let start = netstack::platform::Platform::now(&mut platform);
+            let mut cl = client::Client::new(cfg, start, &mut host);
+            let outcome = client::run(&mut cl, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform);
+            if outcome.is_ok() { exit::SUCCESS } else { exit::FAILURE }
+        }
+        _ => {
+            let mut srv = server::Server::new(server::ServerConfig {
+                buffer_budget: budget,
+                ..server::ServerConfig::from_options(&o, mss, VERSION)
+            });
+            println!("uniperf: ready: listening on {}:{}", ip.address(), o.port);
+            server::run(&mut srv, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform);
+            exit::SUCCESS
+        }
+    };
+    let nic = dev.inner();
+    if let Some(fault) = nic.fault() {
+        println!("uniperf: error - the NIC stopped: {fault}");
+        code = exit::FAILURE;
+    }
+    if o.verbose {
+        let (used, free) = mem::heap_usage();
+        println!("uniperf: nic: {}; heap {} KiB used, {} KiB free", nic.stats(), used / 1024, free / 1024);
+    }
+    code
+}
+
+fn param_error(msg: &str) -> u8 {
+    println!("uniperf: parameter error - {msg}");
+    exit::FAILURE
+}
+
+/// The command line minus the driver's words, parsed and checked as the Linux CLI does, plus
+/// what only the image rejects.
+fn parse_options(cmdline: &str) -> Result<Options, String> {
+    let words = split_cmdline(cmdline)?;
+    let ours = words
+        .iter()
+        .map(String::as_str)
+        .filter(|w| !w.starts_with(CRASH_PARAM) && !DRIVER_PARAMS.iter().any(|p| w.starts_with(p)));
+    let o = Options::parse(ours)?;
+    o.validate()?;
+    if o.help || o.version {
+        return Ok(o);
+    }
+    if let Some(opt) = o.first_unsupported(&["ip", "gateway", "mtu"]) {
+        return Err(match opt {
+            "tap" => String::from("--tap is for the Linux program; the image drives its own NIC"),
+            other => alloc::format!("--{other} is a `uniperf sim` option"),
+        });
+    }
+    if o.logfile.is_some() {
+        return Err(String::from("--logfile: the image has no file system; reports go to the console"));
+    }
+    if o.mode.is_none() {
+        return Err(String::from("must either be a client (-c HOST) or server (-s)"));
+    }
+    Ok(o)
+}
+
+/// The failures `uniperf.crash=` asks for.
+fn crash_on_purpose(kind: &str) {
+    match kind {
+        "panic" => panic!("uniperf.crash=panic on the command line"),
+        "pagefault" => {
+            // Far beyond anything mapped.
+            let p = 0x0000_7000_0000_0000u64 as *const u64;
+            // SAFETY: not safe at all; faulting is the point.
+            let v = unsafe { core::ptr::read_volatile(p) };
+            println!("uniperf: read {v} from an unmapped address?");
+        }
+        "stackoverflow" => {
+            #[allow(unconditional_recursion)]
+            fn recurse(depth: u64) -> u64 {
+                let pad = core::hint::black_box([depth; 64]);
+                recurse(depth + 1) + pad[(depth % 64) as usize]
+            }
+            println!("uniperf: {}", recurse(0));
+        }
+        other => println!("uniperf: ignoring unknown uniperf.crash={other}"),
+    }
+}
+
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    if PANICKING.swap(true, Ordering::Relaxed) {
+        console::write_str("\nuniperf: panic while panicking\n");
+        exit::exit(exit::CRASH);
+    }
+    match info.location() {
+        Some(l) => println!("\nuniperf: panic at {}:{}:{}: {}", l.file(), l.line(), l.column(), info.message()),
+        None => println!("\nuniperf: panic: {}", info.message()),
+    }
+    exit::exit(exit::CRASH)
+}

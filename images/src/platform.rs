@@ -1,0 +1,113 @@
+//! The image as a `netstack` platform and host: the TSC clock, an idle wait that spins
+//! (there are no interrupts, so the loop must come back soon to poll the NIC), the console
+//! for reports, busy time as CPU time, the CMOS date, and RDRAND where the CPU has it.
+
+use crate::{clock, console, cpu};
+use alloc::format;
+use alloc::string::String;
+use core::arch::x86_64::_rdrand64_step;
+use netstack::host::{CpuTimes, Host, SplitMix64};
+use netstack::platform::Platform;
+use netstack::smoltcp::time::{Duration, Instant};
+
+/// The longest one idle call spins before the loop polls the NIC again: without interrupts
+/// this bounds how late a frame that arrives meanwhile is seen.
+const IDLE_SLICE_US: u64 = 50;
+
+/// Clock, idle wait and console for the role loops.
+pub struct ImagePlatform;
+
+/// Microseconds spent in [`ImagePlatform::idle`], for [`ImageHost`]'s CPU-time reports.
+static IDLE_US: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Microseconds spent idling since boot.
+pub fn idle_us() -> u64 {
+    IDLE_US.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+impl Platform for ImagePlatform {
+    fn now(&mut self) -> Instant {
+        Instant::from_micros(clock::now_us() as i64)
+    }
+
+    fn idle(&mut self, delay: Option<Duration>) {
+        let slice = delay.map_or(IDLE_SLICE_US, |d| d.total_micros().min(IDLE_SLICE_US));
+        let start = clock::now_us();
+        let until = start + slice;
+        let mut now = start;
+        while now < until {
+            core::hint::spin_loop();
+            now = clock::now_us();
+        }
+        IDLE_US.fetch_add(now - start, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn output(&mut self, text: &str) {
+        console::write_str(text);
+    }
+}
+
+/// CPU time, date, description and randomness for the roles.
+pub struct ImageHost {
+    info: String,
+    boot_unix: Option<u64>,
+    rdrand: bool,
+    fallback: SplitMix64,
+}
+
+impl ImageHost {
+    /// `boot_unix` is the RTC date read when the clock started (at `now_us() == 0`, roughly).
+    pub fn new(hv: &cpu::Hypervisor, boot_unix: Option<u64>) -> Self {
+        let hz = clock::tsc_hz();
+        let info = format!(
+            "uniperf-image x86_64 ({}, TSC {}.{:02} GHz)",
+            hv.name(),
+            hz / 1_000_000_000,
+            hz / 10_000_000 % 100
+        );
+        let seed = clock::ticks() ^ boot_unix.unwrap_or(0).rotate_left(32) ^ 0x0075_6e69_7065_7266;
+        ImageHost { info, boot_unix, rdrand: cpu::has_rdrand(), fallback: SplitMix64(seed) }
+    }
+
+    /// Whether randomness comes from RDRAND (else a TSC-seeded SplitMix64).
+    pub fn uses_rdrand(&self) -> bool {
+        self.rdrand
+    }
+}
+
+/// One RDRAND value, retried as Intel's guide recommends; None if the DRNG stays empty.
+#[target_feature(enable = "rdrand")]
+fn rdrand64() -> Option<u64> {
+    let mut v = 0u64;
+    for _ in 0..10 {
+        if _rdrand64_step(&mut v) == 1 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl Host for ImageHost {
+    fn cpu_times(&mut self) -> CpuTimes {
+        // The CPU is ours alone: whatever was not spent idling was work.
+        let busy = clock::now_us().saturating_sub(idle_us());
+        CpuTimes { user_us: busy, system_us: 0 }
+    }
+
+    fn unix_time(&mut self) -> Option<u64> {
+        self.boot_unix.map(|t| t + clock::now_us() / 1_000_000)
+    }
+
+    fn system_info(&self) -> String {
+        self.info.clone()
+    }
+
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            // SAFETY: `rdrand` is set only when CPUID reports RDRAND.
+            let r = if self.rdrand { unsafe { rdrand64() } } else { None };
+            let r = r.unwrap_or_else(|| self.fallback.next_u64() ^ clock::ticks());
+            chunk.copy_from_slice(&r.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
