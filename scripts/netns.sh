@@ -10,6 +10,10 @@
 #                              (uniperf's smoltcp side takes 198.18.0.2 on that TAP)
 #   netns_topo_bridge NS       one ns, br0 198.18.0.1/24 with tap0 and tap1 enslaved
 #                              (uniperf server 198.18.0.2 on tap0, client 198.18.0.3 on tap1)
+#   netns_topo_guests NS [N]   the same with N (1..4) TAPs tap0.. on br0: the VM topology, where
+#                              scripts/qemu.sh --tap tapI attaches guest I (server guest
+#                              198.18.0.2 on tap0, client guest 198.18.0.3 on tap1); stock
+#                              iperf3 runs on the host side, bound to br0's 198.18.0.1
 #   netns_topo_veth NS_A NS_B  veth pair, 198.18.1.1/24 in NS_A, 198.18.1.2/24 in NS_B
 
 NETNS_PREFIX="up-$$"
@@ -49,13 +53,20 @@ netns_topo_tap() {
 
 # netns_topo_bridge NS: br0 (198.18.0.1/24) with persistent tap0 and tap1 as ports.
 netns_topo_bridge() {
-    local ns=$1 tap
+    netns_topo_guests "$1" 2
+}
+
+# netns_topo_guests NS [N]: br0 (198.18.0.1/24) with N (default 2, at most 4) persistent TAPs
+# tap0..tap(N-1) as ports, for VMs (scripts/qemu.sh --netns NS --tap tapI) or uniperf on TAP.
+netns_topo_guests() {
+    local ns=$1 n=${2:-2} i
+    [[ $n =~ ^[1-4]$ ]] || { echo "netns_topo_guests: 1 to 4 TAPs, not '$n'" >&2; return 1; }
     ip -n "$ns" link add br0 type bridge forward_delay 0 stp_state 0
     ip -n "$ns" addr add 198.18.0.1/24 dev br0
-    for tap in tap0 tap1; do
-        ip -n "$ns" tuntap add dev "$tap" mode tap
-        ip -n "$ns" link set "$tap" master br0
-        ip -n "$ns" link set "$tap" txqueuelen 10000 up
+    for ((i = 0; i < n; i++)); do
+        ip -n "$ns" tuntap add dev "tap$i" mode tap
+        ip -n "$ns" link set "tap$i" master br0
+        ip -n "$ns" link set "tap$i" txqueuelen 10000 up
     done
     ip -n "$ns" link set br0 up
 }
@@ -77,6 +88,18 @@ netns_spawn() {
     local __var=$1 __ns=$2 __out=$3 __err=$4 __pid
     shift 4
     ip netns exec "$__ns" "$@" >"$__out" 2>"$__err" </dev/null &
+    __pid=$!
+    NETNS_PIDS+=("$__pid")
+    printf -v "$__var" '%s' "$__pid"
+}
+
+# netns_spawn_host VAR STDOUT STDERR CMD...: like netns_spawn, for a command that enters the
+# namespace itself (scripts/qemu.sh --netns NS). Killing it kills its QEMU too (qemu.sh starts
+# QEMU with a parent-death signal).
+netns_spawn_host() {
+    local __var=$1 __out=$2 __err=$3 __pid
+    shift 3
+    "$@" >"$__out" 2>"$__err" </dev/null &
     __pid=$!
     NETNS_PIDS+=("$__pid")
     printf -v "$__var" '%s' "$__pid"

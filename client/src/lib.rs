@@ -497,25 +497,7 @@ impl Client {
             peer_host: self.cfg.server_name.clone(),
             peer_port: self.cfg.port,
             cookie: self.cookie.to_text(),
-            tcp_mss: self.cfg.mss,
-            mss_was_set: false,
-            target_bitrate: p.bandwidth,
-            sock_bufsize: p.window.unwrap_or(0),
-            sndbuf_actual: spec.tx as u32,
-            rcvbuf_actual: spec.rx as u32,
-            protocol: "TCP",
-            num_streams: p.parallel,
-            blksize: p.len,
-            omit: p.omit,
-            duration: p.time,
-            bytes: p.num,
-            blocks: p.blockcount,
-            reverse: p.reverse,
-            bidir: p.bidirectional,
-            tos: p.tos.unwrap_or(0),
-            title: p.title.clone(),
-            extra_data: p.extra_data.clone(),
-            congestion: Some(self.congestion.name().to_string()),
+            ..TestStartInfo::for_test(p, &spec, self.congestion, self.cfg.mss)
         });
     }
 

@@ -598,25 +598,7 @@ impl Server {
             peer_host: t.peer.addr.to_string(),
             peer_port: t.peer.port,
             cookie: t.cookie.to_text(),
-            tcp_mss: self.cfg.mss,
-            mss_was_set: false,
-            target_bitrate: p.bandwidth,
-            sock_bufsize: p.window.unwrap_or(0),
-            sndbuf_actual: t.data_spec.tx as u32,
-            rcvbuf_actual: t.data_spec.rx as u32,
-            protocol: "TCP",
-            num_streams: p.parallel,
-            blksize: p.len,
-            omit: p.omit,
-            duration: p.time,
-            bytes: p.num,
-            blocks: p.blockcount,
-            reverse: p.reverse,
-            bidir: p.bidirectional,
-            tos: p.tos.unwrap_or(0),
-            title: p.title.clone(),
-            extra_data: p.extra_data.clone(),
-            congestion: Some(t.congestion.name().to_string()),
+            ..TestStartInfo::for_test(p, &t.data_spec, t.congestion, self.cfg.mss)
         };
         self.reporter.test_start(info);
         self.keep_listeners(sockets);

@@ -1,6 +1,7 @@
 //! Shared harness for uniperf's end-to-end tests: network namespaces and the TAP / bridge / veth
 //! topologies built in them, child processes that always have a deadline and are killed by PID,
-//! readiness polling, and helpers that read iperf3-shaped `-J` output.
+//! readiness polling, helpers that read iperf3-shaped `-J` output, and the unikernel image
+//! booted under QEMU (`scripts/qemu.sh`) on a TAP of those topologies.
 //!
 //! Everything that sends packets runs inside namespaces made here, with addresses from
 //! 198.18.0.0/15 only; each namespace is named `up-<pid>-<n>` and deleted on drop.
@@ -128,6 +129,11 @@ pub struct Finished {
 impl Finished {
     pub fn success(&self) -> bool {
         self.status.success()
+    }
+
+    /// The exit code, or None if a signal ended it.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
     }
 
     /// A readable account of the run, for failure messages.
@@ -315,21 +321,39 @@ impl Proc {
     /// passes.
     #[track_caller]
     pub fn wait_for_stderr_line(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_line_on(false, needle, timeout);
+    }
+
+    /// Polls its stdout for a line containing `needle`; fails if it exits first or the timeout
+    /// passes.
+    #[track_caller]
+    pub fn wait_for_stdout_line(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_line_on(true, needle, timeout);
+    }
+
+    #[track_caller]
+    fn wait_for_line_on(&mut self, stdout: bool, needle: &str, timeout: Duration) {
+        let (name, path) = if stdout { ("stdout", &self.stdout_path) } else { ("stderr", &self.stderr_path) };
+        let path = path.clone();
         let until = Instant::now() + timeout;
         loop {
-            if self.stderr().lines().any(|l| l.contains(needle)) {
+            if read_lossy(&path).lines().any(|l| l.contains(needle)) {
                 return;
             }
             if !self.is_running() {
+                // It may have printed the line just before exiting.
+                if read_lossy(&path).lines().any(|l| l.contains(needle)) {
+                    return;
+                }
                 panic!(
-                    "process exited ({}) before printing {needle:?}:\n{}",
+                    "process exited ({}) before printing {needle:?} on {name}:\n{}",
                     self.finished.expect("finished"),
                     self.describe()
                 );
             }
             if Instant::now() >= until {
                 panic!(
-                    "{needle:?} did not appear on stderr within {:.1} s:\n{}",
+                    "{needle:?} did not appear on {name} within {:.1} s:\n{}",
                     timeout.as_secs_f64(),
                     self.describe()
                 );
@@ -805,4 +829,226 @@ pub fn assert_pair_consistent(
 /// Gbit/s from bits per second, for log lines.
 pub fn gbps(bps: f64) -> f64 {
     bps / 1e9
+}
+
+// ---------------------------------------------------------------------------------------------
+// The unikernel image under QEMU (scripts/qemu.sh)
+
+/// The launcher: boots an image on a TAP inside a namespace and passes the guest's exit code
+/// through (see its header for the status table).
+pub const QEMU_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/qemu.sh");
+/// Where `scripts/build-image.sh` leaves the image (overridden by `UNIPERF_IMAGE`).
+pub const DEFAULT_IMAGE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/images/target/x86_64-unknown-none/release/uniperf-image");
+/// qemu.sh's status when --timeout passed.
+pub const QEMU_TIMEOUT: i32 = 124;
+/// How long a booted image gets to print its readiness line. It needs ~0.1 s of guest time
+/// under TCG; the rest is QEMU starting (and SeaBIOS on pc) on a loaded 2-core machine.
+pub const VM_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// MAC of the server guest (tap0, 198.18.0.2) and the client guest (tap1, 198.18.0.3).
+pub const SERVER_GUEST_MAC: &str = "52:54:00:18:00:02";
+pub const CLIENT_GUEST_MAC: &str = "52:54:00:18:00:03";
+
+/// The image under test: `$UNIPERF_IMAGE`, else the release build of `images/`.
+pub fn image_path() -> PathBuf {
+    std::env::var_os("UNIPERF_IMAGE").map_or_else(|| PathBuf::from(DEFAULT_IMAGE), PathBuf::from)
+}
+
+/// QEMU's accelerator for the tests: `$UNIPERF_QEMU_ACCEL` (kvm|tcg|auto), default tcg — the
+/// project's machines have kvm_pvm, on which guests fail or crawl; real KVM hosts may set kvm.
+pub fn qemu_accel() -> String {
+    std::env::var("UNIPERF_QEMU_ACCEL").unwrap_or_else(|_| "tcg".to_string())
+}
+
+/// True when the image tests can run: root, QEMU and a built image. Without them they are
+/// skipped loudly, except under CI (`CI=true`), where that would hide a broken set-up.
+pub fn require_vm_or_skip() -> bool {
+    if !require_root_or_skip() {
+        return false;
+    }
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let image = image_path();
+    let missing = if !qemu {
+        Some("qemu-system-x86_64 is not installed (scripts/setup.sh installs it)".to_string())
+    } else if !image.is_file() {
+        Some(format!("no image at {} (build it with scripts/build-image.sh)", image.display()))
+    } else {
+        None
+    };
+    let Some(why) = missing else {
+        return true;
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but the image tests cannot run: {why}");
+    }
+    static LOUD: Once = Once::new();
+    LOUD.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n**************************************************************************\n\
+             *** SKIPPED image tests: {why}\n\
+             **************************************************************************"
+        );
+    });
+    false
+}
+
+/// What to boot: machine type, TAP, MAC and the kernel command line.
+#[derive(Clone, Debug)]
+pub struct VmSpec<'a> {
+    /// microvm, pc or q35.
+    pub machine: &'a str,
+    pub tap: &'a str,
+    pub mac: &'a str,
+    /// Guest memory in MB.
+    pub mem_mb: u32,
+    /// The words of the kernel command line (QEMU -append).
+    pub cmdline: &'a [&'a str],
+    /// qemu.sh --timeout: QEMU is stopped after this (a safety net; tests stop VMs earlier).
+    pub timeout: Duration,
+}
+
+impl<'a> VmSpec<'a> {
+    /// The server guest on tap0 with `cmdline`.
+    pub fn server(machine: &'a str, cmdline: &'a [&'a str]) -> VmSpec<'a> {
+        VmSpec {
+            machine,
+            tap: "tap0",
+            mac: SERVER_GUEST_MAC,
+            mem_mb: 64,
+            cmdline,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// The client guest on tap1 with `cmdline`.
+    pub fn client(machine: &'a str, cmdline: &'a [&'a str]) -> VmSpec<'a> {
+        VmSpec { tap: "tap1", mac: CLIENT_GUEST_MAC, ..VmSpec::server(machine, cmdline) }
+    }
+}
+
+/// A VM started by `scripts/qemu.sh` (run on the host; it enters the namespace itself). Its
+/// stdout is the guest's serial console. Dropping it stops qemu.sh with SIGTERM, which stops
+/// QEMU by PID (and QEMU dies with qemu.sh in any case: parent-death signal). Declare it after
+/// the namespace so it is dropped first.
+pub struct Vm {
+    proc: Proc,
+}
+
+impl Vm {
+    /// Boots `spec` in `ns`; does not wait for anything.
+    pub fn boot(ns: &Netns, label: &str, spec: &VmSpec) -> Vm {
+        let image = image_path();
+        let mem = spec.mem_mb.to_string();
+        let timeout = spec.timeout.as_secs().max(1).to_string();
+        let accel = qemu_accel();
+        let mut argv: Vec<String> = to_argv(&[
+            QEMU_SH,
+            "--accel",
+            &accel,
+            "--machine",
+            spec.machine,
+            "--mem",
+            &mem,
+            "--netns",
+            ns.name(),
+            "--tap",
+            spec.tap,
+            "--mac",
+            spec.mac,
+            "--timeout",
+            &timeout,
+            "--kernel",
+            image.to_str().expect("image path is UTF-8"),
+            "--",
+        ]);
+        argv.extend(spec.cmdline.iter().map(|s| s.to_string()));
+        Vm { proc: Proc::spawn(label, &argv, spec.timeout + Duration::from_secs(30)) }
+    }
+
+    /// Boots a server guest and waits until its console says it listens on `ip`:5201.
+    #[track_caller]
+    pub fn boot_server(ns: &Netns, label: &str, spec: &VmSpec, ip: &str) -> Vm {
+        let mut vm = Vm::boot(ns, label, spec);
+        vm.wait_for_console(&ready_line(ip, PORT), VM_READY_TIMEOUT);
+        vm
+    }
+
+    /// The serial console so far, without carriage returns.
+    pub fn console(&self) -> String {
+        self.proc.stdout().replace('\r', "")
+    }
+
+    /// Waits for a console line containing `needle`; fails if QEMU ends first or on timeout.
+    #[track_caller]
+    pub fn wait_for_console(&mut self, needle: &str, timeout: Duration) {
+        self.proc.wait_for_stdout_line(needle, timeout);
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.is_running()
+    }
+
+    pub fn describe(&self) -> String {
+        self.proc.describe()
+    }
+
+    /// Waits for qemu.sh to exit (at most `timeout`; past it the VM is stopped and the test
+    /// fails). The result's code is the guest's exit code.
+    #[track_caller]
+    pub fn wait(&mut self, timeout: Duration) -> Finished {
+        self.proc.wait_timeout(timeout)
+    }
+
+    /// Stops the VM (SIGTERM to qemu.sh, which stops QEMU) and returns what it printed.
+    pub fn stop(&mut self) -> Finished {
+        self.proc.stop()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if self.proc.is_running() {
+            self.proc.stop();
+        }
+    }
+}
+
+/// The first JSON document on a serial console: boot lines (and SeaBIOS's) come before it,
+/// the document starts on a line of its own with `{`, and anything after it is ignored.
+pub fn console_json(console: &str) -> Result<Value, String> {
+    let text = console.replace('\r', "");
+    let start = if text.starts_with('{') {
+        0
+    } else {
+        match text.find("\n{") {
+            Some(i) => i + 1,
+            None => return Err("no line starts with '{'".to_string()),
+        }
+    };
+    let mut docs = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
+    match docs.next() {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(format!("the document from byte {start} does not parse: {e}")),
+        None => Err("nothing after the '{' line".to_string()),
+    }
+}
+
+/// The console's JSON document, which must parse and carry no "error" key.
+#[track_caller]
+pub fn expect_console_json(what: &str, done: &Finished) -> Value {
+    match console_json(&done.stdout) {
+        Ok(v) => {
+            if let Some(err) = v.get("error") {
+                panic!("{what}: the console's -J document carries an error: {err}\n{}", done.describe());
+            }
+            v
+        }
+        Err(e) => panic!("{what}: no JSON document on the console ({e}):\n{}", done.describe()),
+    }
 }

@@ -90,6 +90,48 @@ pub struct TestStartInfo {
     pub congestion: Option<String>,
 }
 
+impl TestStartInfo {
+    /// The parts that follow from the test's parameters and data-socket set-up; the caller
+    /// fills in who and where (version, system, time, peer, cookie) with struct update syntax.
+    pub fn for_test(
+        p: &crate::proto::TestParams,
+        spec: &crate::stack::SocketSpec,
+        congestion: crate::stack::Congestion,
+        mss: u32,
+    ) -> Self {
+        TestStartInfo {
+            version: String::new(),
+            system_info: String::new(),
+            timestamp: None,
+            peer_host: String::new(),
+            peer_port: 0,
+            cookie: String::new(),
+            tcp_mss: mss,
+            mss_was_set: false,
+            target_bitrate: p.bandwidth,
+            sock_bufsize: p.window.unwrap_or(0),
+            sndbuf_actual: spec.tx as u32,
+            rcvbuf_actual: spec.rx as u32,
+            protocol: match p.protocol {
+                crate::proto::Protocol::Tcp => "TCP",
+                crate::proto::Protocol::Udp => "UDP",
+            },
+            num_streams: p.parallel,
+            blksize: p.len,
+            omit: p.omit,
+            duration: p.time,
+            bytes: p.num,
+            blocks: p.blockcount,
+            reverse: p.reverse,
+            bidir: p.bidirectional,
+            tos: p.tos.unwrap_or(0),
+            title: p.title.clone(),
+            extra_data: p.extra_data.clone(),
+            congestion: Some(String::from(congestion.name())),
+        }
+    }
+}
+
 /// TCP sender details where known (from a flow probe); absent means iperf3's "no TCP_INFO"
 /// output shape (no `retransmits`, `snd_cwnd`… keys; no Retr/Cwnd text columns).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
