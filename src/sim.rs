@@ -17,6 +17,8 @@ use std::process::ExitCode;
 /// Without `--rate` the link still has one: an infinitely fast link lets a whole test happen
 /// at one virtual instant.
 pub const DEFAULT_RATE: u64 = 10_000_000_000;
+/// Default bottleneck queue: twice a default 4 MiB socket window.
+pub const DEFAULT_QUEUE: usize = 8 * 1024 * 1024;
 /// Bound on virtual time past the test's own length, so a wedged simulation ends.
 const SIM_GRACE: Duration = Duration::from_secs(120);
 
@@ -47,9 +49,10 @@ pub fn link_config(o: &Options) -> LinkConfig {
         seed: o.sim.seed,
         ..LinkConfig::default()
     };
-    if let Some(q) = o.sim.queue_bytes {
-        link.queue_bytes = q as usize;
-    }
+    // By default the bottleneck queue holds a whole default socket window, so a plain
+    // `uniperf sim` measures the stacks rather than smoltcp's loss recovery (1 s minimum
+    // RTO); pass --queue to study drops.
+    link.queue_bytes = o.sim.queue_bytes.map_or(DEFAULT_QUEUE, |q| q as usize);
     if let Some(m) = o.mtu {
         link.mtu = m as usize + 14;
     }
