@@ -15,9 +15,7 @@ pub struct DmaHal;
 
 /// Makes `paddr..paddr+len` addressable at the same virtual address.
 pub fn ensure_mapped(paddr: u64, len: u64) -> Result<(), alloc::string::String> {
-    let end = paddr
-        .checked_add(len)
-        .ok_or_else(|| alloc::format!("MMIO range {paddr:#x}+{len:#x} wraps"))?;
+    let end = paddr.checked_add(len).ok_or_else(|| alloc::format!("MMIO range {paddr:#x}+{len:#x} wraps"))?;
     if end <= IDENTITY_MAPPED_END {
         return Ok(());
     }
@@ -62,9 +60,8 @@ impl Drop for DmaRegion {
 // allocation overlaps.
 unsafe impl Hal for DmaHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let Some(layout) = pages
-            .checked_mul(PAGE_SIZE)
-            .and_then(|size| Layout::from_size_align(size.max(PAGE_SIZE), PAGE_SIZE).ok())
+        let Some(layout) =
+            pages.checked_mul(PAGE_SIZE).and_then(|size| Layout::from_size_align(size.max(PAGE_SIZE), PAGE_SIZE).ok())
         else {
             return (0, NonNull::dangling());
         };

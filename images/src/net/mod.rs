@@ -1,6 +1,7 @@
 //! The network device: finds a virtio-net NIC (virtio-mmio named on the command line or probed
 //! on `microvm`, virtio-pci on `pc`/`q35`) and drives it as a smoltcp `phy::Device`.
 
+mod csum;
 mod hal;
 mod mmio;
 mod pci;
@@ -12,7 +13,7 @@ use alloc::string::String;
 
 use virtio_drivers::transport::SomeTransport;
 
-pub use virtio::{Nic, NicStats};
+pub use virtio::Nic;
 
 /// Finds and initialises the NIC. `cmdline` is the kernel command line, for QEMU's
 /// `virtio_mmio.device=` tokens; everything else on it is ignored.
@@ -32,9 +33,7 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
         return Nic::new(SomeTransport::from(found.transport), &format!("virtio-pci (modern) at {}", found.location));
     }
     if pci::host_bridge_present() {
-        return Err(String::from(
-            "no virtio-net device on the PCI bus (QEMU: -device virtio-net-pci,netdev=...)",
-        ));
+        return Err(String::from("no virtio-net device on the PCI bus (QEMU: -device virtio-net-pci,netdev=...)"));
     }
     match mmio::find(cmdline)? {
         Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location),

@@ -7,9 +7,7 @@ use alloc::string::String;
 use core::arch::asm;
 
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::pci::bus::{
-    BarInfo, Command, ConfigurationAccess, DeviceFunction, HeaderType, PciRoot,
-};
+use virtio_drivers::transport::pci::bus::{BarInfo, Command, ConfigurationAccess, DeviceFunction, HeaderType, PciRoot};
 
 use super::hal::{DmaHal, ensure_mapped};
 
@@ -33,7 +31,9 @@ impl PortIoCam {
             | u32::from(device_function.function & 0x7) << 8
             | u32::from(register_offset & 0xFC);
         // SAFETY: 0xCF8 is the PCI configuration address port; writing it only selects a register.
-        unsafe { asm!("out dx, eax", in("dx") CONFIG_ADDRESS, in("eax") address, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            asm!("out dx, eax", in("dx") CONFIG_ADDRESS, in("eax") address, options(nomem, nostack, preserves_flags))
+        };
     }
 }
 
@@ -87,8 +87,7 @@ pub fn find() -> Result<Option<Found>, String> {
                 }
                 continue;
             }
-            if info.vendor_id != VIRTIO_VENDOR
-                || !matches!(info.device_id, VIRTIO_NET_TRANSITIONAL | VIRTIO_NET_MODERN)
+            if info.vendor_id != VIRTIO_VENDOR || !matches!(info.device_id, VIRTIO_NET_TRANSITIONAL | VIRTIO_NET_MODERN)
             {
                 continue;
             }
@@ -99,9 +98,7 @@ pub fn find() -> Result<Option<Found>, String> {
 }
 
 fn open(root: &mut PciRoot<PortIoCam>, function: DeviceFunction, device_id: u16) -> Result<Found, String> {
-    let bars = root
-        .bars(function)
-        .map_err(|e| format!("virtio-net at PCI {function}: reading BARs: {e}"))?;
+    let bars = root.bars(function).map_err(|e| format!("virtio-net at PCI {function}: reading BARs: {e}"))?;
     for bar in bars.iter().flatten() {
         if let BarInfo::Memory { address, size, .. } = bar
             && *address != 0

@@ -1,10 +1,12 @@
 //! virtio-net as a smoltcp `phy::Device`, on the queues of [`super::queues`].
 //!
-//! Built for throughput: all receive buffers are posted up front and each is re-posted as soon
-//! as smoltcp has read its frame; transmit buffers come from a fixed pool and stay in flight
+//! Built for throughput: all receive buffers are posted up front and re-posted in batches once
+//! smoltcp has read their frames; transmit buffers come from a fixed pool and stay in flight
 //! until the device hands them back, so `transmit()` says "no" (backpressure) only when the
 //! whole ring is queued. The virtio-net header sits in front of the frame in the same buffer:
-//! one descriptor per frame, no indirect table, no allocation per packet.
+//! one descriptor per frame, no indirect table, no allocation per packet. Doorbells are rung
+//! once per batch, not per frame: under TCG each one is an exit into QEMU that takes its big
+//! lock and wakes its I/O thread, and the guest CPU is what limits throughput.
 
 use alloc::format;
 use alloc::string::String;
@@ -12,12 +14,14 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::slice;
 
-use netstack::smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use netstack::smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use netstack::smoltcp::time::Instant;
 use virtio_drivers::transport::SomeTransport;
 
+use super::csum::{self, NetHdr};
 use super::hal::DmaRegion;
-use super::queues::{NetQueues, QUEUE_SIZE, feature};
+use super::queues::{FeatureNames, NetQueues, QUEUE_SIZE, feature};
+
 /// One packet buffer: header plus frame. 2 KiB holds a 1514-byte frame (and a VLAN tag) with
 /// room to spare, and keeps buffers from straddling more than one page boundary.
 const BUF_LEN: usize = 2048;
@@ -33,10 +37,10 @@ const TX_KICK_BATCH: usize = 32;
 /// when nothing more is waiting): one doorbell per batch instead of one per frame.
 const RX_REPOST_BATCH: usize = 32;
 
-/// What the driver asks for: the MAC address and the device's MTU. No offloads (smoltcp
-/// computes and checks every checksum), no mergeable buffers (a frame fits one buffer), no
-/// EVENT_IDX (see `queues`), no indirect descriptors (one descriptor per frame anyway).
-const WANTED_FEATURES: u64 = feature::MAC | feature::MTU;
+/// What the driver asks for: the MAC address, the device's MTU and checksum offload both ways
+/// (see `csum`). No segmentation offload and no mergeable buffers (a frame fits one buffer),
+/// no EVENT_IDX (see `queues`), no indirect descriptors (one descriptor per frame anyway).
+const WANTED_FEATURES: u64 = feature::MAC | feature::MTU | feature::CSUM | feature::GUEST_CSUM;
 
 /// Counters since `open`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -44,6 +48,8 @@ pub struct NicStats {
     pub rx_frames: u64,
     /// Frames the device returned empty, shorter than the header or longer than the buffer.
     pub rx_bad: u64,
+    /// Frames dropped for a wrong TCP/UDP checksum (checked here only with GUEST_CSUM).
+    pub rx_bad_checksum: u64,
     pub tx_frames: u64,
     /// Frames smoltcp built but that were not sent (no buffer, empty or oversize).
     pub tx_dropped: u64,
@@ -57,8 +63,15 @@ impl fmt::Display for NicStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rx {} frames ({} bad), tx {} frames ({} dropped, ring full {} times), kicks rx {} tx {}",
-            self.rx_frames, self.rx_bad, self.tx_frames, self.tx_dropped, self.tx_ring_full, self.kicks.0, self.kicks.1
+            "rx {} frames ({} bad, {} bad checksums), tx {} frames ({} dropped, ring full {} times), kicks rx {} tx {}",
+            self.rx_frames,
+            self.rx_bad,
+            self.rx_bad_checksum,
+            self.tx_frames,
+            self.tx_dropped,
+            self.tx_ring_full,
+            self.kicks.0,
+            self.kicks.1
         )
     }
 }
@@ -70,8 +83,9 @@ struct Slots {
 
 impl Slots {
     fn new(what: &str) -> Result<Self, String> {
-        let region = DmaRegion::new(QUEUE_SIZE * BUF_LEN)
-            .ok_or_else(|| format!("virtio-net: out of memory for {what} buffers ({} KiB)", QUEUE_SIZE * BUF_LEN / 1024))?;
+        let region = DmaRegion::new(QUEUE_SIZE * BUF_LEN).ok_or_else(|| {
+            format!("virtio-net: out of memory for {what} buffers ({} KiB)", QUEUE_SIZE * BUF_LEN / 1024)
+        })?;
         Ok(Self { region })
     }
 
@@ -102,6 +116,10 @@ struct TxPool {
     scratch: Vec<u8>,
     /// Frames posted since the last doorbell.
     unkicked: usize,
+    /// virtio-net header length: 12 bytes with VERSION_1, 10 for legacy devices.
+    hdr_len: usize,
+    /// VIRTIO_NET_F_CSUM: the device completes TCP checksums.
+    csum_offload: bool,
 }
 
 /// A virtio-net device driven by polling.
@@ -111,6 +129,8 @@ pub struct Nic {
     tx: TxPool,
     /// virtio-net header length: 12 bytes with VERSION_1, 10 for legacy devices.
     hdr_len: usize,
+    /// VIRTIO_NET_F_GUEST_CSUM: the device vouches for checksums (see `csum`).
+    rx_csum_offload: bool,
     /// Largest frame, Ethernet header included.
     max_frame: usize,
     description: String,
@@ -129,15 +149,19 @@ impl Nic {
             Some(m) if usize::from(m) >= 68 => usize::from(m).min(BUF_LEN - hdr_len - ETH_HDR),
             _ => DEFAULT_MTU,
         };
+        let csum_offload = queues.features & feature::CSUM != 0;
+        let rx_csum_offload = queues.features & feature::GUEST_CSUM != 0;
         let description = format!(
             "virtio-net on {location}: features {} (device offered {:#x}), queues rx {QUEUE_SIZE} / tx \
              {QUEUE_SIZE} (device max {}/{}), no EVENT_IDX, no interrupts, {hdr_len}-byte header in the \
-             frame buffer, MTU {ip_mtu}{}, checksums in software",
+             frame buffer, MTU {ip_mtu}{}, checksums: TCP transmit {}, TCP/UDP receive {}",
             FeatureNames(queues.features),
             queues.offered,
             queues.queue_max.0,
             queues.queue_max.1,
             if queues.mtu.is_some() { " (from the device)" } else { "" },
+            if csum_offload { "offloaded" } else { "in software" },
+            if rx_csum_offload { "trusted when the device vouches" } else { "in software" },
         );
         let mut nic = Nic {
             queues,
@@ -154,8 +178,11 @@ impl Nic {
                 posted_len: [0; QUEUE_SIZE],
                 scratch: Vec::new(),
                 unkicked: 0,
+                hdr_len,
+                csum_offload,
             },
             hdr_len,
+            rx_csum_offload,
             max_frame: ip_mtu + ETH_HDR,
             description,
             stats: NicStats::default(),
@@ -196,11 +223,6 @@ impl Nic {
         }
     }
 
-    /// Whether a received frame is waiting (for idle loops deciding whether to sleep).
-    pub fn rx_pending(&self) -> bool {
-        self.queues.peek_rx().is_some()
-    }
-
     fn set_fault(&mut self, what: String) {
         if self.fault.is_none() {
             self.fault = Some(what);
@@ -221,7 +243,7 @@ impl Nic {
         // is the only reference to its bytes until the device returns it.
         let buf = unsafe { slice::from_raw_parts_mut(self.rx.slots.ptr(slot), BUF_LEN) };
         // SAFETY: the buffer lives as long as `self` (the DMA region) and is not touched again
-        // until `receive_complete` returns it.
+        // until `complete_rx` returns it.
         match unsafe { self.queues.post_rx(buf) } {
             Ok(token) => match self.rx.slot_of_token.get_mut(usize::from(token)) {
                 Some(entry) => *entry = slot,
@@ -240,9 +262,9 @@ impl Nic {
             };
             let len = usize::from(self.tx.posted_len[usize::from(slot)]);
             // SAFETY: the device has finished with the slot (it is in the used ring); this is
-            // the slice `transmit_begin` was given.
+            // the slice `post_tx` was given.
             let buf = unsafe { slice::from_raw_parts(self.tx.slots.ptr(slot), len) };
-            // SAFETY: same buffer as passed to `transmit_begin` for this token.
+            // SAFETY: same buffer as passed to `post_tx` for this token.
             if let Err(e) = unsafe { self.queues.complete_tx(token, buf) } {
                 return self.set_fault(format!("completing a transmit: {e}"));
             }
@@ -264,9 +286,15 @@ impl Nic {
             // SAFETY: the device has returned this slot (it is in the used ring), so the
             // driver owns its bytes again.
             let buf = unsafe { slice::from_raw_parts_mut(self.rx.slots.ptr(slot), BUF_LEN) };
-            // SAFETY: same buffer as passed to `receive_begin` for this token.
+            // SAFETY: same buffer as passed to `post_rx` for this token.
             match unsafe { self.queues.complete_rx(token, buf) } {
                 Ok(written) if written > self.hdr_len && written <= BUF_LEN => {
+                    let (header, frame) = buf[..written].split_at(self.hdr_len);
+                    if self.rx_csum_offload && !self.checksum_acceptable(header, frame) {
+                        self.stats.rx_bad_checksum += 1;
+                        self.rx.done.push(slot);
+                        continue;
+                    }
                     return Some((slot, written - self.hdr_len));
                 }
                 // Popped but unusable: no frame after the header, or longer than the buffer.
@@ -281,6 +309,13 @@ impl Nic {
             }
         }
         None
+    }
+
+    /// With GUEST_CSUM smoltcp does not check TCP/UDP checksums: frames the device marks
+    /// DATA_VALID or NEEDS_CSUM are fine as they are, the rest are checked here.
+    fn checksum_acceptable(&self, header: &[u8], frame: &[u8]) -> bool {
+        let vouched = NetHdr::DATA_VALID | NetHdr::NEEDS_CSUM;
+        NetHdr::parse(header).is_some_and(|h| h.flags & vouched != 0) || csum::rx_checksum_ok(frame)
     }
 }
 
@@ -308,7 +343,7 @@ impl Device for Nic {
         // SAFETY: the slot is out of the ring (in hand) until the next `receive`, which cannot
         // run while this token borrows `self`; hdr_len + len <= BUF_LEN was checked.
         let frame = unsafe { slice::from_raw_parts(self.rx.slots.ptr(slot).add(self.hdr_len), len) };
-        let tx = NicTxToken { queues: &mut self.queues, tx: &mut self.tx, stats: &mut self.stats, hdr_len: self.hdr_len };
+        let tx = NicTxToken { queues: &mut self.queues, tx: &mut self.tx, stats: &mut self.stats };
         Some((NicRxToken { frame }, tx))
     }
 
@@ -322,7 +357,7 @@ impl Device for Nic {
             self.flush();
             return None;
         }
-        Some(NicTxToken { queues: &mut self.queues, tx: &mut self.tx, stats: &mut self.stats, hdr_len: self.hdr_len })
+        Some(NicTxToken { queues: &mut self.queues, tx: &mut self.tx, stats: &mut self.stats })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -330,6 +365,18 @@ impl Device for Nic {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.max_frame;
         caps.max_burst_size = None;
+        // smoltcp computes what the device does not (transmit offload covers TCP only) and
+        // checks nothing the driver checks (see `csum`).
+        let l4 = |tx_offloaded: bool| match (tx_offloaded, self.rx_csum_offload) {
+            (true, true) => Checksum::None,
+            (true, false) => Checksum::Rx,
+            (false, true) => Checksum::Tx,
+            (false, false) => Checksum::Both,
+        };
+        let mut checksum = ChecksumCapabilities::default();
+        checksum.tcp = l4(self.tx.csum_offload);
+        checksum.udp = l4(false);
+        caps.checksum = checksum;
         caps
     }
 }
@@ -348,12 +395,11 @@ pub struct NicTxToken<'a> {
     queues: &'a mut NetQueues,
     tx: &'a mut TxPool,
     stats: &'a mut NicStats,
-    hdr_len: usize,
 }
 
 impl TxToken for NicTxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let fits = len > 0 && self.hdr_len + len <= BUF_LEN;
+        let fits = len > 0 && self.tx.hdr_len + len <= BUF_LEN;
         let Some(slot) = fits.then(|| self.tx.free.pop()).flatten() else {
             // No buffer (a receive's reply token while the ring is full), or a frame we must
             // not post: let smoltcp build it somewhere and drop it.
@@ -363,12 +409,17 @@ impl TxToken for NicTxToken<'_> {
             }
             return f(&mut self.tx.scratch[..len]);
         };
-        let total = self.hdr_len + len;
+        let hdr_len = self.tx.hdr_len;
+        let total = hdr_len + len;
         // SAFETY: the slot came off the free list, so neither the device nor anyone else uses
         // it; total <= BUF_LEN.
         let buf = unsafe { slice::from_raw_parts_mut(self.tx.slots.ptr(slot), total) };
-        // The header area stays zero from allocation (no offloads: flags 0, GSO none).
-        let result = f(&mut buf[self.hdr_len..]);
+        let (header, frame) = buf.split_at_mut(hdr_len);
+        let result = f(frame);
+        // Without checksum offload every header is all zero (as allocated): flags 0, GSO none.
+        if self.tx.csum_offload {
+            csum::offload_tx(frame).emit(header);
+        }
         // SAFETY: the slot stays off the free list, untouched, until `reclaim_tx` sees the
         // device return this token.
         match unsafe { self.queues.post_tx(buf) } {
@@ -388,42 +439,5 @@ impl TxToken for NicTxToken<'_> {
             }
         }
         result
-    }
-}
-
-/// Feature bits by their virtio spec names (VIRTIO_NET_F_* and VIRTIO_F_*).
-struct FeatureNames(u64);
-
-const FEATURE_NAMES: &[(u32, &str)] = &[
-    (0, "CSUM"),
-    (1, "GUEST_CSUM"),
-    (3, "MTU"),
-    (5, "MAC"),
-    (7, "GUEST_TSO4"),
-    (11, "HOST_TSO4"),
-    (15, "MRG_RXBUF"),
-    (16, "STATUS"),
-    (17, "CTRL_VQ"),
-    (22, "MQ"),
-    (28, "RING_INDIRECT_DESC"),
-    (29, "RING_EVENT_IDX"),
-    (32, "VERSION_1"),
-    (33, "ACCESS_PLATFORM"),
-    (34, "RING_PACKED"),
-];
-
-impl fmt::Display for FeatureNames {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for &(bit, name) in FEATURE_NAMES {
-            if self.0 & (1 << bit) != 0 {
-                write!(f, "{}{name}", if first { "" } else { "|" })?;
-                first = false;
-            }
-        }
-        if first {
-            f.write_str("none")?;
-        }
-        Ok(())
     }
 }
