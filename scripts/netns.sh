@@ -171,14 +171,26 @@ netns_wait_port() {
     return 1
 }
 
-# netns_cleanup: kill what netns_spawn started (by PID) and delete the namespaces made here.
+# netns_cleanup: stop what netns_spawn/netns_spawn_host started (by PID: TERM, so that
+# scripts/qemu.sh can stop its QEMU and tidy up, then KILL after 2 s) and delete the namespaces
+# made here.
 netns_cleanup() {
-    local pid ns
+    local pid ns live=() i
     for pid in "${NETNS_PIDS[@]}"; do
         if kill -0 "$pid" 2>/dev/null; then
-            kill -KILL "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
+            kill -TERM "$pid" 2>/dev/null || true
+            live+=("$pid")
         fi
+    done
+    for ((i = 0; i < 40 && ${#live[@]}; i++)); do
+        sleep 0.05
+        for pid in "${!live[@]}"; do
+            kill -0 "${live[$pid]}" 2>/dev/null || unset 'live[pid]'
+        done
+    done
+    for pid in "${NETNS_PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     done
     NETNS_PIDS=()
     for ns in "${NETNS_CREATED[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test entry point (CI runs it through .ci/run, as root, with CI=true): setup, release
-# build, every test of the workspace (the network-namespace/TAP tests too when root; under
-# CI=true they fail rather than skip without root), and the no_std build of the libraries.
+# build, the unikernel image (scripts/build-image.sh), every test of the workspace (the
+# network-namespace/TAP tests and the image-under-QEMU tests too when root; under CI=true they
+# fail rather than skip without root, QEMU or the image), and the no_std build of the libraries.
 # Every step runs even if an earlier one failed; the exit status says whether all passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ step() {
 }
 
 step "release build" cargo build --release
+# The image tests (tests/image.rs) boot what this builds.
+step "image build" scripts/build-image.sh
 step "tests" cargo test --workspace --no-fail-fast
 step "no_std build" cargo build -p netstack -p server -p client --target x86_64-unknown-none
 
