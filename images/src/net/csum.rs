@@ -1,5 +1,5 @@
-//! Checksum offload (VIRTIO_NET_F_CSUM and VIRTIO_NET_F_GUEST_CSUM) and the virtio-net header
-//! that carries it.
+//! Checksum offload (VIRTIO_NET_F_CSUM and VIRTIO_NET_F_GUEST_CSUM), segmentation offload
+//! (VIRTIO_NET_F_HOST_TSO4) and the virtio-net header that carries them.
 //!
 //! Transmit: smoltcp is told not to compute TCP checksums (it leaves zero); the driver writes
 //! the pseudo-header sum into the checksum field and marks the frame NEEDS_CSUM with
@@ -35,6 +35,9 @@ impl NetHdr {
     pub const LEN: usize = 10;
     pub const NEEDS_CSUM: u8 = 1;
     pub const DATA_VALID: u8 = 2;
+    /// `gso_type` TCP over IPv4: the device cuts the frame into `gso_size` segments (0, as in
+    /// the default header, is a plain frame).
+    pub const GSO_TCPV4: u8 = 1;
 
     /// Reads the header at the start of a receive buffer; `None` if too short.
     pub fn parse(bytes: &[u8]) -> Option<Self> {
@@ -96,9 +99,15 @@ fn locate_l4(frame: &[u8]) -> Option<L4> {
     Some(L4 { start: ETH_HDR + ihl, end: ETH_HDR + total, protocol, src, dst })
 }
 
-/// Sets up checksum offload for an outgoing frame whose TCP checksum smoltcp left out;
-/// returns the header to send with it (all zero for frames that need none).
-pub fn offload_tx(frame: &mut [u8]) -> NetHdr {
+/// Sets up checksum offload (and, with `gso_size`, segmentation offload) for an outgoing frame
+/// whose TCP checksum smoltcp left out; returns the header to send with it (all zero for frames
+/// that need none).
+///
+/// `gso_size` is the payload size of each segment the device is to cut the frame into
+/// (smoltcp's `PacketMeta::segmentation_offload_size`, the connection's MSS). A frame whose
+/// payload fits one segment goes out as a plain frame (smoltcp only sets the size on longer
+/// ones anyway).
+pub fn offload_tx(frame: &mut [u8], gso_size: Option<u16>) -> NetHdr {
     let Some(l4) = locate_l4(frame).filter(|l4| l4.protocol == IpProtocol::Tcp) else {
         return NetHdr::default();
     };
@@ -110,13 +119,32 @@ pub fn offload_tx(frame: &mut [u8]) -> NetHdr {
     let pseudo = checksum::pseudo_header_v4(&l4.src, &l4.dst, l4.protocol, len as u32);
     let at = l4.start + field;
     frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
-    NetHdr {
+    let mut hdr = NetHdr {
         flags: NetHdr::NEEDS_CSUM,
         hdr_len: (at + 2) as u16,
         csum_start: l4.start as u16,
         csum_offset: field as u16,
         ..NetHdr::default()
+    };
+    // The TCP data offset (header length with options), sanity-checked against the segment.
+    let doff = usize::from(frame[l4.start + 12] >> 4) * 4;
+    if let Some(mss) = gso_size.filter(|&m| m > 0 && doff >= 20 && len > doff + usize::from(m)) {
+        hdr.gso_type = NetHdr::GSO_TCPV4;
+        // Everything in front of the payload: Ethernet, IP and TCP headers with options.
+        hdr.hdr_len = (l4.start + doff) as u16;
+        hdr.gso_size = mss;
     }
+    hdr
+}
+
+/// The payload size for a frame longer than one MTU that came without a segment size (a
+/// `TxToken` wrapper that dropped smoltcp's `set_meta`): the largest segment that fits
+/// `max_frame`. `None` if the frame is not an IPv4 TCP segment that could be cut that way.
+pub fn fallback_gso_size(frame: &[u8], max_frame: usize) -> Option<u16> {
+    let l4 = locate_l4(frame).filter(|l4| l4.protocol == IpProtocol::Tcp)?;
+    let doff = usize::from(*frame.get(l4.start + 12)? >> 4) * 4;
+    let room = max_frame.checked_sub(l4.start + doff)?;
+    u16::try_from(room).ok().filter(|&m| m >= 64)
 }
 
 /// Whether an incoming frame the device did not vouch for has a correct TCP/UDP checksum

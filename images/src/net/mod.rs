@@ -13,15 +13,21 @@ use alloc::string::String;
 
 use virtio_drivers::transport::SomeTransport;
 
-pub use virtio::Nic;
+pub use virtio::{Nic, Offloads};
+
+/// Prefixes of the kernel-command-line words that belong to this driver; the option parser
+/// must skip them. QEMU's microvm appends `virtio_mmio.device=512@0xfeb00e00:12` when ACPI is
+/// off; `virtio_net.` words set the driver's offloads (see [`offloads_from_cmdline`]).
+pub const CMDLINE_PARAMS: &[&str] = &["virtio_mmio.device=", "virtio_net."];
 
 /// Finds and initialises the NIC. `cmdline` is the kernel command line, for QEMU's
-/// `virtio_mmio.device=` tokens; everything else on it is ignored.
+/// `virtio_mmio.device=` tokens and our `virtio_net.` words; everything else on it is ignored.
 pub fn open(cmdline: &str) -> Result<Nic, String> {
+    let offloads = offloads_from_cmdline(cmdline)?;
     let declared = !mmio::windows_from_cmdline(cmdline)?.is_empty();
     if declared {
         return match mmio::find(cmdline)? {
-            Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location),
+            Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location, offloads),
             None => Err(String::from("no virtio-net device among the command line's virtio_mmio.device= windows")),
         };
     }
@@ -30,18 +36,50 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
         return Err(String::from("running on Xen: no virtio-net here (the Xen netfront driver is needed)"));
     }
     if let Some(found) = pci::find()? {
-        return Nic::new(SomeTransport::from(found.transport), &format!("virtio-pci (modern) at {}", found.location));
+        let location = format!("virtio-pci (modern) at {}", found.location);
+        return Nic::new(SomeTransport::from(found.transport), &location, offloads);
     }
     if pci::host_bridge_present() {
         return Err(String::from("no virtio-net device on the PCI bus (QEMU: -device virtio-net-pci,netdev=...)"));
     }
     match mmio::find(cmdline)? {
-        Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location),
+        Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location, offloads),
         None => Err(String::from(
             "no virtio-net device: no PCI bus, no virtio_mmio.device= on the command line, and no \
              virtio-mmio slot at 0xfeb00000 answers (QEMU: -device virtio-net-device,netdev=...)",
         )),
     }
+}
+
+/// The offloads the command line asks for: `virtio_net.tso=on|off` (transmit segmentation,
+/// HOST_TSO4), `virtio_net.lro=on|off` (large receive, GUEST_TSO4; `gro=` says the same) and
+/// `virtio_net.offloads=on|off` (both); later words win. Both are on unless turned off.
+/// Checksum offload stays on either way. Any other `virtio_net.` word is an error, so a typo
+/// does not silently measure the wrong configuration.
+pub fn offloads_from_cmdline(cmdline: &str) -> Result<Offloads, String> {
+    let mut offloads = Offloads::default();
+    for word in cmdline.split_ascii_whitespace() {
+        let Some(setting) = word.strip_prefix("virtio_net.") else { continue };
+        let (name, value) = setting.split_once('=').unwrap_or((setting, ""));
+        let on = match value {
+            "on" | "1" | "yes" | "true" => true,
+            "off" | "0" | "no" | "false" => false,
+            _ => return Err(format!("`{word}`: expected virtio_net.{name}=on or =off")),
+        };
+        match name {
+            "tso" => offloads.tso = on,
+            // Linux's name for the receive side is LRO for virtio-net, GRO elsewhere.
+            "lro" | "gro" => offloads.lro = on,
+            "offloads" => offloads = Offloads { tso: on, lro: on },
+            _ => {
+                return Err(format!(
+                    "`{word}`: unknown virtio-net setting (known: virtio_net.tso=, virtio_net.lro= or \
+                     gro=, virtio_net.offloads=)"
+                ));
+            }
+        }
+    }
+    Ok(offloads)
 }
 
 /// CPUID hypervisor signature "XenVMMXenVMM" at leaf 0x40000000 (or 0x40000100 when Xen

@@ -108,7 +108,15 @@ impl NetQueues {
         transport.set_status(DeviceStatus::empty());
         transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
         let offered = transport.read_device_features();
-        let features = offered & (wanted | feature::VERSION_1);
+        let mut features = offered & (wanted | feature::VERSION_1);
+        // Segmentation offload needs checksum offload in the same direction (virtio 1.2
+        // §5.1.3.1): TSO is never accepted without it, whatever the device offers.
+        if features & feature::CSUM == 0 {
+            features &= !feature::HOST_TSO4;
+        }
+        if features & feature::GUEST_CSUM == 0 {
+            features &= !feature::GUEST_TSO4;
+        }
         transport.write_driver_features(features);
         let features_ok = DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK;
         transport.set_status(features_ok);

@@ -1,20 +1,41 @@
 //! virtio-net as a smoltcp `phy::Device`, on the queues of [`super::queues`].
 //!
 //! Built for throughput: all receive buffers are posted up front and re-posted in batches once
-//! smoltcp has read their frames; transmit buffers come from a fixed pool and stay in flight
-//! until the device hands them back, so `transmit()` says "no" (backpressure) only when the
-//! whole ring is queued. The virtio-net header sits in front of the frame in the same buffer:
-//! one descriptor per frame, no indirect table, no allocation per packet. Doorbells are rung
-//! once per batch, not per frame: under TCG each one is an exit into QEMU that takes its big
-//! lock and wakes its I/O thread, and the guest CPU is what limits throughput.
+//! smoltcp has read their frames; transmit buffers come from fixed pools and stay in flight
+//! until the device hands them back, so `transmit()` says "no" (backpressure) only when a pool
+//! is empty. The virtio-net header sits in front of the frame in the same buffer: one
+//! descriptor per frame, no indirect table, no allocation per packet. Doorbells are rung once
+//! per batch, not per frame: under TCG each one is an exit into QEMU that takes its big lock
+//! and wakes its I/O thread, and the guest CPU is what limits throughput.
+//!
+//! Segmentation offload (see [`Offloads`]), which cuts smoltcp's per-segment work (one
+//! `process_tcp`/dispatch per 64 KiB instead of per 1460 bytes):
+//! * transmit (VIRTIO_NET_F_HOST_TSO4): smoltcp is told it may hand over TCP frames of up to
+//!   64 KiB (`caps.segmentation.tcpv4`) and says which segment size to cut them into
+//!   (`PacketMeta::segmentation_offload_size`, through `TxToken::set_meta`); the header gets
+//!   `gso_type` TCPV4, `gso_size` and `hdr_len` (see `csum::offload_tx`). Such frames go into a
+//!   second, small pool of 64 KiB buffers; everything else into the 2 KiB pool. With a TAP
+//!   backend QEMU passes the super-segment to the host kernel as one GSO packet.
+//! * receive (VIRTIO_NET_F_GUEST_TSO4, without MRG_RXBUF): the host hands over TCP segments of
+//!   up to 64 KiB (GRO/GSO packets from the TAP), so every receive buffer must hold 65562
+//!   bytes (virtio 1.2 §5.1.6.3.1). Only `BIG_RX_BUFS` of them are posted (the ring keeps its
+//!   256 descriptors). smoltcp takes frames longer than its MTU as they are: ingress checks
+//!   the IP length fields only, never the device MTU.
+//!
+//! The large buffers take 6.4 MiB where the plain path takes 1 MiB, so [`BufferPlan`] gives the
+//! driver at most a quarter of the free heap: on a small VM it posts fewer large buffers, and
+//! on a tiny one it drops large receive, then TSO, rather than starve the socket buffers.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::num::{NonZeroU16, NonZeroUsize};
 use core::slice;
 
-use netstack::smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use netstack::smoltcp::phy::{
+    Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, PacketMeta, RxToken, TxToken,
+};
 use netstack::smoltcp::time::Instant;
 use virtio_drivers::transport::SomeTransport;
 
@@ -25,6 +46,27 @@ use super::queues::{FeatureNames, NetQueues, QUEUE_SIZE, feature};
 /// One packet buffer: header plus frame. 2 KiB holds a 1514-byte frame (and a VLAN tag) with
 /// room to spare, and keeps buffers from straddling more than one page boundary.
 const BUF_LEN: usize = 2048;
+/// One large buffer: at least the 65562 bytes virtio 1.2 §5.1.6.3.1 asks receive buffers to
+/// hold with GUEST_TSO4 and no MRG_RXBUF (12-byte header, Ethernet header with a VLAN tag, a
+/// 65535-byte IP packet), rounded up to a multiple of 64.
+const BIG_BUF_LEN: usize = 65600;
+/// Largest frame smoltcp may build for the device to segment (`caps.segmentation.tcpv4`,
+/// Ethernet header included): an IPv4 packet whose length still fits the 16-bit total-length
+/// field, which the device and `csum::offload_tx` read.
+const TSO_FRAME: usize = 65535 + ETH_HDR;
+/// Receive buffers posted with large receive on: 64 × 64 KiB = 4 MiB, the most the device can
+/// fill between two polls of ours at the rates seen under TCG (32 measured the same, within
+/// the noise), when the heap allows (see [`BufferPlan`]); never fewer than `MIN_BIG_RX_BUFS`.
+const BIG_RX_BUFS: usize = 64;
+const MIN_BIG_RX_BUFS: usize = 16;
+/// Large transmit buffers with TSO on, 2 MiB; each carries up to 44 segments, so this is
+/// more data in flight in the ring than 256 small buffers (370 KiB). The small pool shrinks by
+/// as many, so that no more buffers are ever in flight than the ring has descriptors.
+const BIG_TX_BUFS: usize = 32;
+const MIN_BIG_TX_BUFS: usize = 8;
+/// The share of the free heap the driver's buffers may take (1/4): the rest is for the
+/// socket buffers, which the roles size from what is free after `open`.
+const DMA_SHARE_DIVISOR: usize = 4;
 /// Ethernet header bytes on top of the IP MTU.
 const ETH_HDR: usize = 14;
 /// IP MTU when the device does not report one.
@@ -34,23 +76,47 @@ const NO_SLOT: u16 = u16::MAX;
 /// kicked when smoltcp comes back to `receive` (the start of its next poll) or the ring fills.
 const TX_KICK_BATCH: usize = 32;
 /// Receive buffers smoltcp has finished with are re-posted this many at a time (or sooner,
-/// when nothing more is waiting): one doorbell per batch instead of one per frame.
+/// when nothing more is waiting, and at most a quarter of all posted buffers): one doorbell
+/// per batch instead of one per frame.
 const RX_REPOST_BATCH: usize = 32;
 
 /// What the driver asks for: the MAC address, the device's MTU and checksum offload both ways
-/// (see `csum`). No segmentation offload and no mergeable buffers (a frame fits one buffer),
-/// no EVENT_IDX (see `queues`), no indirect descriptors (one descriptor per frame anyway).
+/// (see `csum`), plus segmentation offload both ways unless [`Offloads`] turns it off. No
+/// mergeable buffers (a frame fits one buffer), no EVENT_IDX (see `queues`), no indirect
+/// descriptors (one descriptor per frame anyway).
 const WANTED_FEATURES: u64 = feature::MAC | feature::MTU | feature::CSUM | feature::GUEST_CSUM;
+
+/// Which segmentation offloads to ask the device for (`virtio_net.tso=` and `virtio_net.lro=`
+/// on the kernel command line; both on by default). Either one falls back to the plain
+/// 1514-byte path when the device does not offer it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offloads {
+    /// Transmit: VIRTIO_NET_F_HOST_TSO4.
+    pub tso: bool,
+    /// Receive: VIRTIO_NET_F_GUEST_TSO4.
+    pub lro: bool,
+}
+
+impl Default for Offloads {
+    fn default() -> Self {
+        Offloads { tso: true, lro: true }
+    }
+}
 
 /// Counters since `open`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NicStats {
     pub rx_frames: u64,
+    /// Received frames longer than one MTU (GUEST_TSO4 super-segments).
+    pub rx_large: u64,
     /// Frames the device returned empty, shorter than the header or longer than the buffer.
     pub rx_bad: u64,
     /// Frames dropped for a wrong TCP/UDP checksum (checked here only with GUEST_CSUM).
     pub rx_bad_checksum: u64,
     pub tx_frames: u64,
+    /// Frames sent for the device to segment (HOST_TSO4), and the segments they make.
+    pub tx_tso: u64,
+    pub tx_tso_segments: u64,
     /// Frames smoltcp built but that were not sent (no buffer, empty or oversize).
     pub tx_dropped: u64,
     /// `transmit()` calls refused because every transmit buffer was in flight.
@@ -63,11 +129,15 @@ impl fmt::Display for NicStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rx {} frames ({} bad, {} bad checksums), tx {} frames ({} dropped, ring full {} times), kicks rx {} tx {}",
+            "rx {} frames ({} large, {} bad, {} bad checksums), tx {} frames ({} TSO making {} segments, {} \
+             dropped, ring full {} times), kicks rx {} tx {}",
             self.rx_frames,
+            self.rx_large,
             self.rx_bad,
             self.rx_bad_checksum,
             self.tx_frames,
+            self.tx_tso,
+            self.tx_tso_segments,
             self.tx_dropped,
             self.tx_ring_full,
             self.kicks.0,
@@ -76,27 +146,69 @@ impl fmt::Display for NicStats {
     }
 }
 
-/// `QUEUE_SIZE` packet buffers in one DMA region.
+/// How many large buffers each direction gets (0: that offload stays off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct BufferPlan {
+    big_rx: usize,
+    big_tx: usize,
+}
+
+impl BufferPlan {
+    /// The largest plan for the offloads asked for whose buffers fit `budget` bytes: the full
+    /// counts, halved down to the minimums, then without large receive, then without TSO.
+    fn fit(offloads: Offloads, budget: usize) -> Self {
+        let mut plan = BufferPlan {
+            big_rx: if offloads.lro { BIG_RX_BUFS } else { 0 },
+            big_tx: if offloads.tso { BIG_TX_BUFS } else { 0 },
+        };
+        while plan.bytes() > budget && (plan.big_rx > MIN_BIG_RX_BUFS || plan.big_tx > MIN_BIG_TX_BUFS) {
+            plan.big_rx = (plan.big_rx / 2).max(MIN_BIG_RX_BUFS.min(plan.big_rx));
+            plan.big_tx = (plan.big_tx / 2).max(MIN_BIG_TX_BUFS.min(plan.big_tx));
+        }
+        if plan.bytes() > budget {
+            plan.big_rx = 0;
+        }
+        if plan.bytes() > budget {
+            plan.big_tx = 0;
+        }
+        plan
+    }
+
+    /// The DMA bytes of this plan (ring memory aside).
+    fn bytes(&self) -> usize {
+        let rx = if self.big_rx > 0 { self.big_rx * BIG_BUF_LEN } else { QUEUE_SIZE * BUF_LEN };
+        rx + self.big_tx * BIG_BUF_LEN + (QUEUE_SIZE - self.big_tx) * BUF_LEN
+    }
+}
+
+/// `count` packet buffers of `len` bytes each in one DMA region.
 struct Slots {
     region: DmaRegion,
+    count: usize,
+    len: usize,
 }
 
 impl Slots {
-    fn new(what: &str) -> Result<Self, String> {
-        let region = DmaRegion::new(QUEUE_SIZE * BUF_LEN).ok_or_else(|| {
-            format!("virtio-net: out of memory for {what} buffers ({} KiB)", QUEUE_SIZE * BUF_LEN / 1024)
-        })?;
-        Ok(Self { region })
+    fn new(what: &str, count: usize, len: usize) -> Result<Self, String> {
+        let bytes = count * len;
+        let region = DmaRegion::new(bytes)
+            .ok_or_else(|| format!("virtio-net: out of memory for {what} buffers ({} KiB)", bytes / 1024))?;
+        Ok(Self { region, count, len })
     }
 
-    fn ptr(&self, slot: u16) -> *mut u8 {
-        debug_assert!(usize::from(slot) < QUEUE_SIZE && self.region.len() >= QUEUE_SIZE * BUF_LEN);
-        // SAFETY: slot < QUEUE_SIZE, so the offset stays inside the region.
-        unsafe { self.region.as_ptr().add(usize::from(slot) * BUF_LEN) }
+    fn ptr(&self, slot: usize) -> *mut u8 {
+        debug_assert!(slot < self.count && self.region.len() >= self.count * self.len);
+        // SAFETY: slot < count, so the offset stays inside the region.
+        unsafe { self.region.as_ptr().add(slot * self.len) }
+    }
+
+    fn bytes(&self) -> usize {
+        self.region.len()
     }
 }
 
 struct RxRing {
+    /// Posted buffers: `QUEUE_SIZE` of 2 KiB, or `BIG_RX_BUFS` of 64 KiB with GUEST_TSO4.
     slots: Slots,
     /// Which slot each posted descriptor (the token virtio-drivers returns) points at.
     slot_of_token: [u16; QUEUE_SIZE],
@@ -104,14 +216,20 @@ struct RxRing {
     in_hand: Option<u16>,
     /// Slots smoltcp is done with, waiting to be re-posted as one batch.
     done: Vec<u16>,
+    /// How many finished slots make a batch.
+    repost_batch: usize,
 }
 
+/// Transmit buffers: slot ids `0..small.count` are 2 KiB buffers, the ids after them 64 KiB
+/// buffers (TSO only). Together they never outnumber the ring's descriptors.
 struct TxPool {
-    slots: Slots,
-    free: Vec<u16>,
+    small: Slots,
+    big: Option<Slots>,
+    free_small: Vec<u16>,
+    free_big: Vec<u16>,
     slot_of_token: [u16; QUEUE_SIZE],
     /// Bytes (header + frame) posted from each slot; `complete_tx` wants the same slice.
-    posted_len: [u16; QUEUE_SIZE],
+    posted_len: [u32; QUEUE_SIZE],
     /// Where frames go that cannot be sent (so smoltcp's closure still runs).
     scratch: Vec<u8>,
     /// Frames posted since the last doorbell.
@@ -120,6 +238,52 @@ struct TxPool {
     hdr_len: usize,
     /// VIRTIO_NET_F_CSUM: the device completes TCP checksums.
     csum_offload: bool,
+    /// VIRTIO_NET_F_HOST_TSO4 (implies `csum_offload` and `big`): the device segments.
+    tso: bool,
+    /// Largest frame the device may put on the wire as it is (Ethernet header included).
+    max_frame: usize,
+}
+
+impl TxPool {
+    /// Where a slot's buffer starts and how long it is.
+    fn buffer(&self, slot: u16) -> (*mut u8, usize) {
+        let slot = usize::from(slot);
+        match slot.checked_sub(self.small.count) {
+            None => (self.small.ptr(slot), self.small.len),
+            Some(big) => match &self.big {
+                Some(pool) => (pool.ptr(big), pool.len),
+                // Never handed out: the ids after the small pool exist only with a big pool.
+                None => (core::ptr::null_mut(), 0),
+            },
+        }
+    }
+
+    fn release(&mut self, slot: u16) {
+        if usize::from(slot) < self.small.count {
+            self.free_small.push(slot);
+        } else {
+            self.free_big.push(slot);
+        }
+    }
+
+    /// A free buffer for `total` bytes: a small one when it fits (a large one if no small one
+    /// is left), else a large one.
+    fn take(&mut self, total: usize) -> Option<u16> {
+        if total <= self.small.len
+            && let Some(slot) = self.free_small.pop()
+        {
+            return Some(slot);
+        }
+        if self.big.as_ref().is_some_and(|pool| total <= pool.len) {
+            return self.free_big.pop();
+        }
+        None
+    }
+
+    /// Whether any frame smoltcp may build has a buffer to go to.
+    fn ready(&self) -> bool {
+        !self.free_small.is_empty() && (self.big.is_none() || !self.free_big.is_empty())
+    }
 }
 
 /// A virtio-net device driven by polling.
@@ -141,8 +305,17 @@ pub struct Nic {
 
 impl Nic {
     /// Negotiates features, sets up both queues, posts every receive buffer.
-    pub fn new(transport: SomeTransport<'static>, location: &str) -> Result<Nic, String> {
-        let queues = NetQueues::new(transport, WANTED_FEATURES).map_err(|e| format!("virtio-net ({location}): {e}"))?;
+    pub fn new(transport: SomeTransport<'static>, location: &str, offloads: Offloads) -> Result<Nic, String> {
+        let budget = crate::mem::heap_usage().1 / DMA_SHARE_DIVISOR;
+        let plan = BufferPlan::fit(offloads, budget);
+        let mut wanted = WANTED_FEATURES;
+        if plan.big_tx > 0 {
+            wanted |= feature::HOST_TSO4;
+        }
+        if plan.big_rx > 0 {
+            wanted |= feature::GUEST_TSO4;
+        }
+        let queues = NetQueues::new(transport, wanted).map_err(|e| format!("virtio-net ({location}): {e}"))?;
         let hdr_len = if queues.features & (feature::VERSION_1 | feature::MRG_RXBUF) != 0 { 12 } else { 10 };
         // A reported MTU below the IPv4 minimum is nonsense; above what a buffer holds, too big.
         let ip_mtu = match queues.mtu {
@@ -151,10 +324,46 @@ impl Nic {
         };
         let csum_offload = queues.features & feature::CSUM != 0;
         let rx_csum_offload = queues.features & feature::GUEST_CSUM != 0;
+        // `NetQueues::new` drops TSO without its checksum offload; checked again because
+        // smoltcp asserts that segmentation comes with TCP transmit checksums off.
+        let tso = csum_offload && queues.features & feature::HOST_TSO4 != 0 && plan.big_tx > 0;
+        let lro = rx_csum_offload && queues.features & feature::GUEST_TSO4 != 0 && plan.big_rx > 0;
+        let rx_slots = if lro {
+            Slots::new("large receive", plan.big_rx, BIG_BUF_LEN)?
+        } else {
+            Slots::new("receive", QUEUE_SIZE, BUF_LEN)?
+        };
+        let (small_tx, big_tx) = if tso {
+            (
+                Slots::new("transmit", QUEUE_SIZE - plan.big_tx, BUF_LEN)?,
+                Some(Slots::new("segmentation offload", plan.big_tx, BIG_BUF_LEN)?),
+            )
+        } else {
+            (Slots::new("transmit", QUEUE_SIZE, BUF_LEN)?, None)
+        };
+        let dma_kib = (rx_slots.bytes() + small_tx.bytes() + big_tx.as_ref().map_or(0, Slots::bytes)) / 1024;
+        let why_off = |asked: bool, planned: usize, bit: &str| {
+            if !asked {
+                String::from("off (command line)")
+            } else if planned == 0 {
+                format!("off (too little memory: {} KiB free)", budget * DMA_SHARE_DIVISOR / 1024)
+            } else {
+                format!("off (the device does not offer {bit})")
+            }
+        };
+        let tso_state = match tso {
+            true => format!("on (frames up to {TSO_FRAME} B)"),
+            false => why_off(offloads.tso, plan.big_tx, "HOST_TSO4+CSUM"),
+        };
+        let lro_state = match lro {
+            true => String::from("on (frames up to 64 KiB)"),
+            false => why_off(offloads.lro, plan.big_rx, "GUEST_TSO4+GUEST_CSUM"),
+        };
         let description = format!(
             "virtio-net on {location}: features {} (device offered {:#x}), queues rx {QUEUE_SIZE} / tx \
              {QUEUE_SIZE} (device max {}/{}), no EVENT_IDX, no interrupts, {hdr_len}-byte header in the \
-             frame buffer, MTU {ip_mtu}{}, checksums: TCP transmit {}, TCP/UDP receive {}",
+             frame buffer, MTU {ip_mtu}{}, checksums: TCP transmit {}, TCP/UDP receive {}; TSO {}; large \
+             receive {}; buffers {} rx x {} B, {} + {} tx, {dma_kib} KiB",
             FeatureNames(queues.features),
             queues.offered,
             queues.queue_max.0,
@@ -162,24 +371,39 @@ impl Nic {
             if queues.mtu.is_some() { " (from the device)" } else { "" },
             if csum_offload { "offloaded" } else { "in software" },
             if rx_csum_offload { "trusted when the device vouches" } else { "in software" },
+            tso_state,
+            lro_state,
+            rx_slots.count,
+            rx_slots.len,
+            small_tx.count,
+            big_tx.as_ref().map_or(0, |b| b.count),
         );
+        let small_count = small_tx.count as u16;
+        let big_count = big_tx.as_ref().map_or(0, |b| b.count) as u16;
+        let rx_count = rx_slots.count as u16;
+        let repost_batch = RX_REPOST_BATCH.min(rx_slots.count / 4).max(1);
         let mut nic = Nic {
             queues,
             rx: RxRing {
-                slots: Slots::new("receive")?,
+                slots: rx_slots,
                 slot_of_token: [NO_SLOT; QUEUE_SIZE],
                 in_hand: None,
-                done: Vec::with_capacity(QUEUE_SIZE),
+                done: Vec::with_capacity(usize::from(rx_count)),
+                repost_batch,
             },
             tx: TxPool {
-                slots: Slots::new("transmit")?,
-                free: (0..QUEUE_SIZE as u16).rev().collect(),
+                small: small_tx,
+                big: big_tx,
+                free_small: (0..small_count).rev().collect(),
+                free_big: (small_count..small_count + big_count).rev().collect(),
                 slot_of_token: [NO_SLOT; QUEUE_SIZE],
                 posted_len: [0; QUEUE_SIZE],
                 scratch: Vec::new(),
                 unkicked: 0,
                 hdr_len,
                 csum_offload,
+                tso,
+                max_frame: ip_mtu + ETH_HDR,
             },
             hdr_len,
             rx_csum_offload,
@@ -188,7 +412,7 @@ impl Nic {
             stats: NicStats::default(),
             fault: None,
         };
-        nic.rx.done.extend(0..QUEUE_SIZE as u16);
+        nic.rx.done.extend(0..rx_count);
         nic.repost_rx();
         match nic.fault.take() {
             Some(fault) => Err(format!("virtio-net ({location}): posting receive buffers: {fault}")),
@@ -241,7 +465,7 @@ impl Nic {
     fn post_rx(&mut self, slot: u16) {
         // SAFETY: the slot is not posted and not in smoltcp's hands (callers own it), so this
         // is the only reference to its bytes until the device returns it.
-        let buf = unsafe { slice::from_raw_parts_mut(self.rx.slots.ptr(slot), BUF_LEN) };
+        let buf = unsafe { slice::from_raw_parts_mut(self.rx.slots.ptr(usize::from(slot)), self.rx.slots.len) };
         // SAFETY: the buffer lives as long as `self` (the DMA region) and is not touched again
         // until `complete_rx` returns it.
         match unsafe { self.queues.post_rx(buf) } {
@@ -260,21 +484,25 @@ impl Nic {
                 Some(entry) if *entry != NO_SLOT => core::mem::replace(entry, NO_SLOT),
                 _ => return self.set_fault(format!("device completed transmit token {token}, which is not in flight")),
             };
-            let len = usize::from(self.tx.posted_len[usize::from(slot)]);
+            let (ptr, cap) = self.tx.buffer(slot);
+            let len = self.tx.posted_len.get(usize::from(slot)).map_or(0, |&l| l as usize);
+            if ptr.is_null() || len == 0 || len > cap {
+                return self.set_fault(format!("transmit slot {slot} has no posted buffer"));
+            }
             // SAFETY: the device has finished with the slot (it is in the used ring); this is
             // the slice `post_tx` was given.
-            let buf = unsafe { slice::from_raw_parts(self.tx.slots.ptr(slot), len) };
+            let buf = unsafe { slice::from_raw_parts(ptr, len) };
             // SAFETY: same buffer as passed to `post_tx` for this token.
             if let Err(e) = unsafe { self.queues.complete_tx(token, buf) } {
                 return self.set_fault(format!("completing a transmit: {e}"));
             }
-            self.tx.free.push(slot);
+            self.tx.release(slot);
         }
     }
 
     /// The next good received frame as (slot, length); bad ones are counted and re-posted.
     fn next_rx_frame(&mut self) -> Option<(u16, usize)> {
-        for _ in 0..QUEUE_SIZE {
+        for _ in 0..self.rx.slots.count {
             let token = self.queues.peek_rx()?;
             let slot = match self.rx.slot_of_token.get_mut(usize::from(token)) {
                 Some(entry) if *entry != NO_SLOT => core::mem::replace(entry, NO_SLOT),
@@ -285,17 +513,20 @@ impl Nic {
             };
             // SAFETY: the device has returned this slot (it is in the used ring), so the
             // driver owns its bytes again.
-            let buf = unsafe { slice::from_raw_parts_mut(self.rx.slots.ptr(slot), BUF_LEN) };
+            let buf = unsafe { slice::from_raw_parts_mut(self.rx.slots.ptr(usize::from(slot)), self.rx.slots.len) };
             // SAFETY: same buffer as passed to `post_rx` for this token.
             match unsafe { self.queues.complete_rx(token, buf) } {
-                Ok(written) if written > self.hdr_len && written <= BUF_LEN => {
+                Ok(written) if written > self.hdr_len && written <= buf.len() => {
                     let (header, frame) = buf[..written].split_at(self.hdr_len);
                     if self.rx_csum_offload && !self.checksum_acceptable(header, frame) {
                         self.stats.rx_bad_checksum += 1;
                         self.rx.done.push(slot);
                         continue;
                     }
-                    return Some((slot, written - self.hdr_len));
+                    if frame.len() > self.max_frame {
+                        self.stats.rx_large += 1;
+                    }
+                    return Some((slot, frame.len()));
                 }
                 // Popped but unusable: no frame after the header, or longer than the buffer.
                 Ok(_) => {
@@ -330,7 +561,7 @@ impl Device for Nic {
             self.rx.done.push(slot);
         }
         // Re-post in batches: when the device starves it asks for a kick on every buffer.
-        if self.rx.done.len() >= RX_REPOST_BATCH || self.queues.peek_rx().is_none() {
+        if self.rx.done.len() >= self.rx.repost_batch || self.queues.peek_rx().is_none() {
             self.repost_rx();
         }
         if self.fault.is_some() {
@@ -341,9 +572,9 @@ impl Device for Nic {
         self.rx.in_hand = Some(slot);
         self.stats.rx_frames += 1;
         // SAFETY: the slot is out of the ring (in hand) until the next `receive`, which cannot
-        // run while this token borrows `self`; hdr_len + len <= BUF_LEN was checked.
-        let frame = unsafe { slice::from_raw_parts(self.rx.slots.ptr(slot).add(self.hdr_len), len) };
-        let tx = NicTxToken { queues: &mut self.queues, tx: &mut self.tx, stats: &mut self.stats };
+        // run while this token borrows `self`; hdr_len + len <= the slot's length was checked.
+        let frame = unsafe { slice::from_raw_parts(self.rx.slots.ptr(usize::from(slot)).add(self.hdr_len), len) };
+        let tx = NicTxToken { queues: &mut self.queues, tx: &mut self.tx, stats: &mut self.stats, gso_size: None };
         Some((NicRxToken { frame }, tx))
     }
 
@@ -352,12 +583,14 @@ impl Device for Nic {
             return None;
         }
         self.reclaim_tx();
-        if self.tx.free.is_empty() {
+        // With TSO smoltcp may build a frame for either pool, and a frame without a buffer is
+        // a loss (a 1 s retransmission timeout): say "no" until both have room.
+        if !self.tx.ready() {
             self.stats.tx_ring_full += 1;
             self.flush();
             return None;
         }
-        Some(NicTxToken { queues: &mut self.queues, tx: &mut self.tx, stats: &mut self.stats })
+        Some(NicTxToken { queues: &mut self.queues, tx: &mut self.tx, stats: &mut self.stats, gso_size: None })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -377,6 +610,10 @@ impl Device for Nic {
         checksum.tcp = l4(self.tx.csum_offload);
         checksum.udp = l4(false);
         caps.checksum = checksum;
+        if self.tx.tso {
+            // TCP frames up to 64 KiB, which the device cuts into MTU-sized segments.
+            caps.segmentation.tcpv4 = NonZeroUsize::new(TSO_FRAME);
+        }
         caps
     }
 }
@@ -395,12 +632,30 @@ pub struct NicTxToken<'a> {
     queues: &'a mut NetQueues,
     tx: &'a mut TxPool,
     stats: &'a mut NicStats,
+    /// smoltcp's segment size for a frame longer than one MSS (TSO only).
+    gso_size: Option<u16>,
+}
+
+impl NicTxToken<'_> {
+    /// The frame smoltcp built can't be posted: count it and keep the buffer.
+    fn drop_frame(&mut self, slot: u16) {
+        self.tx.release(slot);
+        self.stats.tx_dropped += 1;
+    }
 }
 
 impl TxToken for NicTxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let fits = len > 0 && self.tx.hdr_len + len <= BUF_LEN;
-        let Some(slot) = fits.then(|| self.tx.free.pop()).flatten() else {
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.gso_size = meta.segmentation_offload_size.map(NonZeroU16::get);
+    }
+
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(mut self, len: usize, f: F) -> R {
+        let hdr_len = self.tx.hdr_len;
+        let total = hdr_len + len;
+        // Frames longer than one MTU are only for the device to segment.
+        let allowed = if self.tx.tso { TSO_FRAME } else { self.tx.max_frame };
+        let fits = len > 0 && len <= allowed;
+        let Some(slot) = fits.then(|| self.tx.take(total)).flatten() else {
             // No buffer (a receive's reply token while the ring is full), or a frame we must
             // not post: let smoltcp build it somewhere and drop it.
             self.stats.tx_dropped += 1;
@@ -409,23 +664,52 @@ impl TxToken for NicTxToken<'_> {
             }
             return f(&mut self.tx.scratch[..len]);
         };
-        let hdr_len = self.tx.hdr_len;
-        let total = hdr_len + len;
-        // SAFETY: the slot came off the free list, so neither the device nor anyone else uses
-        // it; total <= BUF_LEN.
-        let buf = unsafe { slice::from_raw_parts_mut(self.tx.slots.ptr(slot), total) };
+        let (ptr, cap) = self.tx.buffer(slot);
+        if ptr.is_null() || total > cap {
+            // `take` only hands out buffers that fit; nothing to build the frame in otherwise.
+            self.tx.release(slot);
+            self.stats.tx_dropped += 1;
+            if self.tx.scratch.len() < len {
+                self.tx.scratch.resize(len, 0);
+            }
+            return f(&mut self.tx.scratch[..len]);
+        }
+        // SAFETY: the slot came off a free list, so neither the device nor anyone else uses
+        // it; total <= its length.
+        let buf = unsafe { slice::from_raw_parts_mut(ptr, total) };
         let (header, frame) = buf.split_at_mut(hdr_len);
         let result = f(frame);
         // Without checksum offload every header is all zero (as allocated): flags 0, GSO none.
+        // With it every header is written in full, so a slot's previous GSO fields never linger.
         if self.tx.csum_offload {
-            csum::offload_tx(frame).emit(header);
+            let mut gso_size = if self.tx.tso { self.gso_size } else { None };
+            if self.tx.tso && len > self.tx.max_frame && gso_size.is_none() {
+                // smoltcp sets the size whenever it builds a frame this long; a wrapper that
+                // lost it gets the segment size our MTU allows.
+                gso_size = csum::fallback_gso_size(frame, self.tx.max_frame);
+            }
+            let hdr = csum::offload_tx(frame, gso_size);
+            if len > self.tx.max_frame && hdr.gso_type != NetHdr::GSO_TCPV4 {
+                // Too long for the wire and not something the device can cut up.
+                self.drop_frame(slot);
+                return result;
+            }
+            if hdr.gso_type == NetHdr::GSO_TCPV4 {
+                let payload = len - usize::from(hdr.hdr_len);
+                self.stats.tx_tso += 1;
+                self.stats.tx_tso_segments += payload.div_ceil(usize::from(hdr.gso_size.max(1))) as u64;
+            }
+            hdr.emit(header);
+        } else if len > self.tx.max_frame {
+            self.drop_frame(slot);
+            return result;
         }
-        // SAFETY: the slot stays off the free list, untouched, until `reclaim_tx` sees the
+        // SAFETY: the slot stays off the free lists, untouched, until `reclaim_tx` sees the
         // device return this token.
         match unsafe { self.queues.post_tx(buf) } {
             Ok(token) => {
                 self.tx.slot_of_token[usize::from(token) % QUEUE_SIZE] = slot;
-                self.tx.posted_len[usize::from(slot)] = total as u16;
+                self.tx.posted_len[usize::from(slot)] = total as u32;
                 self.stats.tx_frames += 1;
                 self.tx.unkicked += 1;
                 if self.tx.unkicked >= TX_KICK_BATCH {
@@ -433,10 +717,7 @@ impl TxToken for NicTxToken<'_> {
                     self.queues.kick_tx();
                 }
             }
-            Err(_) => {
-                self.tx.free.push(slot);
-                self.stats.tx_dropped += 1;
-            }
+            Err(_) => self.drop_frame(slot),
         }
         result
     }
