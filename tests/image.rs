@@ -53,7 +53,12 @@ fn server_cmdline(extra: &[&'static str]) -> Vec<&'static str> {
 #[track_caller]
 fn expect_guest_exit(vm: &mut Vm, what: &str, code: i32, timeout: Duration) -> Finished {
     let done = vm.wait(timeout);
-    assert_eq!(done.code(), Some(code), "{what}: expected qemu.sh to exit {code} (the guest's code):\n{}", done.describe());
+    assert_eq!(
+        done.code(),
+        Some(code),
+        "{what}: expected qemu.sh to exit {code} (the guest's code):\n{}",
+        done.describe()
+    );
     done
 }
 
@@ -73,7 +78,8 @@ mod stock_client_server_image {
         let mut args = vec!["iperf3", "-c", SERVER_GUEST_IP, "-J"];
         args.extend_from_slice(case.args);
         let client = ns.spawn("iperf3-client", &args, CLIENT_DEADLINE).wait();
-        let ok = client.success() && serde_json::from_str::<Value>(&client.stdout).is_ok_and(|v| v.get("error").is_none());
+        let ok =
+            client.success() && serde_json::from_str::<Value>(&client.stdout).is_ok_and(|v| v.get("error").is_none());
         if !ok {
             panic!("stock client failed:\n{}\n--- server image:\n{}", client.describe(), vm.describe());
         }
@@ -238,7 +244,11 @@ fn client_image_server_image() {
     let mut client = Vm::boot(&ns, "client-image", &VmSpec::client("microvm", &client_cmdline));
     let cdone = client.wait(CLIENT_GUEST_RUN);
     if cdone.code() != Some(0) {
-        panic!("client image: expected qemu.sh to exit 0:\n{}\n--- server image:\n{}", cdone.describe(), server.describe());
+        panic!(
+            "client image: expected qemu.sh to exit 0:\n{}\n--- server image:\n{}",
+            cdone.describe(),
+            server.describe()
+        );
     }
     let cj = expect_console_json("client image", &cdone);
     let sdone = expect_guest_exit(&mut server, "server image -s -1", 0, EXIT_AFTER_TEST);
@@ -279,7 +289,11 @@ fn garbage_command_lines() {
             "{what}: the console has no 'uniperf: parameter error' line:\n{}",
             done.describe()
         );
-        assert!(!console.contains("ready: listening"), "{what}: the image started serving anyway:\n{}", done.describe());
+        assert!(
+            !console.contains("ready: listening"),
+            "{what}: the image started serving anyway:\n{}",
+            done.describe()
+        );
         eprintln!(
             "{what}: exit 1, {}",
             console.lines().find(|l| l.contains("parameter error")).unwrap_or_default().trim()
@@ -326,8 +340,7 @@ fn malformed_frame_flood() {
     eprintln!("flood: {report}");
 
     assert!(vm.is_running(), "QEMU ended during the flood:\n{}", vm.describe());
-    let client =
-        ns.spawn("iperf3-client", &["iperf3", "-c", SERVER_GUEST_IP, "-t", "1", "-J"], CLIENT_DEADLINE).wait();
+    let client = ns.spawn("iperf3-client", &["iperf3", "-c", SERVER_GUEST_IP, "-t", "1", "-J"], CLIENT_DEADLINE).wait();
     let ok = client.success() && serde_json::from_str::<Value>(&client.stdout).is_ok_and(|v| v.get("error").is_none());
     if !ok {
         panic!("iperf3 -t 1 after the flood failed:\n{}\n--- server image:\n{}", client.describe(), vm.describe());

@@ -916,14 +916,7 @@ pub struct VmSpec<'a> {
 impl<'a> VmSpec<'a> {
     /// The server guest on tap0 with `cmdline`.
     pub fn server(machine: &'a str, cmdline: &'a [&'a str]) -> VmSpec<'a> {
-        VmSpec {
-            machine,
-            tap: "tap0",
-            mac: SERVER_GUEST_MAC,
-            mem_mb: 64,
-            cmdline,
-            timeout: Duration::from_secs(120),
-        }
+        VmSpec { machine, tap: "tap0", mac: SERVER_GUEST_MAC, mem_mb: 64, cmdline, timeout: Duration::from_secs(120) }
     }
 
     /// The client guest on tap1 with `cmdline`.
