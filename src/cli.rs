@@ -1,17 +1,21 @@
 //! `uniperf`: iperf3's command line over smoltcp. With `--tap` the stack runs in user space on
 //! a Linux TAP device; `uniperf sim` joins a client and a server stack by a simulated link in
-//! one process.
+//! one process; `uniperf plot`, `collect` and `flowlog` work on per-flow TCP logs.
 
-use crate::{host, output, sim, tap};
+use crate::{collect, flowlog_cmd, host, output, plot, sim, tap};
 
 use anyhow::{Context, Result, anyhow, bail};
+use netstack::flowlog::{FlowProbe, Format, ProbeConfig};
+use netstack::flowlog_ship::{TestLog, format_name, probe_config, take_test_log};
 use netstack::options::{Mode, Options, usage};
 use netstack::platform::Platform;
 use netstack::smoltcp::iface::SocketSet;
 use netstack::smoltcp::time::{Duration, Instant};
-use netstack::smoltcp::wire::{IpAddress, Ipv4Address};
+use netstack::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 use netstack::stack::{NetConfig, build_interface, mac_for};
 use output::Output;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub const VERSION: &str = concat!("uniperf ", env!("CARGO_PKG_VERSION"), " (iperf 3.12 protocol, smoltcp 0.14)");
@@ -19,9 +23,23 @@ pub const VERSION: &str = concat!("uniperf ", env!("CARGO_PKG_VERSION"), " (iper
 const PLATFORM_NOTE: &str = "uniperf runs its own TCP/IP stack: give it a TAP device and an address \
 (--tap IFNAME --ip ADDR/PREFIX), or use `uniperf sim [client options]` for an in-process run.";
 
+const SUBCOMMANDS_NOTE: &str = "Flow logs: `uniperf plot LOG... -o OUT.png|.svg`, `uniperf collect --listen ADDR:PORT -o DIR` (logs \
+from the unikernel), `uniperf flowlog --pcap FILE` (logs from a capture); schema in docs/flowlog.md.";
+
+/// Flow-log samples a Linux run keeps in memory per test (about 200 bytes each); beyond it
+/// samples are dropped and the run says so.
+pub const HOST_MAX_SAMPLES: usize = 1_000_000;
+
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if args.first().map(String::as_str) == Some("sim") { sim::run(&args[1..]) } else { run(&args) };
+    let rest = args.get(1..).unwrap_or_default();
+    let result = match args.first().map(String::as_str) {
+        Some("sim") => sim::run(rest),
+        Some("plot") => plot::run(rest),
+        Some("collect") => collect::run(rest),
+        Some("flowlog") => flowlog_cmd::run(rest),
+        _ => run(&args),
+    };
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -89,7 +107,7 @@ impl Clock {
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let o = parse_options(args)?;
     if o.help {
-        print!("{}", usage("uniperf", PLATFORM_NOTE));
+        print!("{}", usage("uniperf", &format!("{PLATFORM_NOTE}\n{SUBCOMMANDS_NOTE}")));
         return Ok(ExitCode::SUCCESS);
     }
     if o.version {
@@ -99,6 +117,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if let Some(opt) = o.first_unsupported(&["tap", "ip", "gateway", "mtu"]) {
         bail!("parameter error - --{opt} is a `uniperf sim` option");
     }
+    if o.flowlog.collect.is_some() {
+        bail!(
+            "parameter error - --flowlog-collect is for the unikernel image; on Linux, --flowlog FILE writes \
+             the log directly"
+        );
+    }
     let Some(tap_name) = o.tap.clone() else {
         bail!("parameter error - no network: {PLATFORM_NOTE}");
     };
@@ -107,13 +131,58 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     };
     let out = Output::open(o.logfile.as_deref(), o.forceflush)?;
     let offload = std::env::var_os("UNIPERF_TAP_OFFLOAD").is_none_or(|v| v != "0");
-    let (mut dev, created) = tap::TapDevice::open(&tap_name, o.mtu, offload)?;
+    let (dev, created) = tap::TapDevice::open(&tap_name, o.mtu, offload)?;
     if created {
         eprintln!(
             "uniperf: created TAP device {tap_name}; it has no host-side address: give the kernel side one \
              (e.g. `ip addr add 198.18.0.1/24 dev {tap_name}`) or bridge it, while uniperf runs"
         );
     }
+    let fd = dev.raw_fd();
+    let mss = (dev.ip_mtu() - 40) as u32;
+    match o.flowlog.path.clone() {
+        None => run_on(&o, dev, fd, mss, ip, out, None),
+        Some(path) => {
+            let cfg = probe_config(&o.flowlog, HOST_MAX_SAMPLES);
+            let log = FlowLogFile { path: PathBuf::from(path), format: o.flowlog.format, cfg };
+            run_on(&o, FlowProbe::new(dev, cfg), fd, mss, ip, out, Some(log))
+        }
+    }
+}
+
+/// Where a Linux run writes its flow log.
+struct FlowLogFile {
+    path: PathBuf,
+    format: Format,
+    cfg: ProbeConfig,
+}
+
+/// The device a run polls: the TAP, or the TAP inside a flow probe.
+trait RunDevice: netstack::smoltcp::phy::Device {
+    fn take_log(&mut self, cfg: ProbeConfig, streams: &[(i64, IpEndpoint, IpEndpoint)], now: Instant) -> TestLog;
+}
+
+impl RunDevice for tap::TapDevice {
+    fn take_log(&mut self, _: ProbeConfig, _: &[(i64, IpEndpoint, IpEndpoint)], _: Instant) -> TestLog {
+        TestLog { samples: Vec::new(), dropped: 0 }
+    }
+}
+
+impl RunDevice for FlowProbe<tap::TapDevice> {
+    fn take_log(&mut self, cfg: ProbeConfig, streams: &[(i64, IpEndpoint, IpEndpoint)], now: Instant) -> TestLog {
+        take_test_log(self.tracker(), cfg, streams, now.total_micros().max(0) as u64)
+    }
+}
+
+fn run_on<D: RunDevice>(
+    o: &Options,
+    mut dev: D,
+    fd: std::os::fd::RawFd,
+    mss: u32,
+    ip: netstack::smoltcp::wire::Ipv4Cidr,
+    out: Output,
+    flowlog: Option<FlowLogFile>,
+) -> Result<ExitCode> {
     let clock = Clock::new();
     let mut host = host::LinuxHost::new();
     let mut seed = [0u8; 8];
@@ -121,13 +190,19 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let net = NetConfig { mac: mac_for(ip.address(), 0x42), ip, gateway: o.gateway };
     let mut iface = build_interface(&mut dev, &net, clock.now(), u64::from_le_bytes(seed));
     let mut sockets = SocketSet::new(vec![]);
-    let mss = (dev.ip_mtu() - 40) as u32;
-    let mut platform = TapPlatform { clock, fd: dev.raw_fd(), out, error: None };
+    let mut platform = TapPlatform { clock, fd, out, error: None };
     match o.mode.clone() {
         Some(Mode::Server) => {
-            let mut srv = server::Server::new(server::ServerConfig::from_options(&o, mss, VERSION));
+            let mut srv = server::Server::new(server::ServerConfig::from_options(o, mss, VERSION));
             eprintln!("uniperf: ready: listening on {}:{}", ip.address(), o.port);
-            server::run(&mut srv, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform);
+            server::run_with(&mut srv, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform, |b| {
+                if let Some(f) = &flowlog {
+                    let now = b.platform.now();
+                    let log = b.dev.take_log(f.cfg, b.srv.stream_endpoints(), now);
+                    let path = suffixed_path(&f.path, &format!("test{}", b.srv.tests_done()));
+                    report_log_write(&path, f.format, &log);
+                }
+            });
             platform.result()?;
             Ok(ExitCode::SUCCESS)
         }
@@ -135,12 +210,75 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             let server: Ipv4Address = host_name.parse().with_context(|| {
                 format!("parameter error - '{host_name}' is not an IPv4 address (uniperf has no DNS resolver)")
             })?;
-            let cfg = client::ClientConfig::from_options(&o, IpAddress::Ipv4(server), mss, VERSION);
+            let cfg = client::ClientConfig::from_options(o, IpAddress::Ipv4(server), mss, VERSION);
             let mut cl = client::Client::new(cfg, platform.clock.now(), &mut host);
             let outcome = client::run(&mut cl, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform);
+            if let Some(f) = &flowlog {
+                let log = dev.take_log(f.cfg, cl.stream_endpoints(), platform.clock.now());
+                if !report_log_write(&f.path, f.format, &log) {
+                    return Ok(ExitCode::from(1));
+                }
+            }
             platform.result()?;
             Ok(if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         None => bail!("parameter error - must either be a client (-c HOST) or server (-s)"),
+    }
+}
+
+/// `dir/log.csv` + `server` → `dir/log.server.csv`; `log` + `test2` → `log.test2`.
+pub fn suffixed_path(path: &Path, tag: &str) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{tag}"),
+    };
+    path.with_file_name(name)
+}
+
+/// Writes one test's flow log (header, then one row per sample).
+pub fn write_log_file(path: &Path, format: Format, log: &TestLog) -> Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create flow log '{}'", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut rows = netstack::flowlog_ship::RowWriter::new(format);
+    let mut buf = Vec::with_capacity(1 << 16);
+    rows.header(&mut buf);
+    let mut next = 0;
+    loop {
+        next = netstack::flowlog_ship::write_some(&mut rows, &log.samples, next, &mut buf, 60 * 1024);
+        if buf.is_empty() {
+            break;
+        }
+        w.write_all(&buf).with_context(|| format!("cannot write flow log '{}'", path.display()))?;
+        buf.clear();
+    }
+    w.flush().with_context(|| format!("cannot write flow log '{}'", path.display()))?;
+    Ok(())
+}
+
+/// Writes the log and says where it went (stderr); false if it could not be written.
+pub fn report_log_write(path: &Path, format: Format, log: &TestLog) -> bool {
+    match write_log_file(path, format, log) {
+        Ok(()) => {
+            let flows = netstack::flowlog_ship::final_rows(&log.samples);
+            eprintln!(
+                "uniperf: flow log: {} samples of {flows} flows ({}) written to {}",
+                log.samples.len(),
+                format_name(format),
+                path.display()
+            );
+            if log.dropped > 0 {
+                eprintln!(
+                    "uniperf: flow log: {} samples were dropped (limit {} per test); use a larger \
+                     --flowlog-interval",
+                    log.dropped, HOST_MAX_SAMPLES
+                );
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!("uniperf: error - {e:#}");
+            false
+        }
     }
 }

@@ -1,8 +1,12 @@
-//! The Linux side of uniperf: the TAP runtime, the in-process simulator and the command
-//! line that chooses between them. `main.rs` only calls [`cli::main`].
+//! The Linux side of uniperf: the TAP runtime, the in-process simulator, the flow-log tools
+//! (`plot`, `collect`, `flowlog`) and the command line that chooses between them. `main.rs`
+//! only calls [`cli::main`].
 
 pub mod cli;
+pub mod collect;
+pub mod flowlog_cmd;
 pub mod host;
 pub mod output;
+pub mod plot;
 pub mod sim;
 pub mod tap;

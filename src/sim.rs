@@ -1,10 +1,14 @@
 //! `uniperf sim`: a uniperf server and client, each with its own smoltcp interface, joined by
 //! a simulated link (delay, loss, rate, queue) on a virtual clock. Deterministic for a given
 //! seed, needs no root, and runs as fast as the CPU allows: a `-t 10` test is 10 s of virtual
-//! time, however long it takes to compute.
+//! time, however long it takes to compute. With `--flowlog FILE` a flow probe watches each
+//! stack's port: the client's log goes to FILE, the server's to FILE with `.server` before the
+//! extension (`log.csv` → `log.server.csv`), both on the virtual clock.
 
-use crate::cli::{VERSION, parse_options};
+use crate::cli::{HOST_MAX_SAMPLES, VERSION, parse_options, report_log_write, suffixed_path};
 use anyhow::{Result, anyhow, bail};
+use netstack::flowlog::{FlowProbe, FlowTracker, ProbeConfig};
+use netstack::flowlog_ship::{TestLog, probe_config, take_test_log};
 use netstack::host::{SimHost, SplitMix64};
 use netstack::options::{Mode, Options};
 use netstack::sim::{Direction, End, LinkConfig, SimLink};
@@ -39,6 +43,38 @@ pub struct SimReport {
     pub virtual_secs: f64,
     pub to_server: netstack::sim::LinkStats,
     pub to_client: netstack::sim::LinkStats,
+    /// With `--flowlog`: the client's and the server's flow logs.
+    pub flowlogs: Option<(TestLog, TestLog)>,
+}
+
+/// The two stacks' flow trackers. The simulated link hands out a fresh port per poll, so each
+/// poll wraps that port in a probe holding the stack's tracker for the duration of the poll.
+struct Probes {
+    cfg: ProbeConfig,
+    server: FlowTracker,
+    client: FlowTracker,
+}
+
+fn poll_probed(
+    iface: &mut Interface,
+    port: netstack::sim::Port<'_>,
+    sockets: &mut SocketSet<'static>,
+    now: Instant,
+    tracker: Option<(&mut FlowTracker, ProbeConfig)>,
+) -> bool {
+    match tracker {
+        None => {
+            let mut port = port;
+            iface.poll(now, &mut port, sockets) != PollResult::None
+        }
+        Some((tracker, cfg)) => {
+            let mut probe = FlowProbe::new(port, cfg);
+            core::mem::swap(probe.tracker(), tracker);
+            let r = iface.poll(now, &mut probe, sockets) != PollResult::None;
+            core::mem::swap(probe.tracker(), tracker);
+            r
+        }
+    }
 }
 
 pub fn link_config(o: &Options) -> LinkConfig {
@@ -97,10 +133,16 @@ pub fn simulate(o: &Options) -> Result<SimReport> {
     let mut server_output = String::new();
     let mut done_at: Option<Instant> = None;
     let mut same_instant = 0u32;
+    let mut probes = o.flowlog.path.is_some().then(|| {
+        let cfg = probe_config(&o.flowlog, HOST_MAX_SAMPLES);
+        Probes { cfg, server: FlowTracker::new(cfg), client: FlowTracker::new(cfg) }
+    });
     loop {
-        let mut progress = srv_node.iface.poll(now, &mut link.port(End::A), &mut srv_node.sockets) != PollResult::None;
+        let srv_probe = probes.as_mut().map(|p| (&mut p.server, p.cfg));
+        let mut progress = poll_probed(&mut srv_node.iface, link.port(End::A), &mut srv_node.sockets, now, srv_probe);
         progress |= server.poll(now, &mut srv_node.sockets, &mut srv_node.host);
-        progress |= cli_node.iface.poll(now, &mut link.port(End::B), &mut cli_node.sockets) != PollResult::None;
+        let cli_probe = probes.as_mut().map(|p| (&mut p.client, p.cfg));
+        progress |= poll_probed(&mut cli_node.iface, link.port(End::B), &mut cli_node.sockets, now, cli_probe);
         progress |= client.poll(now, &mut cli_node.iface, &mut cli_node.sockets, &mut cli_node.host);
         output.push_str(&client.take_output());
         server_output.push_str(&server.take_output());
@@ -136,6 +178,13 @@ pub fn simulate(o: &Options) -> Result<SimReport> {
         now = if next > now { next } else { now + Duration::from_micros(1) };
     }
     let outcome = client.outcome().cloned().unwrap_or(Err("no outcome".into()));
+    let t_us = now.total_micros() as u64;
+    let flowlogs = probes.map(|mut p| {
+        (
+            take_test_log(&mut p.client, p.cfg, client.stream_endpoints(), t_us),
+            take_test_log(&mut p.server, p.cfg, server.stream_endpoints(), t_us),
+        )
+    });
     Ok(SimReport {
         output,
         server_output,
@@ -143,6 +192,7 @@ pub fn simulate(o: &Options) -> Result<SimReport> {
         virtual_secs: now.total_micros() as f64 / 1e6,
         to_server: link.stats(Direction::BtoA),
         to_client: link.stats(Direction::AtoB),
+        flowlogs,
     })
 }
 
@@ -168,8 +218,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if let Some(opt) = o.first_unsupported(&["delay", "loss", "rate", "queue", "seed", "mtu"]) {
         bail!("parameter error - --{opt} does not apply to `uniperf sim`");
     }
+    if o.flowlog.collect.is_some() {
+        bail!("parameter error - --flowlog-collect is for the unikernel image; `uniperf sim` takes --flowlog FILE");
+    }
     let r = simulate(&o)?;
     print!("{}", r.output);
+    let mut logs_ok = true;
+    if let (Some(path), Some((client_log, server_log))) = (&o.flowlog.path, &r.flowlogs) {
+        let path = std::path::Path::new(path);
+        logs_ok &= report_log_write(path, o.flowlog.format, client_log);
+        logs_ok &= report_log_write(&suffixed_path(path, "server"), o.flowlog.format, server_log);
+    }
     let pct = |s: &netstack::sim::LinkStats| {
         if s.frames_sent == 0 {
             0.0
@@ -190,5 +249,5 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         r.to_client.frames_queue_dropped,
         pct(&r.to_client),
     );
-    Ok(if r.outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if r.outcome.is_ok() && logs_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

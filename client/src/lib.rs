@@ -156,6 +156,8 @@ pub struct Client {
     local_cpu: (f64, f64),
     server_results: Option<TestResults>,
     outcome: Option<Result<(), String>>,
+    /// (iperf3 stream id, local, remote) of each connected data stream.
+    stream_endpoints: Vec<(i64, IpEndpoint, IpEndpoint)>,
 }
 
 impl Client {
@@ -199,6 +201,7 @@ impl Client {
             local_cpu: (0.0, 0.0),
             server_results: None,
             outcome: None,
+            stream_endpoints: Vec::new(),
             cfg,
         }
     }
@@ -210,6 +213,12 @@ impl Client {
 
     pub fn take_output(&mut self) -> String {
         self.reporter.take_output()
+    }
+
+    /// (iperf3 stream id, local endpoint, remote endpoint) of each data stream connected so
+    /// far: for labelling flow logs.
+    pub fn stream_endpoints(&self) -> &[(i64, IpEndpoint, IpEndpoint)] {
+        &self.stream_endpoints
     }
 
     pub fn poll_at(&self) -> Option<Instant> {
@@ -451,6 +460,7 @@ impl Client {
                     let sends = if p.bidirectional { index < p.parallel as usize } else { !p.reverse };
                     let stream = DataStream::new(h, index, sends);
                     if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
+                        self.stream_endpoints.push((stream.id, l, r));
                         self.reporter.stream_connected(ConnectedStream {
                             socket: stream.socket_no,
                             local_host: l.addr.to_string(),

@@ -7,6 +7,11 @@
 //! tables, start info and heap ([`mem`]), clock, then [`run`] parses the command line with
 //! the same parser as the Linux CLI and hands the NIC to the role. The VM's exit status
 //! tells how it went ([`exit`] has the table).
+//!
+//! Flow logs: with `--flowlog-collect ADDR:PORT` (or `--flowlog console`) the NIC is wrapped
+//! in a flow probe, and each test's log leaves when the test ends (server: after every test;
+//! client: before powering off) — over TCP to `uniperf collect` with the image's own stack,
+//! or printed to the console between marker lines ([`flowlog_out`]).
 #![no_std]
 #![no_main]
 
@@ -30,8 +35,14 @@ pub use paging::map_identity;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
-use netstack::options::{Mode, Options, split_cmdline, usage};
+use netstack::flowlog::{FlowProbe, FlowSample, ProbeConfig};
+use netstack::flowlog_ship::{Collector, RowWriter, ShipHeader, TestLog, format_name, probe_config, take_test_log};
+use netstack::options::{FlowLogOptions, Mode, Options, split_cmdline, usage};
+use netstack::smoltcp::iface::Interface;
 use netstack::smoltcp::iface::SocketSet;
+use netstack::smoltcp::phy::Device;
+use netstack::smoltcp::time::Duration;
+use netstack::smoltcp::wire::IpEndpoint;
 use netstack::smoltcp::wire::{EthernetAddress, IpAddress, Ipv4Address};
 use netstack::stack::{NetConfig, build_interface};
 use platform::{ImageHost, ImagePlatform};
@@ -44,7 +55,7 @@ const PLATFORM_NOTE: &str = "This is the uniperf unikernel: its options come fro
 
 /// Kernel-parameter words that belong to the NIC driver, not to us (QEMU's microvm appends
 /// `virtio_mmio.device=512@0xfeb00e00:12` when ACPI is off).
-const DRIVER_PARAMS: &[&str] = &["virtio_mmio.device="];
+const DRIVER_PARAMS: &[&str] = net::CMDLINE_PARAMS;
 
 /// `uniperf.crash=panic|pagefault|stackoverflow`: makes the image fail on purpose after boot,
 /// so tests can check that failures print and end the VM with the crash status.
@@ -163,14 +174,183 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
     };
     let mac = EthernetAddress(nic.mac());
     println!("uniperf: nic: {} (MAC {mac})", nic.describe());
-    let mut dev = match mtu::MtuLimit::new(nic, o.mtu) {
+    let dev = match mtu::MtuLimit::new(nic, o.mtu) {
         Ok(d) => d,
         Err(e) => return param_error(&e),
     };
+    if !o.flowlog.enabled() {
+        return run_roles(&o, dev, &mut host, ip, server_addr, entry_tsc, None);
+    }
+    // The probe's samples come out of the same heap as the socket buffers: give them an
+    // eighth of what is free (the sockets get three eighths instead of half).
+    let free = mem::heap_usage().1;
+    let max_samples = (free / 8 / core::mem::size_of::<FlowSample>()).max(1024);
+    let cfg = probe_config(&o.flowlog, max_samples);
+    let out = FlowLogOut { opts: o.flowlog.clone(), cfg, tests: 0 };
+    println!(
+        "uniperf: flow log: probe on, {} (up to {max_samples} samples per test)",
+        match o.flowlog.collect {
+            Some((a, p)) => alloc::format!("sent to {a}:{p} after each test"),
+            None => String::from("printed to the console after each test"),
+        }
+    );
+    run_roles(&o, FlowProbe::new(dev, cfg), &mut host, ip, server_addr, entry_tsc, Some(out))
+}
+
+/// The device the roles poll: the NIC (behind `--mtu`), or that inside a flow probe.
+trait ImageDevice: Device {
+    fn nic(&self) -> &net::Nic;
+    fn ip_mtu(&self) -> usize;
+    /// The bare NIC, for traffic that should not be logged (the log upload itself).
+    fn bare(&mut self) -> &mut mtu::MtuLimit<net::Nic>;
+    /// The test just ended: its log, and a fresh tracker for the next.
+    fn take_log(&mut self, cfg: ProbeConfig, streams: &[(i64, IpEndpoint, IpEndpoint)], now_us: u64) -> TestLog;
+}
+
+impl ImageDevice for mtu::MtuLimit<net::Nic> {
+    fn nic(&self) -> &net::Nic {
+        self.inner()
+    }
+    fn ip_mtu(&self) -> usize {
+        mtu::MtuLimit::ip_mtu(self)
+    }
+    fn bare(&mut self) -> &mut mtu::MtuLimit<net::Nic> {
+        self
+    }
+    fn take_log(&mut self, _: ProbeConfig, _: &[(i64, IpEndpoint, IpEndpoint)], _: u64) -> TestLog {
+        TestLog { samples: Vec::new(), dropped: 0 }
+    }
+}
+
+impl ImageDevice for FlowProbe<mtu::MtuLimit<net::Nic>> {
+    fn nic(&self) -> &net::Nic {
+        self.inner().inner()
+    }
+    fn ip_mtu(&self) -> usize {
+        self.inner().ip_mtu()
+    }
+    fn bare(&mut self) -> &mut mtu::MtuLimit<net::Nic> {
+        self.inner_mut()
+    }
+    fn take_log(&mut self, cfg: ProbeConfig, streams: &[(i64, IpEndpoint, IpEndpoint)], now_us: u64) -> TestLog {
+        take_test_log(self.tracker(), cfg, streams, now_us)
+    }
+}
+
+/// Where each test's flow log goes, and how many have gone.
+struct FlowLogOut {
+    opts: FlowLogOptions,
+    cfg: ProbeConfig,
+    tests: u32,
+}
+
+/// How long one upload may take, connection and close included.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Prints (`--flowlog console`) and/or sends (`--flowlog-collect`) the log of the test that
+/// just ended; false if sending failed.
+#[allow(clippy::too_many_arguments)]
+fn flowlog_out<D: ImageDevice>(
+    out: &mut FlowLogOut,
+    role: &str,
+    streams: &[(i64, IpEndpoint, IpEndpoint)],
+    iface: &mut Interface,
+    dev: &mut D,
+    sockets: &mut SocketSet<'static>,
+    host: &mut dyn netstack::host::Host,
+    platform: &mut dyn netstack::platform::Platform,
+) -> bool {
+    out.tests += 1;
+    let now_us = platform.now().total_micros().max(0) as u64;
+    let log = dev.take_log(out.cfg, streams, now_us);
+    let header = ShipHeader {
+        role: String::from(role),
+        test: out.tests,
+        format: out.opts.format,
+        samples: log.samples.len() as u64,
+        dropped: log.dropped,
+    };
+    if log.dropped > 0 {
+        println!(
+            "uniperf: flow log: test {}: {} samples dropped (memory limit); use a larger --flowlog-interval \
+             or more guest memory",
+            out.tests, log.dropped
+        );
+    }
+    if out.opts.path.as_deref() == Some("console") {
+        print_log(&header, &log.samples);
+    }
+    let Some((addr, port)) = out.opts.collect else {
+        return true;
+    };
+    let mut r = [0u8; 2];
+    host.fill_random(&mut r);
+    // Below the client role's 49152.. range and away from the iperf3 port.
+    let local_port = 32768 + u16::from_le_bytes(r) % 16384;
+    let to = Collector { endpoint: IpEndpoint::new(IpAddress::Ipv4(addr), port), local_port, timeout: UPLOAD_TIMEOUT };
+    match netstack::flowlog_ship::ship(iface, dev.bare(), sockets, platform, &to, &header, &log.samples) {
+        Ok(rep) => {
+            let us = rep.transfer.total_micros().max(1);
+            println!(
+                "uniperf: flow log: {role} test {}: {} samples ({} bytes, {}) sent to {addr}:{port} in {}.{:03} s \
+                 = {} samples/s, {} Mbit/s (connect {} ms, formatting {} ms, drain {} ms)",
+                header.test,
+                rep.samples,
+                rep.bytes,
+                format_name(header.format),
+                us / 1_000_000,
+                us / 1000 % 1000,
+                rep.samples_per_sec(),
+                rep.bytes * 8 / us,
+                rep.connect.total_millis(),
+                rep.formatting.total_millis(),
+                rep.drain.total_millis()
+            );
+            true
+        }
+        Err(e) => {
+            println!(
+                "uniperf: error - flow log of {role} test {}: {e} (--flowlog console prints logs on the console)",
+                header.test
+            );
+            false
+        }
+    }
+}
+
+/// The console fallback: the upload's header line, then the log, between marker lines.
+fn print_log(header: &ShipHeader, samples: &[FlowSample]) {
+    console::write_str("----- BEGIN UNIPERF FLOWLOG -----\n");
+    console::write_str(&header.to_line());
+    let mut rows = RowWriter::new(header.format);
+    let mut buf = Vec::with_capacity(16 * 1024);
+    rows.header(&mut buf);
+    let mut next = 0;
+    loop {
+        console::write_bytes(&buf);
+        buf.clear();
+        next = netstack::flowlog_ship::write_some(&mut rows, samples, next, &mut buf, 12 * 1024);
+        if buf.is_empty() {
+            break;
+        }
+    }
+    console::write_str("----- END UNIPERF FLOWLOG -----\n");
+}
+
+fn run_roles<D: ImageDevice>(
+    o: &Options,
+    mut dev: D,
+    host: &mut ImageHost,
+    ip: netstack::smoltcp::wire::Ipv4Cidr,
+    server_addr: Option<Ipv4Address>,
+    entry_tsc: u64,
+    mut flowlog: Option<FlowLogOut>,
+) -> u8 {
+    let mac = EthernetAddress(dev.nic().mac());
     let ip_mtu = dev.ip_mtu();
     let mut platform = ImagePlatform;
     let mut seed = [0u8; 8];
-    netstack::host::Host::fill_random(&mut host, &mut seed);
+    netstack::host::Host::fill_random(host, &mut seed);
     let net = NetConfig { mac, ip, gateway: o.gateway };
     let now = netstack::platform::Platform::now(&mut platform);
     let mut iface = build_interface(&mut dev, &net, now, u64::from_le_bytes(seed));
@@ -182,32 +362,46 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
         clock::ticks_to_us(clock::ticks().wrapping_sub(entry_tsc)) / 1000
     );
 
-    // Socket buffers of one test may take most of what is free; the rest is headroom for
-    // control sockets, reports and fragmentation. A test that cannot fit is refused, not
-    // allowed to exhaust the heap.
-    let budget = mem::heap_usage().1 / 4 * 3;
+    // Socket buffers of one test may take half of what is free (three eighths with a flow
+    // probe, whose samples take an eighth); the rest is headroom for control sockets, reports
+    // and heap fragmentation (with three quarters, an 11 MiB VM failed to find a contiguous
+    // 4 MiB block). A test that cannot fit is refused, not allowed to exhaust the heap.
+    let free = mem::heap_usage().1;
+    let budget = if flowlog.is_some() { free / 8 * 3 } else { free / 2 };
     let mut code = match (o.mode.clone(), server_addr) {
         (Some(Mode::Client(_)), Some(server)) => {
             let cfg = client::ClientConfig {
                 buffer_budget: budget,
-                ..client::ClientConfig::from_options(&o, IpAddress::Ipv4(server), mss, VERSION)
+                ..client::ClientConfig::from_options(o, IpAddress::Ipv4(server), mss, VERSION)
             };
             let start = netstack::platform::Platform::now(&mut platform);
-            let mut cl = client::Client::new(cfg, start, &mut host);
-            let outcome = client::run(&mut cl, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform);
-            if outcome.is_ok() { exit::SUCCESS } else { exit::FAILURE }
+            let mut cl = client::Client::new(cfg, start, host);
+            let outcome = client::run(&mut cl, &mut iface, &mut dev, &mut sockets, host, &mut platform);
+            let mut code = if outcome.is_ok() { exit::SUCCESS } else { exit::FAILURE };
+            if let Some(out) = flowlog.as_mut() {
+                let streams = cl.stream_endpoints();
+                if !flowlog_out(out, "client", streams, &mut iface, &mut dev, &mut sockets, host, &mut platform) {
+                    code = exit::FAILURE;
+                }
+            }
+            code
         }
         _ => {
             let mut srv = server::Server::new(server::ServerConfig {
                 buffer_budget: budget,
-                ..server::ServerConfig::from_options(&o, mss, VERSION)
+                ..server::ServerConfig::from_options(o, mss, VERSION)
             });
             println!("uniperf: ready: listening on {}:{}", ip.address(), o.port);
-            server::run(&mut srv, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform);
+            server::run_with(&mut srv, &mut iface, &mut dev, &mut sockets, host, &mut platform, |b| {
+                if let Some(out) = flowlog.as_mut() {
+                    let streams: Vec<_> = b.srv.stream_endpoints().to_vec();
+                    flowlog_out(out, "server", &streams, b.iface, b.dev, b.sockets, b.host, b.platform);
+                }
+            });
             exit::SUCCESS
         }
     };
-    let nic = dev.inner();
+    let nic = dev.nic();
     if let Some(fault) = nic.fault() {
         println!("uniperf: error - the NIC stopped: {fault}");
         code = exit::FAILURE;
@@ -245,6 +439,11 @@ fn parse_options(cmdline: &str) -> Result<Options, String> {
     }
     if o.logfile.is_some() {
         return Err(String::from("--logfile: the image has no file system; reports go to the console"));
+    }
+    if o.flowlog.path.as_deref().is_some_and(|p| p != "console") {
+        return Err(String::from(
+            "--flowlog: the image has no file system; use --flowlog console or --flowlog-collect ADDR:PORT",
+        ));
     }
     if o.mode.is_none() {
         return Err(String::from("must either be a client (-c HOST) or server (-s)"));

@@ -10,6 +10,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod conn;
+pub mod flowlog;
+pub mod flowlog_ship;
 pub mod host;
 pub mod options;
 pub mod platform;

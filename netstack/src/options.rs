@@ -98,6 +98,28 @@ const SPECS: &[Spec] = &[
     opt(None, "extra-data", Some("STR"), Client, "data string to include in client and server JSON"),
     opt(None, "get-server-output", None, Client, "get results from the server"),
     opt(None, "repeating-payload", None, Client, "use a repeating 0123456789… payload instead of random bytes"),
+    opt(
+        None,
+        "flowlog",
+        Some("FILE"),
+        Both,
+        "write a per-flow TCP log (seq, ack, RTT, in-flight, windows) to FILE; image: `console`",
+    ),
+    opt(None, "flowlog-format", Some("csv|jsonl"), Both, "flow-log format (default csv; docs/flowlog.md)"),
+    opt(
+        None,
+        "flowlog-interval",
+        Some("MS"),
+        Both,
+        "at most one flow-log sample per flow every MS ms (0 = every segment; default 10)",
+    ),
+    opt(
+        None,
+        "flowlog-collect",
+        Some("ADDR:PORT"),
+        Both,
+        "image: send the flow log to `uniperf collect` at ADDR:PORT after each test",
+    ),
     opt(None, "tap", Some("IFNAME"), Platform, "run smoltcp on this Linux TAP device (created if missing)"),
     opt(None, "ip", Some("ADDR/PREFIX"), Platform, "IPv4 address of the smoltcp interface"),
     opt(None, "gateway", Some("ADDR"), Platform, "default IPv4 gateway"),
@@ -153,6 +175,7 @@ pub struct Options {
     pub gateway: Option<Ipv4Address>,
     pub mtu: Option<u32>,
     pub sim: SimOptions,
+    pub flowlog: FlowLogOptions,
     /// Long names of every option given, in order (for role checks and platform checks).
     pub given: Vec<&'static str>,
 }
@@ -164,6 +187,40 @@ pub struct SimOptions {
     pub rate_bps: Option<u64>,
     pub queue_bytes: Option<u64>,
     pub seed: u64,
+}
+
+/// Default `--flowlog-interval`: 100 samples a second per flow, enough to see slow start
+/// and recovery without a log the size of the test.
+pub const DEFAULT_FLOWLOG_INTERVAL_MS: u32 = 10;
+
+/// Where and how the per-flow TCP log is written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowLogOptions {
+    /// `--flowlog FILE` (the image takes `console`: the log is printed between marker lines).
+    pub path: Option<String>,
+    pub format: crate::flowlog::Format,
+    /// Minimum spacing of samples per flow; 0 = one per segment.
+    pub interval_ms: u32,
+    /// `--flowlog-collect ADDR:PORT`: a `uniperf collect` listener the image sends its logs to.
+    pub collect: Option<(Ipv4Address, u16)>,
+}
+
+impl Default for FlowLogOptions {
+    fn default() -> Self {
+        FlowLogOptions {
+            path: None,
+            format: crate::flowlog::Format::Csv,
+            interval_ms: DEFAULT_FLOWLOG_INTERVAL_MS,
+            collect: None,
+        }
+    }
+}
+
+impl FlowLogOptions {
+    /// True when a flow log is wanted at all.
+    pub fn enabled(&self) -> bool {
+        self.path.is_some() || self.collect.is_some()
+    }
 }
 
 impl Default for Options {
@@ -208,6 +265,7 @@ impl Default for Options {
             gateway: None,
             mtu: None,
             sim: SimOptions { seed: 1, ..SimOptions::default() },
+            flowlog: FlowLogOptions::default(),
             given: Vec::new(),
         }
     }
@@ -224,6 +282,17 @@ fn size_u32(name: &str, v: &str) -> Result<u32, String> {
 
 pub fn parse_ipv4(name: &str, v: &str) -> Result<Ipv4Address, String> {
     v.parse::<Ipv4Address>().map_err(|_| format!("option --{name}: '{v}' is not an IPv4 address"))
+}
+
+/// `ADDR:PORT` with an IPv4 address and a non-zero port.
+pub fn parse_endpoint(name: &str, v: &str) -> Result<(Ipv4Address, u16), String> {
+    let (a, p) = v.rsplit_once(':').ok_or_else(|| format!("option --{name}: '{v}' is not ADDR:PORT"))?;
+    let addr = parse_ipv4(name, a)?;
+    let port: u16 = num(name, p)?;
+    if port == 0 {
+        return Err(format!("option --{name}: port 0 is not usable"));
+    }
+    Ok((addr, port))
 }
 
 fn parse_cidr(name: &str, v: &str) -> Result<Ipv4Cidr, String> {
@@ -399,6 +468,24 @@ impl Options {
             "extra-data" => self.extra_data = Some(val.to_string()),
             "get-server-output" => self.get_server_output = true,
             "repeating-payload" => self.repeating_payload = true,
+            "flowlog" => {
+                if val.is_empty() {
+                    return Err("option --flowlog: needs a file name".to_string());
+                }
+                self.flowlog.path = Some(val.to_string());
+            }
+            "flowlog-format" => {
+                self.flowlog.format =
+                    crate::flowlog::Format::parse(val).map_err(|e| format!("option --flowlog-format: {e}"))?;
+            }
+            "flowlog-interval" => {
+                let ms: u32 = num(name, val)?;
+                if ms > 60_000 {
+                    return Err(format!("option --flowlog-interval: {ms} ms is longer than the maximum of 60000"));
+                }
+                self.flowlog.interval_ms = ms;
+            }
+            "flowlog-collect" => self.flowlog.collect = Some(parse_endpoint(name, val)?),
             "tap" => {
                 if val.is_empty() || val.len() > 15 {
                     return Err(format!("option --tap: '{val}' is not a valid interface name (1-15 characters)"));
@@ -486,6 +573,11 @@ impl Options {
         }
         if self.json && self.json_stream {
             return Err("--json and --json-stream cannot be used together".to_string());
+        }
+        if !self.flowlog.enabled()
+            && let Some(n) = self.given.iter().find(|n| matches!(**n, "flowlog-format" | "flowlog-interval"))
+        {
+            return Err(format!("--{n} needs --flowlog FILE (or --flowlog-collect ADDR:PORT on the image)"));
         }
         if let (Some(b), Some(ip)) = (self.bind, self.ip)
             && b != ip.address()
@@ -702,6 +794,30 @@ mod tests {
             ("-c h -M 20000", "--set-mss"),
         ];
         for (line, want) in cases {
+            let e = parse(line).unwrap_err();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn flowlog_options() {
+        let o = parse("-s --flowlog log.csv").unwrap();
+        assert_eq!(o.flowlog.path.as_deref(), Some("log.csv"));
+        assert_eq!(o.flowlog.format, crate::flowlog::Format::Csv);
+        assert_eq!(o.flowlog.interval_ms, DEFAULT_FLOWLOG_INTERVAL_MS);
+        let o = parse("-c h --flowlog f --flowlog-format jsonl --flowlog-interval 0").unwrap();
+        assert_eq!((o.flowlog.format, o.flowlog.interval_ms), (crate::flowlog::Format::Jsonl, 0));
+        let o = parse("-s --flowlog-collect 198.18.0.1:6000").unwrap();
+        assert_eq!(o.flowlog.collect, Some((Ipv4Address::new(198, 18, 0, 1), 6000)));
+        assert!(o.flowlog.enabled());
+        for (line, want) in [
+            ("-s --flowlog-format xml --flowlog f", "xml"),
+            ("-s --flowlog-interval 5", "needs --flowlog"),
+            ("-s --flowlog f --flowlog-interval 70000", "60000"),
+            ("-s --flowlog-collect 198.18.0.1", "ADDR:PORT"),
+            ("-s --flowlog-collect 198.18.0.1:0", "port 0"),
+            ("-s --flowlog-collect host:6000", "not an IPv4"),
+        ] {
             let e = parse(line).unwrap_err();
             assert!(e.contains(want), "{line}: {e}");
         }

@@ -72,7 +72,33 @@ pub fn run<D: Device + ?Sized>(
     host: &mut dyn Host,
     platform: &mut dyn Platform,
 ) {
+    run_with(srv, iface, dev, sockets, host, platform, |_: &mut BetweenTests<'_, D>| {});
+}
+
+/// What [`run_with`]'s hook gets after each test: everything the loop owns, so the platform
+/// can e.g. write or send that test's flow log over the same interface.
+pub struct BetweenTests<'a, D: ?Sized> {
+    pub srv: &'a mut Server,
+    pub iface: &'a mut Interface,
+    pub dev: &'a mut D,
+    pub sockets: &'a mut SocketSet<'static>,
+    pub host: &'a mut dyn Host,
+    pub platform: &'a mut dyn Platform,
+}
+
+/// [`run`], calling `after_test` each time a test has ended (completed, failed or dropped;
+/// [`Server::tests_done`] has counted it), before the server goes back to serving.
+pub fn run_with<D: Device + ?Sized, F: FnMut(&mut BetweenTests<'_, D>)>(
+    srv: &mut Server,
+    iface: &mut Interface,
+    dev: &mut D,
+    sockets: &mut SocketSet<'static>,
+    host: &mut dyn Host,
+    platform: &mut dyn Platform,
+    mut after_test: F,
+) {
     let mut idle = IdleWait::default();
+    let mut tests_seen = srv.tests_done();
     loop {
         let now = platform.now();
         let mut progress = iface.poll(now, dev, sockets) != PollResult::None;
@@ -80,6 +106,11 @@ pub fn run<D: Device + ?Sized>(
         let out = srv.take_output();
         if !out.is_empty() {
             platform.output(&out);
+        }
+        if srv.tests_done() != tests_seen {
+            tests_seen = srv.tests_done();
+            after_test(&mut BetweenTests { srv, iface, dev, sockets, host, platform });
+            continue;
         }
         if srv.finished() {
             // Let the last FIN and ACKs leave.
@@ -155,6 +186,8 @@ pub struct Server {
     closing: Vec<Closing>,
     test: Option<Test>,
     tests_done: u32,
+    /// (iperf3 stream id, local, remote) of the current or last test's data streams.
+    stream_endpoints: Vec<(i64, IpEndpoint, IpEndpoint)>,
     reporter: Reporter,
     finished: bool,
 }
@@ -171,6 +204,7 @@ impl Server {
             closing: Vec::new(),
             test: None,
             tests_done: 0,
+            stream_endpoints: Vec::new(),
             reporter,
             finished: false,
         }
@@ -188,6 +222,12 @@ impl Server {
 
     pub fn tests_done(&self) -> u32 {
         self.tests_done
+    }
+
+    /// (iperf3 stream id, local endpoint, remote endpoint) of each data stream of the current
+    /// test, or of the last one until the next starts: for labelling flow logs.
+    pub fn stream_endpoints(&self) -> &[(i64, IpEndpoint, IpEndpoint)] {
+        &self.stream_endpoints
     }
 
     /// The next instant a timer needs the server polled.
@@ -335,6 +375,7 @@ impl Server {
                 let stream = DataStream::new(handle, index, sends);
                 let sock = sockets.get::<tcp::Socket>(handle);
                 if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
+                    self.stream_endpoints.push((stream.id, l, r));
                     self.reporter.stream_connected(ConnectedStream {
                         socket: stream.socket_no,
                         local_host: l.addr.to_string(),
@@ -370,6 +411,7 @@ impl Server {
         let peer =
             sock.remote_endpoint().unwrap_or(IpEndpoint::new(netstack::smoltcp::wire::IpAddress::v4(0, 0, 0, 0), 0));
         self.reporter.accepted(&peer.addr.to_string(), peer.port);
+        self.stream_endpoints.clear();
         let mut out = Outbox::default();
         out.push(&[ControlState::ParamExchange.to_byte()]);
         self.test = Some(Test {

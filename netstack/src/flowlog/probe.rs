@@ -1,0 +1,156 @@
+//! [`FlowProbe`]: a `phy::Device` that hands every frame to a [`FlowTracker`] on its way
+//! through, modelled on smoltcp's `Tracer` but holding real state.
+
+use core::borrow::BorrowMut;
+use core::cell::RefCell;
+
+use smoltcp::phy::{Device, DeviceCapabilities, PacketMeta, RxToken, TxToken};
+use smoltcp::time::Instant;
+
+use super::{Dir, FlowId, FlowSample, FlowSummary, FlowTracker, ProbeConfig};
+
+/// Wraps a device and logs the TCP flows passing through it. Frames are parsed on RX before
+/// smoltcp sees them and on TX after smoltcp wrote them, stamped with the `Instant` given to
+/// `receive`/`transmit`.
+///
+/// The tracker is owned (`T = FlowTracker`, the default) or borrowed (`T = &mut FlowTracker`):
+/// a device that is borrowed afresh for each poll, such as `SimLink::port`, is wrapped per
+/// poll with `FlowProbe::with_tracker(port, &mut tracker)`, which costs nothing.
+pub struct FlowProbe<D: Device, T: BorrowMut<FlowTracker> = FlowTracker> {
+    inner: D,
+    // Shared by the RX and TX tokens `receive` hands out together; never borrowed across a
+    // call into smoltcp, so the borrow cannot collide.
+    tracker: RefCell<T>,
+}
+
+impl<D: Device> FlowProbe<D> {
+    pub fn new(inner: D, cfg: ProbeConfig) -> Self {
+        FlowProbe { inner, tracker: RefCell::new(FlowTracker::new(cfg)) }
+    }
+}
+
+impl<D: Device, T: BorrowMut<FlowTracker>> FlowProbe<D, T> {
+    /// Wraps `inner` around an existing tracker, owned or `&mut`.
+    pub fn with_tracker(inner: D, tracker: T) -> Self {
+        FlowProbe { inner, tracker: RefCell::new(tracker) }
+    }
+
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    pub fn inner_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+
+    pub fn into_parts(self) -> (D, T) {
+        (self.inner, self.tracker.into_inner())
+    }
+
+    /// The flow state machine: samples, summaries, labels, sink.
+    pub fn tracker(&mut self) -> &mut FlowTracker {
+        self.tracker.get_mut().borrow_mut()
+    }
+
+    /// Attaches an iperf3 stream id to the flow(s) with this local port (see
+    /// [`FlowTracker::label`]).
+    pub fn label(&mut self, local_port: u16, stream_id: i64) {
+        self.tracker().label(local_port, stream_id);
+    }
+
+    pub fn label_flow(&mut self, flow: FlowId, stream_id: i64) {
+        self.tracker().label_flow(flow, stream_id);
+    }
+
+    pub fn take_samples(&mut self) -> alloc::vec::Vec<FlowSample> {
+        self.tracker().take_samples()
+    }
+
+    pub fn flows(&mut self) -> alloc::vec::Vec<FlowSummary> {
+        self.tracker().flows().collect()
+    }
+}
+
+fn micros(t: Instant) -> u64 {
+    u64::try_from(t.total_micros()).unwrap_or(0)
+}
+
+impl<D: Device, T: BorrowMut<FlowTracker>> Device for FlowProbe<D, T> {
+    type RxToken<'a>
+        = ProbeRxToken<'a, D::RxToken<'a>, T>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = ProbeTxToken<'a, D::TxToken<'a>, T>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let (rx, tx) = self.inner.receive(timestamp)?;
+        let t_us = micros(timestamp);
+        Some((
+            ProbeRxToken { inner: rx, tracker: &self.tracker, t_us },
+            ProbeTxToken { inner: tx, tracker: &self.tracker, t_us },
+        ))
+    }
+
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        let tx = self.inner.transmit(timestamp)?;
+        Some(ProbeTxToken { inner: tx, tracker: &self.tracker, t_us: micros(timestamp) })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
+    }
+}
+
+pub struct ProbeRxToken<'a, X: RxToken, T: BorrowMut<FlowTracker> = FlowTracker> {
+    inner: X,
+    tracker: &'a RefCell<T>,
+    t_us: u64,
+}
+
+impl<X: RxToken, T: BorrowMut<FlowTracker>> RxToken for ProbeRxToken<'_, X, T> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        let (tracker, t_us) = (self.tracker, self.t_us);
+        self.inner.consume(|frame| {
+            if let Ok(mut t) = tracker.try_borrow_mut() {
+                (*t).borrow_mut().on_frame(t_us, Dir::Rx, frame);
+            }
+            f(frame)
+        })
+    }
+
+    fn meta(&self) -> PacketMeta {
+        self.inner.meta()
+    }
+}
+
+pub struct ProbeTxToken<'a, X: TxToken, T: BorrowMut<FlowTracker> = FlowTracker> {
+    inner: X,
+    tracker: &'a RefCell<T>,
+    t_us: u64,
+}
+
+impl<X: TxToken, T: BorrowMut<FlowTracker>> TxToken for ProbeTxToken<'_, X, T> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let (tracker, t_us) = (self.tracker, self.t_us);
+        self.inner.consume(len, |buf| {
+            let r = f(buf);
+            if let Ok(mut t) = tracker.try_borrow_mut() {
+                (*t).borrow_mut().on_frame(t_us, Dir::Tx, buf);
+            }
+            r
+        })
+    }
+
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.inner.set_meta(meta);
+    }
+}

@@ -1,0 +1,643 @@
+//! Getting a flow log out of wherever it was recorded: cutting the probe's samples into one
+//! log per test (labelled with iperf3 stream ids), and sending a log to `uniperf collect` over
+//! TCP with the platform's own smoltcp interface, so a unikernel's logs need no console.
+//!
+//! Wire format of one upload: one header line ([`ShipHeader`]), then the log exactly as it
+//! would be on disk (CSV with its header line, or JSON Lines), then FIN.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::SocketAddrV4;
+
+use crate::flowlog::{Event, FlowId, FlowSample, FlowTracker, Format, ProbeConfig, Sampling};
+use crate::options::FlowLogOptions;
+use crate::platform::Platform;
+use smoltcp::iface::{Interface, SocketSet};
+use smoltcp::phy::Device;
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{IpAddress, IpEndpoint};
+
+/// First word of an upload's header line.
+pub const MAGIC: &str = "uniperf-flowlog";
+/// Version of the upload framing (not of the log schema, which docs/flowlog.md versions).
+pub const VERSION: u32 = 1;
+/// Send buffer of the upload socket: enough to keep a LAN path busy without an RTT stall.
+const SHIP_TX_BUF: usize = 1024 * 1024;
+
+/// `csv` or `jsonl`: in headers and as a file extension.
+pub fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Csv => "csv",
+        Format::Jsonl => "jsonl",
+    }
+}
+
+/// The probe settings for `--flowlog-interval`, holding at most `max_samples` per test.
+pub fn probe_config(o: &FlowLogOptions, max_samples: usize) -> ProbeConfig {
+    let sampling = if o.interval_ms == 0 { Sampling::EveryAck } else { Sampling::Interval(o.interval_ms) };
+    ProbeConfig { sampling, max_samples, ..ProbeConfig::default() }
+}
+
+fn flow_of(local: &IpEndpoint, remote: &IpEndpoint) -> Option<FlowId> {
+    match (local.addr, remote.addr) {
+        (IpAddress::Ipv4(l), IpAddress::Ipv4(r)) => {
+            Some(FlowId::new(SocketAddrV4::new(l, local.port), SocketAddrV4::new(r, remote.port)))
+        }
+        _ => None,
+    }
+}
+
+/// One test's log, taken out of `tracker` (which starts afresh for the next test with `cfg`):
+/// every flow gets its `final` row at `t_us`, and rows of the data streams in `streams`
+/// ((iperf3 id, local, remote), as the roles report them) carry their stream id, also rows
+/// taken before the role knew which stream a connection was.
+pub struct TestLog {
+    pub samples: Vec<FlowSample>,
+    /// Samples the probe could not keep (its `max_samples` was reached).
+    pub dropped: u64,
+}
+
+pub fn take_test_log(
+    tracker: &mut FlowTracker,
+    cfg: ProbeConfig,
+    streams: &[(i64, IpEndpoint, IpEndpoint)],
+    t_us: u64,
+) -> TestLog {
+    let mut old = core::mem::replace(tracker, FlowTracker::new(cfg));
+    let labels: Vec<(FlowId, i64)> = streams.iter().filter_map(|(id, l, r)| Some((flow_of(l, r)?, *id))).collect();
+    for (flow, id) in &labels {
+        old.label_flow(*flow, *id);
+    }
+    old.finish(t_us);
+    let dropped = old.dropped_samples();
+    let mut samples = old.take_samples();
+    for s in samples.iter_mut() {
+        if let Some((_, id)) = labels.iter().find(|(f, _)| *f == s.flow) {
+            s.stream = *id;
+        }
+    }
+    TestLog { samples, dropped }
+}
+
+/// Appends `samples[from..]` in `format` to `out` until it holds about `max_bytes`; returns
+/// the index of the first sample not written.
+pub fn write_some(
+    rows: &mut RowWriter,
+    samples: &[FlowSample],
+    from: usize,
+    out: &mut Vec<u8>,
+    max_bytes: usize,
+) -> usize {
+    let mut i = from;
+    while i < samples.len() && out.len() < max_bytes {
+        rows.write(&samples[i], out);
+        i += 1;
+    }
+    i
+}
+
+/// Writes rows byte for byte as [`crate::flowlog::write_sample`] does, without `core::fmt`
+/// (digits by hand, each flow's `LOCAL>REMOTE` text kept): several times faster, which is
+/// what decides how fast a guest under TCG can ship its log.
+pub struct RowWriter {
+    format: Format,
+    /// The last flows seen and their text (a log interleaves a handful of flows).
+    flows: Vec<(FlowId, Vec<u8>)>,
+    row: Row,
+}
+
+impl RowWriter {
+    pub fn new(format: Format) -> Self {
+        RowWriter { format, flows: Vec::new(), row: Row { buf: [0; ROW_MAX], n: 0 } }
+    }
+
+    /// The file's first line(s): the CSV header, nothing for JSON Lines.
+    pub fn header(&self, out: &mut Vec<u8>) {
+        if self.format == Format::Csv {
+            out.extend_from_slice(crate::flowlog::CSV_HEADER.as_bytes());
+            out.push(b'\n');
+        }
+    }
+
+    fn flow_text(&mut self, flow: FlowId) -> usize {
+        if let Some(i) = self.flows.iter().position(|(f, _)| *f == flow) {
+            return i;
+        }
+        if self.flows.len() >= 64 {
+            self.flows.remove(0);
+        }
+        self.flows.push((flow, format!("{flow}").into_bytes()));
+        self.flows.len() - 1
+    }
+
+    /// Appends one row and its newline.
+    pub fn write(&mut self, s: &FlowSample, out: &mut Vec<u8>) {
+        let fi = self.flow_text(s.flow);
+        let json = self.format == Format::Jsonl;
+        let flow = &self.flows[fi].1;
+        let row = &mut self.row;
+        row.n = 0;
+        // Each column: its key (JSON) or a comma (CSV), then the value.
+        macro_rules! key {
+            ($first:expr, $key:literal) => {
+                if json {
+                    row.put(if $first { concat!("{\"", $key, "\":") } else { concat!(",\"", $key, "\":") }.as_bytes());
+                } else if !$first {
+                    row.byte(b',');
+                }
+            };
+        }
+        macro_rules! text {
+            ($v:expr) => {
+                if json {
+                    row.byte(b'"');
+                    row.put($v);
+                    row.byte(b'"');
+                } else {
+                    row.put($v);
+                }
+            };
+        }
+        macro_rules! opt {
+            ($v:expr) => {
+                match $v {
+                    Some(v) => row.num(u64::from(v)),
+                    None if json => row.put(b"null"),
+                    None => {}
+                }
+            };
+        }
+        key!(true, "t_us");
+        row.num(s.t_us);
+        key!(false, "flow");
+        text!(flow);
+        key!(false, "stream");
+        if s.stream < 0 {
+            row.byte(b'-');
+        }
+        row.num(s.stream.unsigned_abs());
+        key!(false, "event");
+        text!(s.event.name().as_bytes());
+        key!(false, "state");
+        text!(s.state.name().as_bytes());
+        key!(false, "bytes_sent");
+        row.num(s.bytes_sent);
+        key!(false, "bytes_acked");
+        row.num(s.bytes_acked);
+        key!(false, "bytes_received");
+        row.num(s.bytes_received);
+        key!(false, "snd_una");
+        row.num(s.snd_una);
+        key!(false, "snd_nxt");
+        row.num(s.snd_nxt);
+        key!(false, "seg_seq");
+        opt!(s.seg_seq);
+        key!(false, "seg_len");
+        opt!(s.seg_len);
+        key!(false, "inflight");
+        row.num(s.inflight.into());
+        key!(false, "cwnd_est");
+        row.num(s.cwnd_est.into());
+        key!(false, "rtt_us");
+        opt!(s.rtt_us);
+        key!(false, "srtt_us");
+        opt!(s.srtt_us);
+        key!(false, "rttvar_us");
+        opt!(s.rttvar_us);
+        key!(false, "peer_wnd");
+        row.num(s.peer_wnd.into());
+        key!(false, "local_wnd");
+        row.num(s.local_wnd.into());
+        key!(false, "retx_fast_segs");
+        row.num(s.retx_fast_segs);
+        key!(false, "retx_fast_bytes");
+        row.num(s.retx_fast_bytes);
+        key!(false, "retx_rto_segs");
+        row.num(s.retx_rto_segs);
+        key!(false, "retx_rto_bytes");
+        row.num(s.retx_rto_bytes);
+        key!(false, "dupacks");
+        row.num(s.dupacks);
+        key!(false, "zero_wnd_events");
+        row.num(s.zero_wnd_events);
+        if json {
+            row.byte(b'}');
+        }
+        row.byte(b'\n');
+        out.extend_from_slice(&row.buf[..row.n]);
+    }
+}
+
+/// Longest row: 25 JSON keys (~300 bytes), 20 numbers of up to 20 digits, a 43-byte flow.
+const ROW_MAX: usize = 1024;
+
+/// One row being built on the stack, appended to the output in one copy.
+struct Row {
+    buf: [u8; ROW_MAX],
+    n: usize,
+}
+
+impl Row {
+    fn byte(&mut self, b: u8) {
+        self.buf[self.n] = b;
+        self.n += 1;
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.n..self.n + bytes.len()].copy_from_slice(bytes);
+        self.n += bytes.len();
+    }
+
+    /// Decimal digits of `v`, written in place. Values that fit 32 bits (most columns) use
+    /// 32-bit division, which a TCG guest does inline; 64-bit division by a constant needs a
+    /// 128-bit multiply there.
+    fn num(&mut self, v: u64) {
+        match u32::try_from(v) {
+            Ok(small) => self.num32(small, 0),
+            Err(_) => {
+                const E9: u64 = 1_000_000_000;
+                self.num(v / E9);
+                self.num32((v % E9) as u32, 9);
+            }
+        }
+    }
+
+    /// `v` with at least `width` digits (zero-padded).
+    fn num32(&mut self, mut v: u32, width: usize) {
+        let len = decimal_len(v).max(width);
+        let mut i = self.n + len;
+        self.n = i;
+        while v >= 100 {
+            let r = (v % 100) as usize * 2;
+            v /= 100;
+            i -= 2;
+            self.buf[i] = PAIRS[r];
+            self.buf[i + 1] = PAIRS[r + 1];
+        }
+        if v >= 10 {
+            let r = v as usize * 2;
+            i -= 2;
+            self.buf[i] = PAIRS[r];
+            self.buf[i + 1] = PAIRS[r + 1];
+        } else {
+            i -= 1;
+            self.buf[i] = b'0' + v as u8;
+        }
+        let start = self.n - len;
+        while i > start {
+            i -= 1;
+            self.buf[i] = b'0';
+        }
+    }
+}
+
+fn decimal_len(v: u32) -> usize {
+    match v {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1_000..=9_999 => 4,
+        10_000..=99_999 => 5,
+        100_000..=999_999 => 6,
+        1_000_000..=9_999_999 => 7,
+        10_000_000..=99_999_999 => 8,
+        100_000_000..=999_999_999 => 9,
+        _ => 10,
+    }
+}
+
+/// "00" to "99": two digits per division.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// What an upload says about itself, as one line:
+/// `uniperf-flowlog 1 role=server test=2 format=csv samples=12345 dropped=0`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShipHeader {
+    /// `server` or `client`.
+    pub role: String,
+    /// 1 for the first test the sender served or ran.
+    pub test: u32,
+    pub format: Format,
+    /// Rows that follow (the CSV header line not counted).
+    pub samples: u64,
+    /// Rows the probe had to drop (memory limit): the log is incomplete if non-zero.
+    pub dropped: u64,
+}
+
+impl ShipHeader {
+    /// The header line, newline included.
+    pub fn to_line(&self) -> String {
+        format!(
+            "{MAGIC} {VERSION} role={} test={} format={} samples={} dropped={}\n",
+            self.role,
+            self.test,
+            format_name(self.format),
+            self.samples,
+            self.dropped
+        )
+    }
+
+    /// Parses a header line (with or without its newline). Errors name what is wrong.
+    pub fn parse(line: &str) -> Result<ShipHeader, String> {
+        let mut words = line.trim_end_matches(['\r', '\n']).split(' ');
+        if words.next() != Some(MAGIC) {
+            return Err(format!("not a uniperf flow-log upload (the first line must start with '{MAGIC}')"));
+        }
+        match words.next().map(|v| v.parse::<u32>()) {
+            Some(Ok(VERSION)) => {}
+            Some(Ok(v)) => return Err(format!("upload version {v} is not supported (this build speaks {VERSION})")),
+            _ => return Err(String::from("the header has no version number")),
+        }
+        let (mut role, mut test, mut format, mut samples, mut dropped) = (None, None, None, None, 0);
+        for w in words.filter(|w| !w.is_empty()) {
+            let (k, v) = w.split_once('=').ok_or_else(|| format!("header field '{w}' is not KEY=VALUE"))?;
+            let number = |v: &str| v.parse::<u64>().map_err(|_| format!("header field '{k}': '{v}' is not a number"));
+            match k {
+                "role" if matches!(v, "server" | "client") => role = Some(String::from(v)),
+                "role" => return Err(format!("header field 'role': '{v}' is not server or client")),
+                "test" => test = Some(u32::try_from(number(v)?).map_err(|_| String::from("test number too large"))?),
+                "format" => format = Some(Format::parse(v).map_err(|e| format!("header field 'format': {e}"))?),
+                "samples" => samples = Some(number(v)?),
+                "dropped" => dropped = number(v)?,
+                _ => {} // newer senders may add fields
+            }
+        }
+        Ok(ShipHeader {
+            role: role.ok_or("the header lacks role=")?,
+            test: test.ok_or("the header lacks test=")?,
+            format: format.ok_or("the header lacks format=")?,
+            samples: samples.ok_or("the header lacks samples=")?,
+            dropped,
+        })
+    }
+}
+
+/// How an upload went, as the sender saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShipReport {
+    pub samples: u64,
+    /// Bytes sent, header line included.
+    pub bytes: u64,
+    /// SYN to connection established.
+    pub connect: Duration,
+    /// Connection established to the last byte and FIN acknowledged.
+    pub transfer: Duration,
+    /// Part of `transfer` spent turning samples into text.
+    pub formatting: Duration,
+    /// Part of `transfer` after the last byte was queued: sending what was buffered, and the
+    /// collector's close.
+    pub drain: Duration,
+}
+
+impl ShipReport {
+    pub fn samples_per_sec(&self) -> u64 {
+        let us = self.transfer.total_micros().max(1);
+        (self.samples as u128 * 1_000_000 / us as u128) as u64
+    }
+}
+
+/// Where to send and how long to try.
+#[derive(Clone, Copy, Debug)]
+pub struct Collector {
+    pub endpoint: IpEndpoint,
+    /// Local port of the upload connection (pick one no role socket uses).
+    pub local_port: u16,
+    /// Give up after this long in total (connect, transfer and close).
+    pub timeout: Duration,
+}
+
+/// Sends one log to a collector over `iface`, polling it (and `dev`) in a loop of its own
+/// until the collector has everything and has closed, or `timeout`. Other sockets in
+/// `sockets` keep being served by the same polls. `dev` should be the bare NIC (not the flow
+/// probe), so the upload does not log itself.
+pub fn ship<D: Device + ?Sized>(
+    iface: &mut Interface,
+    dev: &mut D,
+    sockets: &mut SocketSet<'static>,
+    platform: &mut dyn Platform,
+    to: &Collector,
+    header: &ShipHeader,
+    samples: &[FlowSample],
+) -> Result<ShipReport, String> {
+    let mut sock = tcp::Socket::new(
+        tcp::SocketBuffer::new(alloc::vec![0; 4096]),
+        tcp::SocketBuffer::new(alloc::vec![0; SHIP_TX_BUF]),
+    );
+    sock.set_nagle_enabled(false);
+    sock.set_congestion_control(tcp::CongestionControl::Reno);
+    let start = platform.now();
+    sock.connect(iface.context(), to.endpoint, to.local_port)
+        .map_err(|e| format!("cannot connect to the collector {}: {e}", to.endpoint))?;
+    let handle = sockets.add(sock);
+    let result = ship_loop(iface, dev, sockets, platform, to, handle, start, header, samples);
+    let sock = sockets.get_mut::<tcp::Socket>(handle);
+    if result.is_err() {
+        sock.abort();
+        let now = platform.now();
+        iface.poll(now, dev, sockets);
+    }
+    sockets.remove(handle);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ship_loop<D: Device + ?Sized>(
+    iface: &mut Interface,
+    dev: &mut D,
+    sockets: &mut SocketSet<'static>,
+    platform: &mut dyn Platform,
+    to: &Collector,
+    handle: smoltcp::iface::SocketHandle,
+    start: Instant,
+    header: &ShipHeader,
+    samples: &[FlowSample],
+) -> Result<ShipReport, String> {
+    let deadline = start + to.timeout;
+    let mut rows = RowWriter::new(header.format);
+    let mut staged: Vec<u8> = Vec::with_capacity(64 * 1024);
+    staged.extend_from_slice(header.to_line().as_bytes());
+    rows.header(&mut staged);
+    let mut offset = 0; // bytes of `staged` already in the socket
+    let mut next = 0; // next sample to format
+    let mut bytes = 0u64;
+    let mut established: Option<Instant> = None;
+    let mut closed: Option<Instant> = None;
+    let mut formatting = Duration::ZERO;
+    loop {
+        let now = platform.now();
+        iface.poll(now, dev, sockets);
+        let sock = sockets.get_mut::<tcp::Socket>(handle);
+        if established.is_none() {
+            match sock.state() {
+                tcp::State::SynSent | tcp::State::SynReceived => {}
+                tcp::State::Closed => {
+                    return Err(format!("the collector {} refused the connection", to.endpoint));
+                }
+                _ => established = Some(now),
+            }
+        }
+        if established.is_some() && closed.is_none() {
+            // Keep the send buffer full, formatting one chunk per pass so the interface gets
+            // to send between chunks (formatting is most of the work in a slow guest).
+            let mut formatted = false;
+            while sock.can_send() {
+                if offset == staged.len() {
+                    if formatted {
+                        break;
+                    }
+                    formatted = true;
+                    staged.clear();
+                    offset = 0;
+                    let t = platform.now();
+                    next = write_some(&mut rows, samples, next, &mut staged, 60 * 1024);
+                    formatting += platform.now() - t;
+                    if staged.is_empty() {
+                        break;
+                    }
+                }
+                match sock.send_slice(&staged[offset..]) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        offset += n;
+                        bytes += n as u64;
+                    }
+                    Err(_) => return Err(String::from("the collector connection broke during the upload")),
+                }
+            }
+            if offset == staged.len() && next == samples.len() {
+                sock.close();
+                closed = Some(now);
+            }
+        }
+        // Done once the collector has acknowledged everything and closed its side (so it has
+        // read it all: an early RST could cost the peer unread data).
+        if let Some(closed_at) = closed
+            && matches!(sock.state(), tcp::State::TimeWait | tcp::State::Closed)
+            && sock.send_queue() == 0
+        {
+            let t0 = established.unwrap_or(start);
+            return Ok(ShipReport {
+                samples: samples.len() as u64,
+                bytes,
+                connect: t0 - start,
+                transfer: now - t0,
+                formatting,
+                drain: now - closed_at,
+            });
+        }
+        if closed.is_some() && sock.state() == tcp::State::Closed {
+            return Err(String::from("the collector reset the connection"));
+        }
+        if now >= deadline {
+            let what = if established.is_none() {
+                "no connection"
+            } else if closed.is_some() {
+                "sent everything but the collector did not close"
+            } else {
+                "upload unfinished"
+            };
+            return Err(format!(
+                "the upload to {} timed out after {} s ({what}, {bytes} bytes sent)",
+                to.endpoint,
+                to.timeout.secs()
+            ));
+        }
+        let delay = iface.poll_delay(now, sockets).map(|d| d.min(Duration::from_millis(1)));
+        if sockets.get::<tcp::Socket>(handle).send_queue() == 0 || delay != Some(Duration::ZERO) {
+            platform.idle(delay.or(Some(Duration::from_millis(1))));
+        }
+    }
+}
+
+/// Rows of `samples` that are `final` rows (one per flow): a quick sanity figure for logs.
+pub fn final_rows(samples: &[FlowSample]) -> usize {
+    samples.iter().filter(|s| s.event == Event::Final).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip() {
+        let h = ShipHeader { role: "server".into(), test: 3, format: Format::Jsonl, samples: 12, dropped: 1 };
+        let line = h.to_line();
+        assert_eq!(line, "uniperf-flowlog 1 role=server test=3 format=jsonl samples=12 dropped=1\n");
+        assert_eq!(ShipHeader::parse(&line).unwrap(), h);
+        assert_eq!(
+            ShipHeader::parse("uniperf-flowlog 1 role=client test=1 format=csv samples=0 extra=x").unwrap().role,
+            "client"
+        );
+    }
+
+    #[test]
+    fn fast_rows_match_the_reference_writers() {
+        use crate::flowlog::{TcpState, write_sample};
+        let flow = "198.18.0.2:40000>198.18.0.1:5201".parse().unwrap();
+        let other = "10.0.0.1:1>10.0.0.2:65535".parse().unwrap();
+        let full = FlowSample {
+            t_us: u64::MAX,
+            flow,
+            stream: 3,
+            event: Event::RetxRto,
+            state: TcpState::Established,
+            bytes_sent: 10_000_000_007,
+            bytes_acked: 1,
+            bytes_received: 0,
+            snd_una: 99,
+            snd_nxt: 100,
+            seg_seq: Some(0),
+            seg_len: Some(u32::MAX),
+            inflight: 65536,
+            cwnd_est: 14600,
+            rtt_us: Some(1234),
+            srtt_us: Some(0),
+            rttvar_us: Some(7),
+            peer_wnd: 4 << 20,
+            local_wnd: 16384,
+            retx_fast_segs: 1,
+            retx_fast_bytes: 1448,
+            retx_rto_segs: 2,
+            retx_rto_bytes: 2896,
+            dupacks: 3,
+            zero_wnd_events: 4,
+        };
+        let sparse = FlowSample { flow: other, stream: -1, event: Event::State, ..FlowSample::default() };
+        let mut numbers = Vec::new();
+        for v in [0u64, 9, 10, 99, 100, 101, 4_294_967_295, 4_294_967_296, 1_000_000_000_000, u64::MAX] {
+            numbers.push(FlowSample { t_us: v, snd_una: v / 3, bytes_received: v / 7, ..full });
+        }
+        for format in [Format::Csv, Format::Jsonl] {
+            let mut fast = RowWriter::new(format);
+            let (mut a, mut b) = (Vec::new(), String::new());
+            fast.header(&mut a);
+            format.write_header(&mut b);
+            for s in [full, sparse, full, sparse].iter().chain(&numbers) {
+                fast.write(s, &mut a);
+                write_sample(format, s, &mut b);
+            }
+            assert_eq!(core::str::from_utf8(&a).unwrap(), b, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn bad_headers_say_why() {
+        for (line, want) in [
+            ("GET / HTTP/1.1", "not a uniperf"),
+            ("uniperf-flowlog 2 role=server", "version 2"),
+            ("uniperf-flowlog 1 role=peer test=1 format=csv samples=1", "role"),
+            ("uniperf-flowlog 1 role=server test=x format=csv samples=1", "'x'"),
+            ("uniperf-flowlog 1 role=server test=1 format=xml samples=1", "xml"),
+            ("uniperf-flowlog 1 role=server test=1 format=csv", "samples="),
+        ] {
+            let e = ShipHeader::parse(line).unwrap_err();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+    }
+}
