@@ -60,20 +60,15 @@ fn poll_probed(
     port: netstack::sim::Port<'_>,
     sockets: &mut SocketSet<'static>,
     now: Instant,
-    tracker: Option<(&mut FlowTracker, ProbeConfig)>,
+    tracker: Option<&mut FlowTracker>,
 ) -> bool {
     match tracker {
         None => {
             let mut port = port;
             iface.poll(now, &mut port, sockets) != PollResult::None
         }
-        Some((tracker, cfg)) => {
-            let mut probe = FlowProbe::new(port, cfg);
-            core::mem::swap(probe.tracker(), tracker);
-            let r = iface.poll(now, &mut probe, sockets) != PollResult::None;
-            core::mem::swap(probe.tracker(), tracker);
-            r
-        }
+        // Lend the tracker to a probe for this poll (the port is borrowed per poll).
+        Some(tracker) => iface.poll(now, &mut FlowProbe::with_tracker(port, tracker), sockets) != PollResult::None,
     }
 }
 
@@ -138,10 +133,10 @@ pub fn simulate(o: &Options) -> Result<SimReport> {
         Probes { cfg, server: FlowTracker::new(cfg), client: FlowTracker::new(cfg) }
     });
     loop {
-        let srv_probe = probes.as_mut().map(|p| (&mut p.server, p.cfg));
+        let srv_probe = probes.as_mut().map(|p| &mut p.server);
         let mut progress = poll_probed(&mut srv_node.iface, link.port(End::A), &mut srv_node.sockets, now, srv_probe);
         progress |= server.poll(now, &mut srv_node.sockets, &mut srv_node.host);
-        let cli_probe = probes.as_mut().map(|p| (&mut p.client, p.cfg));
+        let cli_probe = probes.as_mut().map(|p| &mut p.client);
         progress |= poll_probed(&mut cli_node.iface, link.port(End::B), &mut cli_node.sockets, now, cli_probe);
         progress |= client.poll(now, &mut cli_node.iface, &mut cli_node.sockets, &mut cli_node.host);
         output.push_str(&client.take_output());
