@@ -461,13 +461,7 @@ impl Client {
                     let stream = DataStream::new(h, index, sends);
                     if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
                         self.stream_endpoints.push((stream.id, l, r));
-                        self.reporter.stream_connected(ConnectedStream {
-                            socket: stream.socket_no,
-                            local_host: l.addr.to_string(),
-                            local_port: l.port,
-                            remote_host: r.addr.to_string(),
-                            remote_port: r.port,
-                        });
+                        self.reporter.stream_connected(ConnectedStream::new(stream.socket_no, l, r));
                     }
                     self.streams.push(stream);
                     self.connecting = None;

@@ -54,6 +54,19 @@ pub struct ConnectedStream {
     pub remote_port: u16,
 }
 
+impl ConnectedStream {
+    pub fn new(socket: i32, local: smoltcp::wire::IpEndpoint, remote: smoltcp::wire::IpEndpoint) -> Self {
+        use alloc::string::ToString;
+        ConnectedStream {
+            socket,
+            local_host: local.addr.to_string(),
+            local_port: local.port,
+            remote_host: remote.addr.to_string(),
+            remote_port: remote.port,
+        }
+    }
+}
+
 /// Everything in the JSON `start` object that is known when the test starts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TestStartInfo {
