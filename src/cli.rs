@@ -240,7 +240,7 @@ pub fn suffixed_path(path: &Path, tag: &str) -> PathBuf {
 pub fn write_log_file(path: &Path, format: Format, log: &TestLog) -> Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("cannot create flow log '{}'", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut rows = netstack::flowlog_ship::RowWriter::new(format);
+    let mut rows = netstack::flowlog::RowWriter::new(format);
     let mut buf = Vec::with_capacity(1 << 16);
     rows.header(&mut buf);
     let mut next = 0;

@@ -7,7 +7,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use netstack::flowlog::{
-    Dir, FlowSummary, FlowTracker, Format, ProbeConfig, Sampling, SegmentInfo, peek_segment, write_sample,
+    Dir, FlowSummary, FlowTracker, Format, ProbeConfig, RowWriter, Sampling, SegmentInfo, peek_segment,
 };
 use std::collections::HashMap;
 use std::fs::File;
@@ -153,8 +153,9 @@ pub fn convert(a: &FlowlogArgs, out: &mut dyn Write) -> Result<Conversion> {
         tracker.label_flow(netstack::flowlog::FlowId::new(*local, *remote), *stream);
     }
     let t0 = if a.abs_time { 0 } else { first_us.unwrap_or(0) };
-    let mut text = String::new();
-    a.format.write_header(&mut text);
+    let mut rows = RowWriter::new(a.format);
+    let mut text = Vec::new();
+    rows.header(&mut text);
     let mut samples = 0u64;
     let mut records = 0u64;
     let mut last_t = 0;
@@ -173,21 +174,21 @@ pub fn convert(a: &FlowlogArgs, out: &mut dyn Write) -> Result<Conversion> {
         let dir = if roles.local.contains_key(&(seg.src, seg.dst)) { Dir::Tx } else { Dir::Rx };
         tracker.on_ipv4(t, dir, ip);
         if tracker.samples().len() >= 8192 {
-            samples += drain(&mut tracker, a.format, &mut text);
-            out.write_all(text.as_bytes()).context("cannot write the flow log")?;
+            samples += drain(&mut tracker, &mut rows, &mut text);
+            out.write_all(&text).context("cannot write the flow log")?;
             text.clear();
         }
     }
     tracker.finish(last_t);
-    samples += drain(&mut tracker, a.format, &mut text);
-    out.write_all(text.as_bytes()).context("cannot write the flow log")?;
+    samples += drain(&mut tracker, &mut rows, &mut text);
+    out.write_all(&text).context("cannot write the flow log")?;
     Ok(Conversion { flows: tracker.flows().collect(), samples, records, stats: tracker.stats() })
 }
 
-fn drain(tracker: &mut FlowTracker, format: Format, text: &mut String) -> u64 {
+fn drain(tracker: &mut FlowTracker, rows: &mut RowWriter, text: &mut Vec<u8>) -> u64 {
     let samples = tracker.take_samples();
     for s in &samples {
-        write_sample(format, s, text);
+        rows.write(s, text);
     }
     samples.len() as u64
 }

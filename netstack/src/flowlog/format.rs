@@ -4,9 +4,8 @@
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt::Write;
 
-use super::{Event, FlowId, FlowSample, TcpState};
+use super::{Event, FlowId, FlowSample, RowWriter, TcpState};
 
 /// The CSV header line (without newline). Column order of every CSV row.
 pub const CSV_HEADER: &str = "t_us,flow,stream,event,state,bytes_sent,bytes_acked,bytes_received,snd_una,snd_nxt,\
@@ -50,12 +49,12 @@ impl Format {
     }
 }
 
-/// Appends one sample in `format`, newline included.
+/// Appends one sample in `format`, newline included. For many rows, keep a [`RowWriter`].
 pub fn write_sample(format: Format, s: &FlowSample, out: &mut String) {
-    match format {
-        Format::Csv => write_csv(s, out),
-        Format::Jsonl => write_jsonl(s, out),
-    }
+    let mut bytes = Vec::new();
+    RowWriter::new(format).write(s, &mut bytes);
+    // Rows are ASCII: numbers, names and the flow's addresses.
+    out.push_str(&String::from_utf8_lossy(&bytes));
 }
 
 /// Appends [`CSV_HEADER`] and a newline.
@@ -64,97 +63,14 @@ pub fn write_csv_header(out: &mut String) {
     out.push('\n');
 }
 
-struct Opt<T>(Option<T>);
-
-impl<T: core::fmt::Display> core::fmt::Display for Opt<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => Ok(()),
-        }
-    }
-}
-
-struct JsonOpt<T>(Option<T>);
-
-impl<T: core::fmt::Display> core::fmt::Display for JsonOpt<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("null"),
-        }
-    }
-}
-
 /// Appends one CSV row and a newline.
 pub fn write_csv(s: &FlowSample, out: &mut String) {
-    // Writing into a String cannot fail.
-    let _ = writeln!(
-        out,
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-        s.t_us,
-        s.flow,
-        s.stream,
-        s.event.name(),
-        s.state.name(),
-        s.bytes_sent,
-        s.bytes_acked,
-        s.bytes_received,
-        s.snd_una,
-        s.snd_nxt,
-        Opt(s.seg_seq),
-        Opt(s.seg_len),
-        s.inflight,
-        s.cwnd_est,
-        Opt(s.rtt_us),
-        Opt(s.srtt_us),
-        Opt(s.rttvar_us),
-        s.peer_wnd,
-        s.local_wnd,
-        s.retx_fast_segs,
-        s.retx_fast_bytes,
-        s.retx_rto_segs,
-        s.retx_rto_bytes,
-        s.dupacks,
-        s.zero_wnd_events,
-    );
+    write_sample(Format::Csv, s, out);
 }
 
-/// Appends one JSON object and a newline.
+/// Appends one JSON Lines row and a newline.
 pub fn write_jsonl(s: &FlowSample, out: &mut String) {
-    let _ = writeln!(
-        out,
-        "{{\"t_us\":{},\"flow\":\"{}\",\"stream\":{},\"event\":\"{}\",\"state\":\"{}\",\"bytes_sent\":{},\
-\"bytes_acked\":{},\"bytes_received\":{},\"snd_una\":{},\"snd_nxt\":{},\"seg_seq\":{},\"seg_len\":{},\
-\"inflight\":{},\"cwnd_est\":{},\"rtt_us\":{},\"srtt_us\":{},\"rttvar_us\":{},\"peer_wnd\":{},\"local_wnd\":{},\
-\"retx_fast_segs\":{},\"retx_fast_bytes\":{},\"retx_rto_segs\":{},\"retx_rto_bytes\":{},\"dupacks\":{},\
-\"zero_wnd_events\":{}}}",
-        s.t_us,
-        s.flow,
-        s.stream,
-        s.event.name(),
-        s.state.name(),
-        s.bytes_sent,
-        s.bytes_acked,
-        s.bytes_received,
-        s.snd_una,
-        s.snd_nxt,
-        JsonOpt(s.seg_seq),
-        JsonOpt(s.seg_len),
-        s.inflight,
-        s.cwnd_est,
-        JsonOpt(s.rtt_us),
-        JsonOpt(s.srtt_us),
-        JsonOpt(s.rttvar_us),
-        s.peer_wnd,
-        s.local_wnd,
-        s.retx_fast_segs,
-        s.retx_fast_bytes,
-        s.retx_rto_segs,
-        s.retx_rto_bytes,
-        s.dupacks,
-        s.zero_wnd_events,
-    );
+    write_sample(Format::Jsonl, s, out);
 }
 
 /// Builds a sample field by field from named raw values; shared by both readers so they

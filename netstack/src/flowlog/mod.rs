@@ -4,6 +4,7 @@
 
 mod format;
 mod probe;
+mod rows;
 mod tracker;
 
 #[cfg(test)]
@@ -17,6 +18,7 @@ pub use format::{
     write_sample,
 };
 pub use probe::{FlowProbe, ProbeRxToken, ProbeTxToken};
+pub use rows::RowWriter;
 pub use tracker::{FlowTracker, RTT_RING, SampleSink, SegmentInfo, TrackerStats, peek_segment};
 
 /// Which way a frame went, seen from the local stack.
