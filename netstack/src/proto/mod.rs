@@ -10,7 +10,7 @@ mod params;
 mod results;
 mod state;
 
-pub use cookie::{COOKIE_LEN, Cookie};
+pub use cookie::{COOKIE_LEN, Cookie, CookieError, check_cookie_prefix};
 pub use error::{ErrorCode, ProtoError};
 pub use frame::{FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN, encode_frame};
 pub use params::{Protocol, TestParams};
