@@ -85,23 +85,26 @@ pub fn parse_options(args: &[String]) -> Result<Options> {
     Ok(o)
 }
 
-/// Microsecond clock since program start, for smoltcp.
-#[derive(Clone, Copy)]
-pub struct Clock(std::time::Instant);
+/// Microsecond clock since program start, for smoltcp. One epoch for the whole process, so
+/// the flow probe can read it per frame (a plain `fn`) on the same scale as the poll loop.
+#[derive(Clone, Copy, Default)]
+pub struct Clock;
 
-impl Default for Clock {
-    fn default() -> Self {
-        Clock(std::time::Instant::now())
-    }
-}
+static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
 impl Clock {
     pub fn new() -> Self {
-        Self::default()
+        EPOCH.get_or_init(std::time::Instant::now);
+        Clock
     }
     pub fn now(&self) -> Instant {
-        Instant::from_micros(self.0.elapsed().as_micros() as i64)
+        monotonic_now()
     }
+}
+
+/// The process clock as a [`netstack::flowlog::FrameClock`].
+pub fn monotonic_now() -> Instant {
+    Instant::from_micros(EPOCH.get_or_init(std::time::Instant::now).elapsed().as_micros() as i64)
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
@@ -140,14 +143,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
     let fd = dev.raw_fd();
     let mss = (dev.ip_mtu() - 40) as u32;
-    match o.flowlog.path.clone() {
-        None => run_on(&o, dev, fd, mss, ip, out, None),
-        Some(path) => {
-            let cfg = probe_config(&o.flowlog, HOST_MAX_SAMPLES);
-            let log = FlowLogFile { path: PathBuf::from(path), format: o.flowlog.format, cfg };
-            run_on(&o, FlowProbe::new(dev, cfg), fd, mss, ip, out, Some(log))
-        }
-    }
+    // The probe is always on: it is where the reports' TCP_INFO comes from. It samples for a
+    // flow log only when one is wanted.
+    let flowlog = o.flowlog.path.clone().map(|path| FlowLogFile {
+        path: PathBuf::from(path),
+        format: o.flowlog.format,
+        cfg: probe_config(&o.flowlog, HOST_MAX_SAMPLES),
+    });
+    let cfg = flowlog.as_ref().map_or(ProbeConfig::state_only(), |f| f.cfg);
+    let clock = Clock::new();
+    let dev = FlowProbe::new(dev, cfg).with_frame_clock(monotonic_now);
+    run_on(&o, dev, clock, fd, mss, ip, out, flowlog)
 }
 
 /// Where a Linux run writes its flow log.
@@ -157,33 +163,28 @@ struct FlowLogFile {
     cfg: ProbeConfig,
 }
 
-/// The device a run polls: the TAP, or the TAP inside a flow probe.
-trait RunDevice: netstack::smoltcp::phy::Device {
-    fn take_log(&mut self, cfg: ProbeConfig, streams: &[(i64, IpEndpoint, IpEndpoint)], now: Instant) -> TestLog;
+/// The test that just ended: its flow log (if one is wanted), and a fresh tracker for the next.
+fn take_log(
+    dev: &mut FlowProbe<tap::TapDevice>,
+    flowlog: Option<&FlowLogFile>,
+    streams: &[(i64, IpEndpoint, IpEndpoint)],
+    now: Instant,
+) -> TestLog {
+    let cfg = flowlog.map_or(ProbeConfig::state_only(), |f| f.cfg);
+    take_test_log(dev.tracker(), cfg, streams, now.total_micros().max(0) as u64)
 }
 
-impl RunDevice for tap::TapDevice {
-    fn take_log(&mut self, _: ProbeConfig, _: &[(i64, IpEndpoint, IpEndpoint)], _: Instant) -> TestLog {
-        TestLog { samples: Vec::new(), dropped: 0 }
-    }
-}
-
-impl RunDevice for FlowProbe<tap::TapDevice> {
-    fn take_log(&mut self, cfg: ProbeConfig, streams: &[(i64, IpEndpoint, IpEndpoint)], now: Instant) -> TestLog {
-        take_test_log(self.tracker(), cfg, streams, now.total_micros().max(0) as u64)
-    }
-}
-
-fn run_on<D: RunDevice>(
+#[allow(clippy::too_many_arguments)]
+fn run_on(
     o: &Options,
-    mut dev: D,
+    mut dev: FlowProbe<tap::TapDevice>,
+    clock: Clock,
     fd: std::os::fd::RawFd,
     mss: u32,
     ip: netstack::smoltcp::wire::Ipv4Cidr,
     out: Output,
     flowlog: Option<FlowLogFile>,
 ) -> Result<ExitCode> {
-    let clock = Clock::new();
     let mut host = host::LinuxHost::new();
     let mut seed = [0u8; 8];
     netstack::host::Host::fill_random(&mut host, &mut seed);
@@ -196,9 +197,9 @@ fn run_on<D: RunDevice>(
             let mut srv = server::Server::new(server::ServerConfig::from_options(o, mss, VERSION));
             eprintln!("uniperf: ready: listening on {}:{}", ip.address(), o.port);
             server::run_with(&mut srv, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform, |b| {
+                let now = b.platform.now();
+                let log = take_log(b.dev, flowlog.as_ref(), b.srv.stream_endpoints(), now);
                 if let Some(f) = &flowlog {
-                    let now = b.platform.now();
-                    let log = b.dev.take_log(f.cfg, b.srv.stream_endpoints(), now);
                     let path = suffixed_path(&f.path, &format!("test{}", b.srv.tests_done()));
                     report_log_write(&path, f.format, &log);
                 }
@@ -214,7 +215,7 @@ fn run_on<D: RunDevice>(
             let mut cl = client::Client::new(cfg, platform.clock.now(), &mut host);
             let outcome = client::run(&mut cl, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform);
             if let Some(f) = &flowlog {
-                let log = dev.take_log(f.cfg, cl.stream_endpoints(), platform.clock.now());
+                let log = take_log(&mut dev, Some(f), cl.stream_endpoints(), platform.clock.now());
                 if !report_log_write(&f.path, f.format, &log) {
                     return Ok(ExitCode::from(1));
                 }

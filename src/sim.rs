@@ -55,21 +55,16 @@ struct Probes {
     client: FlowTracker,
 }
 
+/// Polls one stack through its probe: the tracker is lent to a probe around this poll's port
+/// (the link hands out a port per poll).
 fn poll_probed(
     iface: &mut Interface,
     port: netstack::sim::Port<'_>,
     sockets: &mut SocketSet<'static>,
     now: Instant,
-    tracker: Option<&mut FlowTracker>,
+    tracker: &mut FlowTracker,
 ) -> bool {
-    match tracker {
-        None => {
-            let mut port = port;
-            iface.poll(now, &mut port, sockets) != PollResult::None
-        }
-        // Lend the tracker to a probe for this poll (the port is borrowed per poll).
-        Some(tracker) => iface.poll(now, &mut FlowProbe::with_tracker(port, tracker), sockets) != PollResult::None,
-    }
+    iface.poll(now, &mut FlowProbe::with_tracker(port, tracker), sockets) != PollResult::None
 }
 
 pub fn link_config(o: &Options) -> LinkConfig {
@@ -128,17 +123,20 @@ pub fn simulate(o: &Options) -> Result<SimReport> {
     let mut server_output = String::new();
     let mut done_at: Option<Instant> = None;
     let mut same_instant = 0u32;
-    let mut probes = o.flowlog.path.is_some().then(|| {
-        let cfg = probe_config(&o.flowlog, HOST_MAX_SAMPLES);
-        Probes { cfg, server: FlowTracker::new(cfg), client: FlowTracker::new(cfg) }
-    });
+    // The probes are always on (they give the reports TCP_INFO); they sample for flow logs
+    // only with --flowlog.
+    let cfg = match o.flowlog.path {
+        Some(_) => probe_config(&o.flowlog, HOST_MAX_SAMPLES),
+        None => ProbeConfig::state_only(),
+    };
+    let mut probes = Probes { cfg, server: FlowTracker::new(cfg), client: FlowTracker::new(cfg) };
     loop {
-        let srv_probe = probes.as_mut().map(|p| &mut p.server);
-        let mut progress = poll_probed(&mut srv_node.iface, link.port(End::A), &mut srv_node.sockets, now, srv_probe);
-        progress |= server.poll(now, &mut srv_node.sockets, &mut srv_node.host);
-        let cli_probe = probes.as_mut().map(|p| &mut p.client);
-        progress |= poll_probed(&mut cli_node.iface, link.port(End::B), &mut cli_node.sockets, now, cli_probe);
-        progress |= client.poll(now, &mut cli_node.iface, &mut cli_node.sockets, &mut cli_node.host);
+        let p = &mut probes;
+        let mut progress =
+            poll_probed(&mut srv_node.iface, link.port(End::A), &mut srv_node.sockets, now, &mut p.server);
+        progress |= server.poll(now, &mut srv_node.sockets, &mut srv_node.host, &p.server);
+        progress |= poll_probed(&mut cli_node.iface, link.port(End::B), &mut cli_node.sockets, now, &mut p.client);
+        progress |= client.poll(now, &mut cli_node.iface, &mut cli_node.sockets, &mut cli_node.host, &p.client);
         output.push_str(&client.take_output());
         server_output.push_str(&server.take_output());
 
@@ -174,7 +172,8 @@ pub fn simulate(o: &Options) -> Result<SimReport> {
     }
     let outcome = client.outcome().cloned().unwrap_or(Err("no outcome".into()));
     let t_us = now.total_micros() as u64;
-    let flowlogs = probes.map(|mut p| {
+    let flowlogs = o.flowlog.path.is_some().then(|| {
+        let p = &mut probes;
         (
             take_test_log(&mut p.client, p.cfg, client.stream_endpoints(), t_us),
             take_test_log(&mut p.server, p.cfg, server.stream_endpoints(), t_us),

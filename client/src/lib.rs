@@ -10,6 +10,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use netstack::conn::{Outbox, read_some};
+use netstack::flowlog::FlowProbe;
 use netstack::host::{CpuTimes, Host};
 use netstack::platform::{IdleWait, Platform, next_delay};
 use netstack::proto::{
@@ -21,8 +22,9 @@ use netstack::smoltcp::phy::Device;
 use netstack::smoltcp::socket::tcp;
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::{IpAddress, IpEndpoint};
-use netstack::stack::{Congestion, SocketSpec, data_socket_spec, tcp_socket};
-use netstack::stream::{DataStream, Measurement, Payload};
+use netstack::stack::{Congestion, SocketSpec, data_socket_spec, poll_interleaved, tcp_socket};
+use netstack::stream::{DataStream, MeasureConfig, Measurement, Payload, sender_has_retransmits};
+use netstack::tcpinfo::TcpInfoSource;
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -72,10 +74,10 @@ impl ClientConfig {
 
 /// Runs the test to its end and returns the outcome: the platform's main loop for the
 /// client role. Keeps polling briefly after the outcome so IPERF_DONE and FIN leave.
-pub fn run<D: Device + ?Sized>(
+pub fn run<D: Device>(
     cl: &mut Client,
     iface: &mut Interface,
-    dev: &mut D,
+    dev: &mut FlowProbe<D>,
     sockets: &mut SocketSet<'static>,
     host: &mut dyn Host,
     platform: &mut dyn Platform,
@@ -84,8 +86,8 @@ pub fn run<D: Device + ?Sized>(
     let mut done_at: Option<Instant> = None;
     loop {
         let now = platform.now();
-        let mut progress = iface.poll(now, dev, sockets) != PollResult::None;
-        progress |= cl.poll(now, iface, sockets, host);
+        let mut progress = poll_interleaved(iface, dev, sockets, || platform.now()) != PollResult::None;
+        progress |= cl.poll(now, iface, sockets, host, dev.tracker());
         let out = cl.take_output();
         if !out.is_empty() {
             platform.output(&out);
@@ -235,11 +237,14 @@ impl Client {
         Some(at)
     }
 
+    /// When a timed test ends: `-t` seconds of measurement after the omit period.
     fn time_limit(&self) -> Option<Instant> {
         let m = self.meas.as_ref()?;
         let p = &self.cfg.params;
-        (p.time > 0 && p.num == 0 && p.blockcount == 0)
-            .then(|| m.started + Duration::from_secs((p.time + p.omit) as u64))
+        if p.time == 0 || p.send_limit().is_some() {
+            return None;
+        }
+        m.time_limit(p.time)
     }
 
     fn alloc_port(&mut self) -> u16 {
@@ -254,11 +259,12 @@ impl Client {
         iface: &mut Interface,
         sockets: &mut SocketSet<'static>,
         host: &mut dyn Host,
+        info: &dyn TcpInfoSource,
     ) -> bool {
         if self.outcome.is_some() {
             return false;
         }
-        match self.step(now, iface, sockets, host) {
+        match self.step(now, iface, sockets, host, info) {
             Ok(progress) => progress,
             Err(msg) => {
                 self.fail(&msg, sockets);
@@ -273,6 +279,7 @@ impl Client {
         iface: &mut Interface,
         sockets: &mut SocketSet<'static>,
         host: &mut dyn Host,
+        info: &dyn TcpInfoSource,
     ) -> Result<bool, String> {
         let mut progress = false;
         if let Some(e) = self.setup_error.take() {
@@ -344,12 +351,12 @@ impl Client {
 
         if let Phase::Running = self.phase {
             if let Some(m) = self.meas.as_mut()
-                && let Some(rep) = m.poll_timers(now)
+                && let Some(rep) = m.poll_timers(now, info)
             {
                 self.reporter.interval(rep);
             }
-            if self.end_condition(now) {
-                self.send_test_end(now);
+            if self.end_condition(now, sockets) {
+                self.send_test_end(now, info);
                 progress = true;
             }
         }
@@ -458,8 +465,9 @@ impl Client {
                         return Err(ErrorCode::STREAM_CONNECT.message().into());
                     }
                     let sends = if p.bidirectional { index < p.parallel as usize } else { !p.reverse };
-                    let stream = DataStream::new(h, index, sends);
+                    let mut stream = DataStream::new(h, index, sends);
                     if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
+                        stream = stream.with_endpoints(l, r);
                         self.stream_endpoints.push((stream.id, l, r));
                         self.reporter.stream_connected(ConnectedStream::new(stream.socket_no, l, r));
                     }
@@ -491,7 +499,14 @@ impl Client {
     fn start_measuring(&mut self, now: Instant, host: &mut dyn Host) {
         let p = &self.cfg.params;
         self.payload = Some(Payload::new(p.len as usize, p.repeating_payload, host));
-        self.meas = Some(Measurement::new(core::mem::take(&mut self.streams), now, p.omit, self.cfg.interval));
+        let streams = core::mem::take(&mut self.streams);
+        let cfg = MeasureConfig {
+            omit_secs: p.omit,
+            interval_secs: self.cfg.interval,
+            send_limit: p.send_limit(),
+            rcv_buf: self.data_spec_recv.rx,
+        };
+        self.meas = Some(Measurement::new(streams, now, cfg));
         self.cpu_start = host.cpu_times();
         let spec = if !p.reverse || p.bidirectional { self.data_spec_send } else { self.data_spec_recv };
         self.reporter.test_start(TestStartInfo {
@@ -508,44 +523,37 @@ impl Client {
     fn move_data(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {
         let (Some(m), Some(payload)) = (self.meas.as_mut(), self.payload.as_ref()) else { return false };
         let sending = matches!(self.phase, Phase::Running);
-        let mut moved = 0;
-        for s in &mut m.streams {
-            let sock = sockets.get_mut::<tcp::Socket>(s.handle);
-            let limit = if sending { s.send_allowance(self.cfg.params.bandwidth, m.started, now) } else { 0 };
-            moved += s.pump(sock, payload, limit);
-        }
+        let moved = m.pump(sockets, payload, self.cfg.params.bandwidth, now, sending);
         if moved > 0 {
             self.last_progress = now;
         }
         moved > 0
     }
 
-    fn end_condition(&self, now: Instant) -> bool {
+    /// iperf3's end test: past the omit period, `-t` has run out, or `-n`/`-k` is done. A
+    /// count is done in a direction once its sender has written exactly that many bytes and
+    /// the peer has acknowledged them all (so the receiver counts every one), and on receive
+    /// once that many arrived; with `--bidir` both directions must be done, so both ends of
+    /// both directions report the exact count.
+    fn end_condition(&self, now: Instant, sockets: &SocketSet<'static>) -> bool {
         let Some(m) = &self.meas else { return false };
         if m.omitting(now) {
             return false;
         }
-        let p = &self.cfg.params;
         if let Some(limit) = self.time_limit() {
             return now >= limit;
         }
-        let (sent, received) = m
-            .streams
-            .iter()
-            .fold((0u64, 0u64), |(s, r), st| if st.sends { (s + st.total_bytes, r) } else { (s, r + st.total_bytes) });
-        if p.num > 0 {
-            return sent >= p.num || received >= p.num;
-        }
-        if p.blockcount > 0 {
-            let len = p.len.max(1) as u64;
-            return sent / len >= p.blockcount || received / len >= p.blockcount;
-        }
-        false
+        let Some(limit) = m.send_limit() else { return false };
+        let we_send = m.streams.iter().any(|s| s.sends);
+        let we_receive = m.streams.iter().any(|s| !s.sends);
+        let sent_done = !we_send || (m.send_complete() && m.all_acked(sockets));
+        let received_done = !we_receive || m.received() >= limit;
+        sent_done && received_done
     }
 
-    fn send_test_end(&mut self, now: Instant) {
+    fn send_test_end(&mut self, now: Instant, info: &dyn TcpInfoSource) {
         if let Some(m) = self.meas.as_mut() {
-            if let Some(rep) = m.finish(now) {
+            if let Some(rep) = m.finish(now, info) {
                 self.reporter.interval(rep);
             }
             self.end_secs = m.elapsed(now);
@@ -560,12 +568,11 @@ impl Client {
         let cpu = host.cpu_times();
         let user = cpu.user_us.saturating_sub(self.cpu_start.user_us) as f64 * 100.0 / wall;
         let system = cpu.system_us.saturating_sub(self.cpu_start.system_us) as f64 * 100.0 / wall;
-        let we_send = m.streams.iter().any(|s| s.sends);
         let results = TestResults {
             cpu_util_total: user + system,
             cpu_util_user: user,
             cpu_util_system: system,
-            sender_has_retransmits: if we_send { 0 } else { -1 },
+            sender_has_retransmits: sender_has_retransmits(&m.streams),
             congestion_used: Some(self.congestion.name().to_string()),
             server_output_text: None,
             server_output_json: None,
@@ -586,7 +593,8 @@ impl Client {
         let mut streams = Vec::with_capacity(m.streams.len());
         for s in &m.streams {
             streams.push(
-                s.end_summary(self.end_secs, &remote.streams).map_err(|c| format!("{} ({})", c.message(), s.id))?,
+                s.end_summary(self.end_secs, &remote.streams, remote.sender_has_retransmits == 1)
+                    .map_err(|c| format!("{} ({})", c.message(), s.id))?,
             );
         }
         let we_send = m.streams.iter().any(|s| s.sends);

@@ -41,7 +41,6 @@ use netstack::flowlog_ship::{Collector, ShipHeader, TestLog, format_name, probe_
 use netstack::options::{FlowLogOptions, Mode, Options, split_cmdline, usage};
 use netstack::smoltcp::iface::Interface;
 use netstack::smoltcp::iface::SocketSet;
-use netstack::smoltcp::phy::Device;
 use netstack::smoltcp::time::Duration;
 use netstack::smoltcp::wire::IpEndpoint;
 use netstack::smoltcp::wire::{EthernetAddress, IpAddress, Ipv4Address};
@@ -179,63 +178,38 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
         Ok(d) => d,
         Err(e) => return param_error(&e),
     };
-    if !o.flowlog.enabled() {
-        return run_roles(&o, dev, &mut host, ip, server_addr, entry_tsc, None);
-    }
-    // The probe's samples come out of the same heap as the socket buffers: give them an
-    // eighth of what is free (the sockets get three eighths instead of half).
-    let free = mem::heap_usage().1;
-    let max_samples = (free / 8 / core::mem::size_of::<FlowSample>()).max(1024);
-    let cfg = probe_config(&o.flowlog, max_samples);
-    let out = FlowLogOut { opts: o.flowlog.clone(), cfg, tests: 0 };
-    println!(
-        "uniperf: flow log: probe on, {} (up to {max_samples} samples per test)",
-        match o.flowlog.collect {
-            Some((a, p)) => alloc::format!("sent to {a}:{p} after each test"),
-            None => String::from("printed to the console after each test"),
-        }
-    );
-    run_roles(&o, FlowProbe::new(dev, cfg), &mut host, ip, server_addr, entry_tsc, Some(out))
+    // The probe is always on: the reports' TCP_INFO comes from it. It keeps samples only for
+    // a flow log, and those come out of the same heap as the socket buffers: they get an
+    // eighth of what is free (the sockets three eighths instead of half).
+    let flowlog = o.flowlog.enabled().then(|| {
+        let free = mem::heap_usage().1;
+        let max_samples = (free / 8 / core::mem::size_of::<FlowSample>()).max(1024);
+        let cfg = probe_config(&o.flowlog, max_samples);
+        println!(
+            "uniperf: flow log: probe on, {} (up to {max_samples} samples per test)",
+            match o.flowlog.collect {
+                Some((a, p)) => alloc::format!("sent to {a}:{p} after each test"),
+                None => String::from("printed to the console after each test"),
+            }
+        );
+        FlowLogOut { opts: o.flowlog.clone(), cfg, tests: 0 }
+    });
+    let cfg = flowlog.as_ref().map_or(ProbeConfig::state_only(), |f| f.cfg);
+    let dev = FlowProbe::new(dev, cfg).with_frame_clock(platform::frame_clock);
+    run_roles(&o, dev, &mut host, ip, server_addr, entry_tsc, flowlog)
 }
 
-/// The device the roles poll: the NIC (behind `--mtu`), or that inside a flow probe.
-trait ImageDevice: Device {
-    fn nic(&self) -> &net::Nic;
-    fn ip_mtu(&self) -> usize;
-    /// The bare NIC, for traffic that should not be logged (the log upload itself).
-    fn bare(&mut self) -> &mut mtu::MtuLimit<net::Nic>;
-    /// The test just ended: its log, and a fresh tracker for the next.
-    fn take_log(&mut self, cfg: ProbeConfig, streams: &[(i64, IpEndpoint, IpEndpoint)], now_us: u64) -> TestLog;
-}
+/// The device the roles poll: the NIC behind `--mtu`, inside the flow probe.
+type ImageDevice = FlowProbe<mtu::MtuLimit<net::Nic>>;
 
-impl ImageDevice for mtu::MtuLimit<net::Nic> {
-    fn nic(&self) -> &net::Nic {
-        self.inner()
-    }
-    fn ip_mtu(&self) -> usize {
-        mtu::MtuLimit::ip_mtu(self)
-    }
-    fn bare(&mut self) -> &mut mtu::MtuLimit<net::Nic> {
-        self
-    }
-    fn take_log(&mut self, _: ProbeConfig, _: &[(i64, IpEndpoint, IpEndpoint)], _: u64) -> TestLog {
-        TestLog { samples: Vec::new(), dropped: 0 }
-    }
-}
-
-impl ImageDevice for FlowProbe<mtu::MtuLimit<net::Nic>> {
-    fn nic(&self) -> &net::Nic {
-        self.inner().inner()
-    }
-    fn ip_mtu(&self) -> usize {
-        self.inner().ip_mtu()
-    }
-    fn bare(&mut self) -> &mut mtu::MtuLimit<net::Nic> {
-        self.inner_mut()
-    }
-    fn take_log(&mut self, cfg: ProbeConfig, streams: &[(i64, IpEndpoint, IpEndpoint)], now_us: u64) -> TestLog {
-        take_test_log(self.tracker(), cfg, streams, now_us)
-    }
+/// The test just ended: its log, and a fresh tracker for the next.
+fn take_log(
+    dev: &mut ImageDevice,
+    cfg: ProbeConfig,
+    streams: &[(i64, IpEndpoint, IpEndpoint)],
+    now_us: u64,
+) -> TestLog {
+    take_test_log(dev.tracker(), cfg, streams, now_us)
 }
 
 /// Where each test's flow log goes, and how many have gone.
@@ -251,19 +225,19 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(20);
 /// Prints (`--flowlog console`) and/or sends (`--flowlog-collect`) the log of the test that
 /// just ended; false if sending failed.
 #[allow(clippy::too_many_arguments)]
-fn flowlog_out<D: ImageDevice>(
+fn flowlog_out(
     out: &mut FlowLogOut,
     role: &str,
     streams: &[(i64, IpEndpoint, IpEndpoint)],
     iface: &mut Interface,
-    dev: &mut D,
+    dev: &mut ImageDevice,
     sockets: &mut SocketSet<'static>,
     host: &mut dyn netstack::host::Host,
     platform: &mut dyn netstack::platform::Platform,
 ) -> bool {
     out.tests += 1;
     let now_us = platform.now().total_micros().max(0) as u64;
-    let log = dev.take_log(out.cfg, streams, now_us);
+    let log = take_log(dev, out.cfg, streams, now_us);
     let header = ShipHeader {
         role: String::from(role),
         test: out.tests,
@@ -289,7 +263,7 @@ fn flowlog_out<D: ImageDevice>(
     // Below the client role's 49152.. range and away from the iperf3 port.
     let local_port = 32768 + u16::from_le_bytes(r) % 16384;
     let to = Collector { endpoint: IpEndpoint::new(IpAddress::Ipv4(addr), port), local_port, timeout: UPLOAD_TIMEOUT };
-    match netstack::flowlog_ship::ship(iface, dev.bare(), sockets, platform, &to, &header, &log.samples) {
+    match netstack::flowlog_ship::ship(iface, dev.inner_mut(), sockets, platform, &to, &header, &log.samples) {
         Ok(rep) => {
             let us = rep.transfer.total_micros().max(1);
             println!(
@@ -338,17 +312,17 @@ fn print_log(header: &ShipHeader, samples: &[FlowSample]) {
     console::write_str("----- END UNIPERF FLOWLOG -----\n");
 }
 
-fn run_roles<D: ImageDevice>(
+fn run_roles(
     o: &Options,
-    mut dev: D,
+    mut dev: ImageDevice,
     host: &mut ImageHost,
     ip: netstack::smoltcp::wire::Ipv4Cidr,
     server_addr: Option<Ipv4Address>,
     entry_tsc: u64,
     mut flowlog: Option<FlowLogOut>,
 ) -> u8 {
-    let mac = EthernetAddress(dev.nic().mac());
-    let ip_mtu = dev.ip_mtu();
+    let mac = EthernetAddress(dev.inner().inner().mac());
+    let ip_mtu = dev.inner().ip_mtu();
     let mut platform = ImagePlatform;
     let mut seed = [0u8; 8];
     netstack::host::Host::fill_random(host, &mut seed);
@@ -394,15 +368,19 @@ fn run_roles<D: ImageDevice>(
             });
             println!("uniperf: ready: listening on {}:{}", ip.address(), o.port);
             server::run_with(&mut srv, &mut iface, &mut dev, &mut sockets, host, &mut platform, |b| {
-                if let Some(out) = flowlog.as_mut() {
-                    let streams: Vec<_> = b.srv.stream_endpoints().to_vec();
-                    flowlog_out(out, "server", &streams, b.iface, b.dev, b.sockets, b.host, b.platform);
+                let streams: Vec<_> = b.srv.stream_endpoints().to_vec();
+                match flowlog.as_mut() {
+                    Some(out) => {
+                        flowlog_out(out, "server", &streams, b.iface, b.dev, b.sockets, b.host, b.platform);
+                    }
+                    // Still start the next test with a fresh tracker.
+                    None => drop(take_log(b.dev, ProbeConfig::state_only(), &streams, 0)),
                 }
             });
             exit::SUCCESS
         }
     };
-    let nic = dev.nic();
+    let nic = dev.inner().inner();
     if let Some(fault) = nic.fault() {
         println!("uniperf: error - the NIC stopped: {fault}");
         code = exit::FAILURE;

@@ -25,6 +25,11 @@ pub fn idle_us() -> u64 {
     IDLE_US.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// The clock for the flow probe's per-frame stamps (same scale as [`ImagePlatform::now`]).
+pub fn frame_clock() -> Instant {
+    Instant::from_micros(clock::now_us() as i64)
+}
+
 impl Platform for ImagePlatform {
     fn now(&mut self) -> Instant {
         Instant::from_micros(clock::now_us() as i64)

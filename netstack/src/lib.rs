@@ -20,6 +20,7 @@ pub mod report;
 pub mod sim;
 pub mod stack;
 pub mod stream;
+pub mod tcpinfo;
 pub mod units;
 
 pub use smoltcp;

@@ -2,7 +2,7 @@
 //! and the congestion-control choice behind `-C`.
 
 use alloc::vec;
-use smoltcp::iface::{Config, Interface};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
@@ -40,6 +40,40 @@ pub fn build_interface<D: Device + ?Sized>(device: &mut D, net: &NetConfig, now:
         let _ = iface.routes_mut().add_default_ipv4_route(gw);
     }
     iface
+}
+
+/// One poll of the interface, like [`Interface::poll`] but reading the device again after every
+/// egress pass instead of only before the first. smoltcp's `poll` writes a whole window (one
+/// segment per socket per pass, dozens of 64 KiB super-segments) before it looks at the ACKs
+/// that arrived meanwhile; on TAP the kernel ACKs inside our write(2), so those ACKs waited a
+/// whole batch (~250 µs at 40 Gbit/s) to be read, the flow probe timed that wait as RTT, and
+/// the window opened late. `now` is read before each step so timers and stamps stay fresh.
+pub fn poll_interleaved<D: Device + ?Sized>(
+    iface: &mut Interface,
+    device: &mut D,
+    sockets: &mut SocketSet<'_>,
+    mut now: impl FnMut() -> Instant,
+) -> PollResult {
+    let mut result = PollResult::None;
+    iface.poll_maintenance(now());
+    loop {
+        let mut ingress = false;
+        loop {
+            match iface.poll_ingress_single(now(), device, sockets) {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => ingress = true,
+                PollIngressSingleResult::SocketStateChanged => {
+                    ingress = true;
+                    result = PollResult::SocketStateChanged;
+                }
+            }
+        }
+        match iface.poll_egress(now(), device, sockets) {
+            PollResult::SocketStateChanged => result = PollResult::SocketStateChanged,
+            PollResult::None if !ingress => return result,
+            PollResult::None => {}
+        }
+    }
 }
 
 /// A locally administered MAC derived from the IP, so two stacks never collide by accident.

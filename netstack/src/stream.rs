@@ -3,11 +3,14 @@
 
 use crate::host::Host;
 use crate::proto::{ErrorCode, StreamResult};
-use crate::report::{EndSide, EndStream};
+use crate::report::{EndSide, EndStream, EndTcpInfo};
+use crate::tcpinfo::{SenderTally, TcpInfo, TcpInfoSource};
 use alloc::vec;
 use alloc::vec::Vec;
-use smoltcp::iface::SocketHandle;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpEndpoint;
 
 /// The block written over and over: random bytes like iperf3, or `0123456789…` with
 /// `--repeating-payload`.
@@ -56,6 +59,12 @@ pub struct DataStream {
     offset: usize,
     /// The peer closed its side (or the socket died).
     pub peer_closed: bool,
+    /// Bytes written but not yet acknowledged, as of the last pump.
+    unacked: u64,
+    /// (local, remote), for looking up TCP_INFO.
+    pub endpoints: Option<(IpEndpoint, IpEndpoint)>,
+    /// TCP_INFO statistics while this side sends.
+    pub tcp: SenderTally,
 }
 
 /// iperf3's stream ids: the first is 1, then 2 + the number of streams already there.
@@ -75,12 +84,27 @@ impl DataStream {
             interval_bytes: 0,
             offset: 0,
             peer_closed: false,
+            unacked: 0,
+            endpoints: None,
+            tcp: SenderTally::default(),
         }
+    }
+
+    /// The connection's addresses, once it is connected.
+    pub fn with_endpoints(mut self, local: IpEndpoint, remote: IpEndpoint) -> Self {
+        self.endpoints = Some((local, remote));
+        self
+    }
+
+    /// TCP_INFO of a sending stream, where the platform has it.
+    fn tcp_info(&self, info: &dyn TcpInfoSource) -> Option<TcpInfo> {
+        let (l, r) = self.endpoints?;
+        if self.sends { info.tcp_info(l, r) } else { None }
     }
 
     /// How many bytes this stream may write now to hold `rate` bit/s on average since
     /// `since` (iperf3's pacing is against the long-run average). 0 rate = unlimited.
-    pub fn send_allowance(&self, rate: u64, since: smoltcp::time::Instant, now: smoltcp::time::Instant) -> u64 {
+    pub fn send_allowance(&self, rate: u64, since: Instant, now: Instant) -> u64 {
         if !self.sends {
             return 0;
         }
@@ -135,6 +159,9 @@ impl DataStream {
                 moved += n as u64;
             }
         }
+        if self.sends {
+            self.unacked = sock.send_queue() as u64;
+        }
         if !sock.may_recv() && sock.state() != tcp::State::SynSent {
             self.peer_closed = true;
         }
@@ -152,10 +179,22 @@ impl DataStream {
         core::mem::take(&mut self.interval_bytes)
     }
 
-    /// The omit period ended: measured counters restart at zero.
+    /// The omit period ended: measured counters restart. A receiver starts from zero, as
+    /// iperf3's does. A sender counts as omitted only what the peer had acknowledged: bytes
+    /// still in its socket buffer leave during the measured period and arrive there, so the
+    /// peer counts them too (iperf3 counts them as omitted, which lets a receiver report more
+    /// than its sender did).
     pub fn reset_after_omit(&mut self) {
-        self.bytes = 0;
-        self.interval_bytes = 0;
+        let carried = if self.sends { self.unacked } else { 0 };
+        self.bytes = carried;
+        self.interval_bytes = carried;
+        self.tcp.reset();
+    }
+
+    /// True when this side sends and has TCP_INFO for the stream (iperf3's
+    /// `sender_has_retransmits`).
+    pub fn has_retransmits(&self) -> bool {
+        self.sends && self.tcp.seen()
     }
 
     /// This side's entry in the results JSON.
@@ -163,7 +202,7 @@ impl DataStream {
         StreamResult {
             id: self.id,
             bytes: self.bytes,
-            retransmits: -1,
+            retransmits: if self.has_retransmits() { self.tcp.retransmits() as i64 } else { -1 },
             jitter: 0.0,
             errors: 0,
             packets: 0,
@@ -176,10 +215,20 @@ impl DataStream {
 
     /// Combines our counters with the peer's results into the end summary of this stream.
     /// 3.12 shows the sender's duration as the receiver's `seconds`; we do the same.
-    pub fn end_summary(&self, seconds: f64, remote: &[StreamResult]) -> Result<EndStream, ErrorCode> {
+    /// `remote_has_retransmits`: the peer's results say its sending streams carry
+    /// retransmission counts (iperf3 then shows them, and zeros for the rest of TCP_INFO).
+    pub fn end_summary(
+        &self,
+        seconds: f64,
+        remote: &[StreamResult],
+        remote_has_retransmits: bool,
+    ) -> Result<EndStream, ErrorCode> {
         let r = remote.iter().find(|r| r.id == self.id).ok_or(ErrorCode::STREAM_ID)?;
-        let local = EndSide { start: 0.0, end: seconds, seconds, bytes: self.bytes, tcp: None };
+        let tcp = self.has_retransmits().then(|| self.tcp.end());
+        let local = EndSide { start: 0.0, end: seconds, seconds, bytes: self.bytes, tcp };
         let remote_end = if r.end_time > 0.0 { r.end_time } else { seconds };
+        let remote_tcp =
+            remote_has_retransmits.then(|| EndTcpInfo { retransmits: r.retransmits, ..EndTcpInfo::default() });
         Ok(if self.sends {
             EndStream {
                 socket: self.socket_no,
@@ -191,7 +240,7 @@ impl DataStream {
             EndStream {
                 socket: self.socket_no,
                 local_is_sender: false,
-                sender: EndSide { start: 0.0, end: remote_end, seconds: remote_end, bytes: r.bytes, tcp: None },
+                sender: EndSide { start: 0.0, end: remote_end, seconds: remote_end, bytes: r.bytes, tcp: remote_tcp },
                 receiver: EndSide { seconds: remote_end, ..local },
             }
         })
@@ -209,34 +258,86 @@ mod tests {
     }
 }
 
+/// iperf3's `sender_has_retransmits` for one side's results: 1 when it sends TCP and has
+/// TCP_INFO, 0 when it sends without, -1 when it only receives.
+pub fn sender_has_retransmits(streams: &[DataStream]) -> i64 {
+    if !streams.iter().any(|s| s.sends) {
+        -1
+    } else if streams.iter().any(|s| s.has_retransmits()) {
+        1
+    } else {
+        0
+    }
+}
+
+/// Where a test is in its `-O` period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Omit {
+    /// No omit period, or it is over.
+    Over,
+    /// `-O` given; its clock starts with the first data byte.
+    Pending(Duration),
+    /// The omit timer runs until then.
+    Until(Instant),
+    /// The timer ran out, but a receiver still drains what its sender queued before its own
+    /// omit period ended (see [`Measurement::receive_drain`]); measurement starts then.
+    Draining(Instant),
+}
+
+/// The longest a receiver extends its omit period to drain its sender's queue.
+const MAX_RECEIVE_DRAIN: Duration = Duration::from_secs(2);
+
 /// The clock of one running test: the omit period, interval boundaries and the final
 /// partial interval. Times in reports are seconds since the measured period began.
 #[derive(Debug)]
 pub struct Measurement {
     pub streams: Vec<DataStream>,
+    /// `-n` / `-k` as bytes: the most this side sends over all its sending streams after the
+    /// omit period (iperf3 counts the limit test-wide and restarts it when omitting ends).
+    send_limit: Option<u64>,
+    /// Receive buffer of one data socket, for sizing the receive drain.
+    rcv_buf: u64,
     /// TEST_START (omit period included).
-    pub started: smoltcp::time::Instant,
-    measure_start: smoltcp::time::Instant,
-    omit_until: Option<smoltcp::time::Instant>,
-    interval: Option<smoltcp::time::Duration>,
-    interval_start: smoltcp::time::Instant,
-    next_interval: Option<smoltcp::time::Instant>,
+    pub started: Instant,
+    /// When the first data byte moved, either way.
+    first_data: Option<Instant>,
+    measure_start: Instant,
+    omit: Omit,
+    interval: Option<Duration>,
+    interval_start: Instant,
+    next_interval: Option<Instant>,
 }
 
-fn secs(d: smoltcp::time::Duration) -> f64 {
+fn secs(d: Duration) -> f64 {
     d.total_micros() as f64 / 1e6
 }
 
+/// What a [`Measurement`] needs to know about the test.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MeasureConfig {
+    /// `-O`, seconds.
+    pub omit_secs: u32,
+    /// `-i`, seconds (0: no interval reports).
+    pub interval_secs: f64,
+    /// `-n`/`-k` as bytes for this side's sending streams.
+    pub send_limit: Option<u64>,
+    /// Receive buffer of one data socket.
+    pub rcv_buf: usize,
+}
+
 impl Measurement {
-    pub fn new(streams: Vec<DataStream>, now: smoltcp::time::Instant, omit_secs: u32, interval_secs: f64) -> Self {
-        use smoltcp::time::Duration;
-        let interval = (interval_secs > 0.0).then(|| Duration::from_micros((interval_secs * 1e6) as u64));
-        let omit_until = (omit_secs > 0).then(|| now + Duration::from_secs(omit_secs as u64));
+    pub fn new(streams: Vec<DataStream>, now: Instant, cfg: MeasureConfig) -> Self {
+        let interval = (cfg.interval_secs > 0.0).then(|| Duration::from_micros((cfg.interval_secs * 1e6) as u64));
+        let omit =
+            if cfg.omit_secs > 0 { Omit::Pending(Duration::from_secs(cfg.omit_secs as u64)) } else { Omit::Over };
         let mut m = Measurement {
             streams,
+            send_limit: cfg.send_limit,
+            rcv_buf: cfg.rcv_buf as u64,
             started: now,
+            first_data: None,
             measure_start: now,
-            omit_until,
+            omit,
             interval,
             interval_start: now,
             next_interval: None,
@@ -245,82 +346,223 @@ impl Measurement {
         m
     }
 
-    fn boundary(&self, from: smoltcp::time::Instant) -> Option<smoltcp::time::Instant> {
+    /// The next instant a timer fires after `from`: an interval's end or the omit deadline.
+    fn boundary(&self, from: Instant) -> Option<Instant> {
         let next = self.interval.map(|i| from + i);
-        match (next, self.omit_until) {
-            (Some(n), Some(o)) => Some(if o < n { o } else { n }),
+        let omit = match self.omit {
+            Omit::Until(t) | Omit::Draining(t) => Some(t),
+            Omit::Over | Omit::Pending(_) => None,
+        };
+        match (next, omit) {
+            (Some(n), Some(o)) => Some(n.min(o)),
             (n, o) => n.or(o),
         }
     }
 
-    pub fn omitting(&self, now: smoltcp::time::Instant) -> bool {
-        self.omit_until.is_some_and(|o| now < o)
+    /// Measured bytes this side has sent (after the omit period), over all its streams.
+    pub fn sent(&self) -> u64 {
+        self.streams.iter().filter(|s| s.sends).map(|s| s.bytes).fold(0, u64::saturating_add)
+    }
+
+    /// Measured bytes this side has received (after the omit period), over all its streams.
+    pub fn received(&self) -> u64 {
+        self.streams.iter().filter(|s| !s.sends).map(|s| s.bytes).fold(0, u64::saturating_add)
+    }
+
+    /// `-n`/`-k` as bytes, if the test ends by count.
+    pub fn send_limit(&self) -> Option<u64> {
+        self.send_limit
+    }
+
+    /// True once this side has written everything `-n`/`-k` allows (never without a limit).
+    pub fn send_complete(&self) -> bool {
+        self.send_limit.is_some_and(|l| self.sent() >= l)
+    }
+
+    /// True when the peer has acknowledged every byte this side wrote: the data has left the
+    /// stack, so a receiver that counts what reached it will count all of it.
+    pub fn all_acked(&self, sockets: &SocketSet<'_>) -> bool {
+        self.streams.iter().filter(|s| s.sends).all(|s| sockets.get::<tcp::Socket>(s.handle).send_queue() == 0)
+    }
+
+    /// Moves data on every stream: drains what arrived and, if `sending`, writes payload as
+    /// far as the socket, the `-b` pacing and the `-n`/`-k` limit allow. Returns the bytes
+    /// moved either way.
+    pub fn pump(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        payload: &Payload,
+        rate: u64,
+        now: Instant,
+        sending: bool,
+    ) -> u64 {
+        let mut left = match self.send_limit {
+            Some(l) => l.saturating_sub(self.sent()),
+            None => u64::MAX,
+        };
+        let started = self.started;
+        let mut moved = 0;
+        for s in &mut self.streams {
+            let sock = sockets.get_mut::<tcp::Socket>(s.handle);
+            let limit = if sending { s.send_allowance(rate, started, now).min(left) } else { 0 };
+            let before = s.bytes;
+            moved += s.pump(sock, payload, limit);
+            if s.sends {
+                left = left.saturating_sub(s.bytes - before);
+            }
+        }
+        if moved > 0 && self.first_data.is_none() {
+            self.first_data = Some(now);
+            if let Omit::Pending(d) = self.omit {
+                // -O is timed from the first byte either way rather than from TEST_START: a
+                // receiving end would otherwise start a transit time before its data.
+                self.omit = Omit::Until(now + d);
+                self.next_interval = self.boundary(self.interval_start);
+            }
+        }
+        moved
+    }
+
+    /// When `-t` runs out: `time` seconds after the omit period ended (None while omitting).
+    pub fn time_limit(&self, time_secs: u32) -> Option<Instant> {
+        (self.omit == Omit::Over).then(|| self.measure_start + Duration::from_secs(time_secs as u64))
+    }
+
+    pub fn omitting(&self, now: Instant) -> bool {
+        match self.omit {
+            Omit::Over => false,
+            Omit::Pending(_) => true,
+            Omit::Until(t) | Omit::Draining(t) => now < t,
+        }
     }
 
     /// Seconds of measured time (0 during the omit period).
-    pub fn elapsed(&self, now: smoltcp::time::Instant) -> f64 {
+    pub fn elapsed(&self, now: Instant) -> f64 {
         if self.omitting(now) { 0.0 } else { secs(now - self.measure_start) }
     }
 
-    pub fn poll_at(&self) -> Option<smoltcp::time::Instant> {
+    pub fn poll_at(&self) -> Option<Instant> {
         self.next_interval
     }
 
-    fn report(&mut self, now: smoltcp::time::Instant, omitted: bool) -> crate::report::IntervalReport {
+    /// How long a receiving side extends its omit period past its timer. A sender omits what
+    /// it has *written* by its omit end, but part of that still sits in its socket buffer and
+    /// in flight, and reaches the receiver only later; counting it would let the receiver
+    /// report more than was sent (iperf3 does, by up to ~10 MB on a veth pair). A Linux sender
+    /// holds at most about three receive windows (its send buffer grows to about twice its
+    /// congestion window, which the receive window bounds, plus the window in flight), so the
+    /// receiver waits for that much data at the rate it saw during the omit period. Bounded by
+    /// [`MAX_RECEIVE_DRAIN`]; 0 for a side that only sends.
+    fn receive_drain(&self, now: Instant) -> Duration {
+        let receiving: Vec<&DataStream> = self.streams.iter().filter(|s| !s.sends).collect();
+        let Some(since) = self.first_data else { return Duration::ZERO };
+        if receiving.is_empty() {
+            return Duration::ZERO;
+        }
+        let bytes = receiving.iter().map(|s| s.total_bytes).fold(0, u64::saturating_add);
+        let elapsed = (now - since).total_micros();
+        if bytes == 0 || elapsed == 0 {
+            return MAX_RECEIVE_DRAIN;
+        }
+        let queued = 3 * self.rcv_buf * receiving.len() as u64;
+        let us = (queued as u128 * elapsed as u128 / bytes as u128).min(MAX_RECEIVE_DRAIN.total_micros() as u128);
+        Duration::from_micros(us as u64)
+    }
+
+    fn report(&mut self, now: Instant, omitted: bool, info: &dyn TcpInfoSource) -> crate::report::IntervalReport {
         let base = if omitted { self.started } else { self.measure_start };
         let start = secs(self.interval_start - base);
         let end = secs(now - base);
         let streams = self
             .streams
             .iter_mut()
-            .map(|s| crate::report::IntervalStream {
-                socket: s.socket_no,
-                start,
-                end,
-                bytes: s.take_interval(),
-                omitted,
-                sender: s.sends,
-                tcp: None,
+            .map(|s| {
+                let tcp = s.tcp_info(info).map(|i| s.tcp.sample(&i));
+                crate::report::IntervalStream {
+                    socket: s.socket_no,
+                    start,
+                    end,
+                    bytes: s.take_interval(),
+                    omitted,
+                    sender: s.sends,
+                    tcp,
+                }
             })
             .collect();
         self.interval_start = now;
         crate::report::IntervalReport { streams }
     }
 
+    /// The omit period is over: counters and report times restart.
+    fn end_omit(&mut self, now: Instant) {
+        self.omit = Omit::Over;
+        self.measure_start = now;
+        self.interval_start = now;
+        for s in &mut self.streams {
+            s.reset_after_omit();
+        }
+    }
+
     /// Emits the interval that ended at `now`, if one did, and handles the end of the omit
-    /// period (counters restart at zero and report times restart at 0.0).
-    pub fn poll_timers(&mut self, now: smoltcp::time::Instant) -> Option<crate::report::IntervalReport> {
+    /// period (counters restart and report times restart at 0.0).
+    pub fn poll_timers(&mut self, now: Instant, info: &dyn TcpInfoSource) -> Option<crate::report::IntervalReport> {
         let due = self.next_interval?;
         if now < due {
             return None;
         }
-        let omit_ends = self.omit_until.is_some_and(|o| now >= o);
-        let omitted = self.omit_until.is_some();
-        let rep = if self.interval.is_some() { Some(self.report(now, omitted)) } else { None };
-        if omit_ends {
-            self.omit_until = None;
-            self.measure_start = now;
-            self.interval_start = now;
-            for s in &mut self.streams {
-                s.reset_after_omit();
+        let rep = match self.omit {
+            Omit::Until(t) if now >= t => {
+                // The last omitted interval; then, for a receiver, the drain.
+                let rep = self.interval.map(|_| self.report(now, true, info));
+                match self.receive_drain(now) {
+                    Duration::ZERO => self.end_omit(now),
+                    d => self.omit = Omit::Draining(now + d),
+                }
+                rep
             }
-        }
+            Omit::Draining(t) if now >= t => {
+                // What arrived while draining belongs to no interval, like iperf3's data
+                // between the last omitted tick and the omit timer.
+                for s in &mut self.streams {
+                    s.take_interval();
+                }
+                self.end_omit(now);
+                None
+            }
+            _ => {
+                let omitted = self.omitting(now);
+                self.interval.map(|_| self.report(now, omitted, info))
+            }
+        };
         self.next_interval = self.boundary(now);
         rep
     }
 
-    /// The test ended: the final partial interval, unless it is too short to mean anything
-    /// (under a tenth of the interval, as iperf3 skips them) and an earlier one was reported.
-    /// A test shorter than one interval (`-n` on a fast path) still gets its one interval.
-    pub fn finish(&mut self, now: smoltcp::time::Instant) -> Option<crate::report::IntervalReport> {
-        let i = self.interval?;
+    /// The test ended: the final partial interval, unless it is under a tenth of the interval
+    /// and empty (iperf3 skips those) and an earlier one was reported. A test shorter than one
+    /// interval (`-n` on a fast path) still gets its one interval.
+    pub fn finish(&mut self, now: Instant, info: &dyn TcpInfoSource) -> Option<crate::report::IntervalReport> {
+        let Some(i) = self.interval else {
+            // No interval reports, but the end summary still wants its TCP_INFO snapshot.
+            for s in &mut self.streams {
+                if let Some(t) = s.tcp_info(info) {
+                    s.tcp.sample(&t);
+                }
+            }
+            return None;
+        };
         let omitted = self.omitting(now);
         let len = now - self.interval_start;
         let first = self.interval_start == self.started;
         self.next_interval = None;
-        if len.total_micros() * 10 < i.total_micros() && !first {
+        // Taken even when not shown: the end summary wants this TCP_INFO snapshot.
+        let rep = self.report(now, omitted, info);
+        // iperf3 keeps a final interval that is at least a tenth of `-i` or moved any byte: a
+        // server that reads on until TEST_END shows the short `2.00-2.00` tail a client lacks.
+        let moved = rep.streams.iter().any(|s| s.bytes > 0);
+        if len.total_micros() * 10 < i.total_micros() && !moved && !first {
             return None;
         }
-        Some(self.report(now, omitted))
+        Some(rep)
     }
 }

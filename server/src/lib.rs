@@ -10,11 +10,12 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use netstack::conn::{Outbox, read_some};
+use netstack::flowlog::FlowProbe;
 use netstack::host::{CpuTimes, Host};
 use netstack::platform::{IdleWait, Platform, next_delay};
 use netstack::proto::{
-    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN, TestParams, TestResults,
-    encode_frame,
+    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN, Protocol, TestParams,
+    TestResults, check_cookie_prefix, encode_frame,
 };
 use netstack::report::{ConnectedStream, CpuUtil, ReportConfig, Reporter, TestEndInfo, TestStartInfo};
 use netstack::smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
@@ -22,8 +23,9 @@ use netstack::smoltcp::phy::Device;
 use netstack::smoltcp::socket::tcp;
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::IpEndpoint;
-use netstack::stack::{Congestion, SocketSpec, data_socket_spec, tcp_socket};
-use netstack::stream::{DataStream, Measurement, Payload};
+use netstack::stack::{Congestion, SocketSpec, data_socket_spec, poll_interleaved, tcp_socket};
+use netstack::stream::{DataStream, MeasureConfig, Measurement, Payload, sender_has_retransmits};
+use netstack::tcpinfo::TcpInfoSource;
 
 /// How the platform configured this server.
 #[derive(Clone, Debug)]
@@ -64,10 +66,10 @@ impl ServerConfig {
 
 /// Serves until a `-1` server has served its test (forever otherwise): the platform's main
 /// loop for the server role.
-pub fn run<D: Device + ?Sized>(
+pub fn run<D: Device>(
     srv: &mut Server,
     iface: &mut Interface,
-    dev: &mut D,
+    dev: &mut FlowProbe<D>,
     sockets: &mut SocketSet<'static>,
     host: &mut dyn Host,
     platform: &mut dyn Platform,
@@ -77,10 +79,10 @@ pub fn run<D: Device + ?Sized>(
 
 /// What [`run_with`]'s hook gets after each test: everything the loop owns, so the platform
 /// can e.g. write or send that test's flow log over the same interface.
-pub struct BetweenTests<'a, D: ?Sized> {
+pub struct BetweenTests<'a, D: Device> {
     pub srv: &'a mut Server,
     pub iface: &'a mut Interface,
-    pub dev: &'a mut D,
+    pub dev: &'a mut FlowProbe<D>,
     pub sockets: &'a mut SocketSet<'static>,
     pub host: &'a mut dyn Host,
     pub platform: &'a mut dyn Platform,
@@ -88,10 +90,10 @@ pub struct BetweenTests<'a, D: ?Sized> {
 
 /// [`run`], calling `after_test` each time a test has ended (completed, failed or dropped;
 /// [`Server::tests_done`] has counted it), before the server goes back to serving.
-pub fn run_with<D: Device + ?Sized, F: FnMut(&mut BetweenTests<'_, D>)>(
+pub fn run_with<D: Device, F: FnMut(&mut BetweenTests<'_, D>)>(
     srv: &mut Server,
     iface: &mut Interface,
-    dev: &mut D,
+    dev: &mut FlowProbe<D>,
     sockets: &mut SocketSet<'static>,
     host: &mut dyn Host,
     platform: &mut dyn Platform,
@@ -101,8 +103,8 @@ pub fn run_with<D: Device + ?Sized, F: FnMut(&mut BetweenTests<'_, D>)>(
     let mut tests_seen = srv.tests_done();
     loop {
         let now = platform.now();
-        let mut progress = iface.poll(now, dev, sockets) != PollResult::None;
-        progress |= srv.poll(now, sockets, host);
+        let mut progress = poll_interleaved(iface, dev, sockets, || platform.now()) != PollResult::None;
+        progress |= srv.poll(now, sockets, host, dev.tracker());
         let out = srv.take_output();
         if !out.is_empty() {
             platform.output(&out);
@@ -178,6 +180,13 @@ struct Closing {
     seen_gone: bool,
 }
 
+impl Closing {
+    /// A socket already aborted: it stays until its RST has left.
+    fn reset(handle: SocketHandle, now: Instant) -> Self {
+        Closing { handle, out: Outbox::default(), since: now, close_sent: true, seen_gone: false }
+    }
+}
+
 pub struct Server {
     cfg: ServerConfig,
     listeners: Vec<SocketHandle>,
@@ -241,7 +250,13 @@ impl Server {
     }
 
     /// Does all pending work; returns true if any byte moved (poll again soon).
-    pub fn poll(&mut self, now: Instant, sockets: &mut SocketSet<'static>, host: &mut dyn Host) -> bool {
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+        info: &dyn TcpInfoSource,
+    ) -> bool {
         if self.finished {
             return false;
         }
@@ -250,7 +265,7 @@ impl Server {
         progress |= self.accept(now, sockets);
         progress |= self.read_cookies(now, sockets, host);
         if self.test.is_some() {
-            progress |= self.drive_test(now, sockets, host);
+            progress |= self.drive_test(now, sockets, host, info);
         }
         self.reap_closing(now, sockets);
         progress
@@ -329,26 +344,38 @@ impl Server {
                 || (sock.state() != tcp::State::Established
                     && !sock.can_recv()
                     && !matches!(sock.state(), tcp::State::SynReceived));
+            // Not an iperf3 client (an iperf 2 header, a scanner): reset it at once, so it
+            // cannot mistake our ACKs for a test.
+            let not_iperf3 = check_cookie_prefix(&p.cookie[..p.got]).err();
+            if let Some(why) = not_iperf3 {
+                let peer = sock.remote_endpoint();
+                let h = p.handle;
+                self.pending.swap_remove(i);
+                sockets.get_mut::<tcp::Socket>(h).abort();
+                self.closing.push(Closing::reset(h, now));
+                let from = peer.map(|e| format!(" from {e}")).unwrap_or_default();
+                self.reporter.warning(&format!("reset a connection{from}: {why}"));
+                continue;
+            }
             if p.got < COOKIE_LEN {
                 if dead || now - p.since > self.cfg.idle_timeout {
                     let h = p.handle;
                     self.pending.swap_remove(i);
                     sockets.get_mut::<tcp::Socket>(h).abort();
-                    self.closing.push(Closing {
-                        handle: h,
-                        out: Outbox::default(),
-                        since: now,
-                        close_sent: true,
-                        seen_gone: false,
-                    });
+                    self.closing.push(Closing::reset(h, now));
                 } else {
                     i += 1;
                 }
                 continue;
             }
             let p = self.pending.swap_remove(i);
-            let cookie = Cookie::from_wire(&p.cookie).unwrap_or_else(|| Cookie::from_random(&[0; 36]));
-            self.classify(now, p.handle, cookie, sockets, host);
+            match Cookie::from_wire(&p.cookie) {
+                Some(cookie) => self.classify(now, p.handle, cookie, sockets, host),
+                None => {
+                    sockets.get_mut::<tcp::Socket>(p.handle).abort();
+                    self.closing.push(Closing::reset(p.handle, now));
+                }
+            }
         }
         progress
     }
@@ -372,9 +399,10 @@ impl Server {
                 // The client opens its sending streams first: in bidir the first N accepted
                 // are ours to receive on, the next N ours to send on.
                 let sends = if t.params.bidirectional { index >= t.params.parallel as usize } else { t.params.reverse };
-                let stream = DataStream::new(handle, index, sends);
+                let mut stream = DataStream::new(handle, index, sends);
                 let sock = sockets.get::<tcp::Socket>(handle);
                 if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
+                    stream = stream.with_endpoints(l, r);
                     self.stream_endpoints.push((stream.id, l, r));
                     self.reporter.stream_connected(ConnectedStream::new(stream.socket_no, l, r));
                 }
@@ -427,7 +455,13 @@ impl Server {
         });
     }
 
-    fn drive_test(&mut self, now: Instant, sockets: &mut SocketSet<'static>, host: &mut dyn Host) -> bool {
+    fn drive_test(
+        &mut self,
+        now: Instant,
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+        info: &dyn TcpInfoSource,
+    ) -> bool {
         let Some(t) = self.test.as_mut() else { return false };
         let mut progress = false;
         let ctrl_ok = {
@@ -450,7 +484,7 @@ impl Server {
             }
             progress = true;
             t.last_progress = now;
-            match self.control_input(now, &buf[..n], sockets, host) {
+            match self.control_input(now, &buf[..n], sockets, host, info) {
                 Ok(()) => {}
                 Err(Stop::Fail(code, msg)) => {
                     self.fail_test(now, code, &msg, sockets);
@@ -489,7 +523,7 @@ impl Server {
         let Some(t) = self.test.as_mut() else { return progress };
         if let Some(m) = t.meas.as_mut()
             && matches!(t.phase, Phase::Running)
-            && let Some(rep) = m.poll_timers(now)
+            && let Some(rep) = m.poll_timers(now, info)
         {
             self.reporter.interval(rep);
         }
@@ -506,12 +540,7 @@ impl Server {
     fn move_data(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {
         let Some(t) = self.test.as_mut() else { return false };
         let (Some(m), Some(payload)) = (t.meas.as_mut(), t.payload.as_ref()) else { return false };
-        let mut moved = 0;
-        for s in &mut m.streams {
-            let sock = sockets.get_mut::<tcp::Socket>(s.handle);
-            let limit = s.send_allowance(t.params.bandwidth, m.started, now);
-            moved += s.pump(sock, payload, limit);
-        }
+        let moved = m.pump(sockets, payload, t.params.bandwidth, now, true);
         if moved > 0 {
             t.last_progress = now;
         }
@@ -524,6 +553,7 @@ impl Server {
         mut input: &[u8],
         sockets: &mut SocketSet<'static>,
         host: &mut dyn Host,
+        info: &dyn TcpInfoSource,
     ) -> Result<(), Stop> {
         while !input.is_empty() {
             let Some(t) = self.test.as_mut() else { return Ok(()) };
@@ -552,19 +582,25 @@ impl Server {
                 Phase::CreateStreams | Phase::Running | Phase::AwaitDone => {
                     let byte = input[0];
                     input = &input[1..];
-                    self.control_byte(now, byte, sockets)?;
+                    self.control_byte(now, byte, sockets, info)?;
                 }
             }
         }
         Ok(())
     }
 
-    fn control_byte(&mut self, now: Instant, byte: u8, sockets: &mut SocketSet<'static>) -> Result<(), Stop> {
+    fn control_byte(
+        &mut self,
+        now: Instant,
+        byte: u8,
+        sockets: &mut SocketSet<'static>,
+        info: &dyn TcpInfoSource,
+    ) -> Result<(), Stop> {
         let Some(t) = self.test.as_mut() else { return Ok(()) };
         match (ControlState::from_byte(byte), &t.phase) {
             (Some(ControlState::TestStart), _) => Ok(()),
             (Some(ControlState::TestEnd), Phase::Running) => {
-                self.end_running(now, sockets);
+                self.end_running(now, sockets, info);
                 Ok(())
             }
             (Some(ControlState::IperfDone), Phase::AwaitDone) => Err(Stop::Done),
@@ -580,6 +616,12 @@ impl Server {
 
     fn accept_params(&mut self, params: TestParams) -> Result<(), Stop> {
         let Some(t) = self.test.as_mut() else { return Ok(()) };
+        if params.protocol != Protocol::Tcp {
+            // Refused before CREATE_STREAMS, so the client stops at once with iperf3's
+            // "protocol does not exist" instead of waiting for streams nobody accepts.
+            let name = params.protocol.name();
+            return Err(Stop::Fail(ErrorCode::PROTOCOL, format!("{name} tests are not served by this server")));
+        }
         let congestion = match params.congestion.as_deref() {
             None => self.cfg.congestion,
             Some(name) => match Congestion::parse(name) {
@@ -619,7 +661,13 @@ impl Server {
         let Some(t) = self.test.as_mut() else { return };
         let streams = core::mem::take(&mut t.pending_streams);
         t.payload = Some(Payload::new(t.params.len as usize, t.params.repeating_payload, host));
-        t.meas = Some(Measurement::new(streams, now, t.params.omit, self.cfg.interval));
+        let cfg = MeasureConfig {
+            omit_secs: t.params.omit,
+            interval_secs: self.cfg.interval,
+            send_limit: t.params.send_limit(),
+            rcv_buf: t.data_spec.rx,
+        };
+        t.meas = Some(Measurement::new(streams, now, cfg));
         if t.params.time > 0 {
             t.safety_deadline = Some(now + Duration::from_secs((t.params.time + t.params.omit) as u64) + SAFETY_MARGIN);
         }
@@ -641,10 +689,10 @@ impl Server {
     }
 
     /// TEST_END: take the final sample, close the data streams, ask for the client's results.
-    fn end_running(&mut self, now: Instant, sockets: &mut SocketSet<'static>) {
+    fn end_running(&mut self, now: Instant, sockets: &mut SocketSet<'static>, info: &dyn TcpInfoSource) {
         let Some(t) = self.test.as_mut() else { return };
         if let Some(m) = t.meas.as_mut() {
-            if let Some(rep) = m.finish(now) {
+            if let Some(rep) = m.finish(now, info) {
                 self.reporter.interval(rep);
             }
             t.end_secs = m.elapsed(now);
@@ -663,7 +711,7 @@ impl Server {
         let mut streams = Vec::with_capacity(m.streams.len());
         for s in &m.streams {
             let e = s
-                .end_summary(t.end_secs, &remote.streams)
+                .end_summary(t.end_secs, &remote.streams, remote.sender_has_retransmits == 1)
                 .map_err(|code| Stop::Fail(code, format!("the client's results lack stream id {}", s.id)))?;
             streams.push(e);
         }
@@ -692,7 +740,7 @@ impl Server {
             cpu_util_total: user + system,
             cpu_util_user: user,
             cpu_util_system: system,
-            sender_has_retransmits: if we_send { 0 } else { -1 },
+            sender_has_retransmits: sender_has_retransmits(&m.streams),
             congestion_used: ours,
             server_output_text: None,
             server_output_json: None,
@@ -782,9 +830,16 @@ impl Server {
             let c = &mut self.closing[i];
             let sock = sockets.get_mut::<tcp::Socket>(c.handle);
             let writable = c.out.flush(sock);
-            while sock.can_recv() {
-                if sock.recv(|b| (b.len(), ())).is_err() {
-                    break;
+            // Bytes that arrive once our last word (SERVER_ERROR, ACCESS_DENIED) has been
+            // delivered come from a peer that does not listen (a flood, a client that ignored
+            // the error): reset it, as a kernel does when a socket closes with unread data,
+            // rather than ACK it on. Until then they are dropped, so the error still goes out.
+            if sock.can_recv() {
+                if c.out.is_empty() && sock.send_queue() == 0 {
+                    sock.abort();
+                    c.close_sent = true;
+                } else {
+                    while sock.recv(|b| (b.len(), b.len())).is_ok_and(|n| n > 0) {}
                 }
             }
             if !c.close_sent && (c.out.is_empty() || !writable) {

@@ -39,6 +39,8 @@ pub enum Sampling {
     EveryAck,
     /// At most one `interval` sample per flow every this many milliseconds (0 acts as 1).
     Interval(u32),
+    /// No samples at all: the tracker only keeps per-flow state (TCP_INFO for the reports).
+    Off,
 }
 
 /// Settings of a [`FlowTracker`] / [`FlowProbe`]. Build with `..ProbeConfig::default()`: fields
@@ -51,6 +53,13 @@ pub struct ProbeConfig {
     pub max_samples: usize,
     /// Flows tracked at most; frames of further flows are counted and ignored.
     pub max_flows: usize,
+}
+
+impl ProbeConfig {
+    /// Flow state only, for TCP_INFO when no flow log is wanted.
+    pub fn state_only() -> Self {
+        ProbeConfig { sampling: Sampling::Off, max_samples: 0, ..ProbeConfig::default() }
+    }
 }
 
 impl Default for ProbeConfig {
@@ -256,6 +265,11 @@ pub struct FlowSummary {
     pub rtt_mean_us: Option<u32>,
     pub rtt_max_us: Option<u32>,
     pub srtt_us: Option<u32>,
+    pub rttvar_us: Option<u32>,
+    /// The peer's receive window as last advertised (scaled), bytes.
+    pub peer_wnd: u32,
+    /// Duplicate-ACK runs that ended without a retransmission: segments the peer got late.
+    pub reorder: u64,
     pub max_inflight: u32,
     pub cwnd_est: u32,
     /// MSS used for segment counting (the smaller MSS option of the handshake), 0 if unknown.

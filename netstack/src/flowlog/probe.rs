@@ -11,7 +11,9 @@ use super::{Dir, FlowId, FlowSample, FlowSummary, FlowTracker, ProbeConfig};
 
 /// Wraps a device and logs the TCP flows passing through it. Frames are parsed on RX before
 /// smoltcp sees them and on TX after smoltcp wrote them, stamped with the `Instant` given to
-/// `receive`/`transmit`.
+/// `receive`/`transmit` — or, with [`FlowProbe::with_frame_clock`], with the time each frame
+/// is actually read or written (one poll can write a whole window; stamping all of it with
+/// the poll's instant inflated RTTs on TAP from microseconds to milliseconds).
 ///
 /// The tracker is owned (`T = FlowTracker`, the default) or borrowed (`T = &mut FlowTracker`):
 /// a device that is borrowed afresh for each poll, such as `SimLink::port`, is wrapped per
@@ -21,18 +23,29 @@ pub struct FlowProbe<D: Device, T: BorrowMut<FlowTracker> = FlowTracker> {
     // Shared by the RX and TX tokens `receive` hands out together; never borrowed across a
     // call into smoltcp, so the borrow cannot collide.
     tracker: RefCell<T>,
+    clock: Option<FrameClock>,
 }
+
+/// The platform's monotonic clock, read when a frame passes (same epoch as the poll's
+/// timestamps).
+pub type FrameClock = fn() -> Instant;
 
 impl<D: Device> FlowProbe<D> {
     pub fn new(inner: D, cfg: ProbeConfig) -> Self {
-        FlowProbe { inner, tracker: RefCell::new(FlowTracker::new(cfg)) }
+        FlowProbe { inner, tracker: RefCell::new(FlowTracker::new(cfg)), clock: None }
     }
 }
 
 impl<D: Device, T: BorrowMut<FlowTracker>> FlowProbe<D, T> {
     /// Wraps `inner` around an existing tracker, owned or `&mut`.
     pub fn with_tracker(inner: D, tracker: T) -> Self {
-        FlowProbe { inner, tracker: RefCell::new(tracker) }
+        FlowProbe { inner, tracker: RefCell::new(tracker), clock: None }
+    }
+
+    /// Stamps each frame with `clock` when it is read or written, not with the poll's time.
+    pub fn with_frame_clock(mut self, clock: FrameClock) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     pub fn inner(&self) -> &D {
@@ -41,6 +54,11 @@ impl<D: Device, T: BorrowMut<FlowTracker>> FlowProbe<D, T> {
 
     pub fn inner_mut(&mut self) -> &mut D {
         &mut self.inner
+    }
+
+    /// The tracker, for reading (TCP_INFO) while the probe is shared.
+    pub fn tracker_ref(&self) -> core::cell::Ref<'_, T> {
+        self.tracker.borrow()
     }
 
     pub fn into_parts(self) -> (D, T) {
@@ -87,16 +105,16 @@ impl<D: Device, T: BorrowMut<FlowTracker>> Device for FlowProbe<D, T> {
 
     fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let (rx, tx) = self.inner.receive(timestamp)?;
-        let t_us = micros(timestamp);
+        let (poll, clock) = (timestamp, self.clock);
         Some((
-            ProbeRxToken { inner: rx, tracker: &self.tracker, t_us },
-            ProbeTxToken { inner: tx, tracker: &self.tracker, t_us },
+            ProbeRxToken { inner: rx, tracker: &self.tracker, poll, clock },
+            ProbeTxToken { inner: tx, tracker: &self.tracker, poll, clock },
         ))
     }
 
     fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
         let tx = self.inner.transmit(timestamp)?;
-        Some(ProbeTxToken { inner: tx, tracker: &self.tracker, t_us: micros(timestamp) })
+        Some(ProbeTxToken { inner: tx, tracker: &self.tracker, poll: timestamp, clock: self.clock })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -104,10 +122,16 @@ impl<D: Device, T: BorrowMut<FlowTracker>> Device for FlowProbe<D, T> {
     }
 }
 
+/// When a frame passed: the frame clock's reading now, else the poll's timestamp.
+fn stamp(poll: Instant, clock: Option<FrameClock>) -> u64 {
+    micros(clock.map_or(poll, |c| c()))
+}
+
 pub struct ProbeRxToken<'a, X: RxToken, T: BorrowMut<FlowTracker> = FlowTracker> {
     inner: X,
     tracker: &'a RefCell<T>,
-    t_us: u64,
+    poll: Instant,
+    clock: Option<FrameClock>,
 }
 
 impl<X: RxToken, T: BorrowMut<FlowTracker>> RxToken for ProbeRxToken<'_, X, T> {
@@ -115,10 +139,10 @@ impl<X: RxToken, T: BorrowMut<FlowTracker>> RxToken for ProbeRxToken<'_, X, T> {
     where
         F: FnOnce(&[u8]) -> R,
     {
-        let (tracker, t_us) = (self.tracker, self.t_us);
+        let (tracker, poll, clock) = (self.tracker, self.poll, self.clock);
         self.inner.consume(|frame| {
             if let Ok(mut t) = tracker.try_borrow_mut() {
-                (*t).borrow_mut().on_frame(t_us, Dir::Rx, frame);
+                (*t).borrow_mut().on_frame(stamp(poll, clock), Dir::Rx, frame);
             }
             f(frame)
         })
@@ -132,7 +156,8 @@ impl<X: RxToken, T: BorrowMut<FlowTracker>> RxToken for ProbeRxToken<'_, X, T> {
 pub struct ProbeTxToken<'a, X: TxToken, T: BorrowMut<FlowTracker> = FlowTracker> {
     inner: X,
     tracker: &'a RefCell<T>,
-    t_us: u64,
+    poll: Instant,
+    clock: Option<FrameClock>,
 }
 
 impl<X: TxToken, T: BorrowMut<FlowTracker>> TxToken for ProbeTxToken<'_, X, T> {
@@ -140,11 +165,11 @@ impl<X: TxToken, T: BorrowMut<FlowTracker>> TxToken for ProbeTxToken<'_, X, T> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let (tracker, t_us) = (self.tracker, self.t_us);
+        let (tracker, poll, clock) = (self.tracker, self.poll, self.clock);
         self.inner.consume(len, |buf| {
             let r = f(buf);
             if let Ok(mut t) = tracker.try_borrow_mut() {
-                (*t).borrow_mut().on_frame(t_us, Dir::Tx, buf);
+                (*t).borrow_mut().on_frame(stamp(poll, clock), Dir::Tx, buf);
             }
             r
         })

@@ -229,6 +229,10 @@ struct Flow {
     retx_rto_bytes: u64,
     dupacks: u64,
     zero_wnd_events: u64,
+    /// Duplicate ACKs since the last advance, and the retransmission count when they began.
+    dup_run: u64,
+    dup_run_retx: u64,
+    reorder: u64,
     recovery: Recovery,
     last_rx_ack_us: Option<u64>,
 
@@ -286,6 +290,9 @@ impl Flow {
             retx_rto_bytes: 0,
             dupacks: 0,
             zero_wnd_events: 0,
+            dup_run: 0,
+            dup_run_retx: 0,
+            reorder: 0,
             recovery: Recovery::None,
             last_rx_ack_us: None,
             rtt_ring: VecDeque::with_capacity(RTT_RING),
@@ -398,6 +405,9 @@ impl Flow {
             rtt_mean_us: (self.rtt_samples > 0).then(|| clamp_u32(self.rtt_sum / self.rtt_samples)),
             rtt_max_us: (self.rtt_samples > 0).then(|| clamp_u32(self.rtt_max)),
             srtt_us: self.srtt_us.map(clamp_u32),
+            rttvar_us: self.srtt_us.map(|_| clamp_u32(self.rttvar_us)),
+            peer_wnd: self.peer_wnd,
+            reorder: self.reorder,
             max_inflight: clamp_u32(self.max_inflight),
             cwnd_est: clamp_u32(self.cwnd_now()),
             mss: self.mss().unwrap_or(0),
@@ -548,6 +558,9 @@ impl FlowTracker {
 
     /// Pushes what one segment produced, then any due interval sample.
     fn flush(&mut self, idx: usize, t_us: u64, out: &mut Emitted) {
+        if self.cfg.sampling == Sampling::Off {
+            return;
+        }
         let every_ack = self.cfg.sampling == Sampling::EveryAck;
         for i in 0..out.len {
             let (event, seg_seq, seg_len, rtt) = out.items[i];
@@ -608,6 +621,9 @@ impl FlowTracker {
 
     /// Emits one `final` sample per flow with its totals (end of run / end of capture).
     pub fn finish(&mut self, t_us: u64) {
+        if self.cfg.sampling == Sampling::Off {
+            return;
+        }
         for i in 0..self.flows.len() {
             let flow = &mut self.flows[i];
             let mut s = flow.sample(t_us.max(flow.last_us), Event::Final);
@@ -658,6 +674,15 @@ impl FlowTracker {
 
     pub fn stats(&self) -> TrackerStats {
         self.stats
+    }
+
+    /// The totals of the newest flow with this id.
+    pub fn flow_summary(&self, id: FlowId) -> Option<FlowSummary> {
+        let f = match self.flows.get(self.last_hit) {
+            Some(f) if f.id == id => f,
+            _ => self.flows.iter().rev().find(|f| f.id == id)?,
+        };
+        Some(f.summary())
     }
 
     /// Per-flow totals, in order of first appearance.
@@ -866,6 +891,10 @@ fn on_rx(flow: &mut Flow, t_us: u64, seg: &Segment, out: &mut Emitted) {
             && flow.snd_max > flow.snd_una
         {
             flow.dupacks += 1;
+            if flow.dup_run == 0 {
+                flow.dup_run_retx = flow.retx_fast_segs + flow.retx_rto_segs;
+            }
+            flow.dup_run += 1;
             out.push(Event::DupAck, Some(rel), None, None);
         }
         flow.last_rx_ack_us = Some(t_us);
@@ -891,6 +920,12 @@ fn on_rx(flow: &mut Flow, t_us: u64, seg: &Segment, out: &mut Emitted) {
 
 fn on_ack_advance(flow: &mut Flow, t_us: u64, rel: u64, out: &mut Emitted) {
     flow.snd_una = rel;
+    // Duplicate ACKs that end in an advance with nothing retransmitted meanwhile: a segment
+    // reached the peer late, not lost (what Linux counts as reordering seen without SACK).
+    if flow.dup_run > 0 && flow.retx_fast_segs + flow.retx_rto_segs == flow.dup_run_retx {
+        flow.reorder += 1;
+    }
+    flow.dup_run = 0;
     // ACKs beyond what we saw sent (frames missing from a capture) still move the edges,
     // except for the FIN's own sequence number.
     let data_acked = match flow.local_fin {

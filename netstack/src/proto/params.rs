@@ -13,6 +13,18 @@ use serde_json::{Map, Value};
 pub enum Protocol {
     Tcp,
     Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// As iperf3 names it in `start.test_start.protocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -95,12 +107,24 @@ impl TestParams {
         if self.bidirectional { self.parallel * 2 } else { self.parallel }
     }
 
+    /// `-n` or `-k` as a byte count: what each sending side sends in all (None: ends by time).
+    pub fn send_limit(&self) -> Option<u64> {
+        if self.num > 0 {
+            Some(self.num)
+        } else if self.blockcount > 0 {
+            Some(self.blockcount.saturating_mul(u64::from(self.len.max(1))))
+        } else {
+            None
+        }
+    }
+
     /// Serialises as the stock 3.12 client does.
     pub fn to_json(&self) -> String {
         let mut w = ObjectWriter::new();
         match self.protocol {
             Protocol::Tcp => w.bool_true("tcp"),
             Protocol::Udp => w.bool_true("udp"),
+            Protocol::Sctp => w.bool_true("sctp"),
         }
         w.int("omit", self.omit as i64);
         w.int("time", self.time as i64);
@@ -170,9 +194,7 @@ impl TestParams {
         let protocol = match (flag(&m, "tcp")?, flag(&m, "udp")?, flag(&m, "sctp")?) {
             (true, false, false) => Protocol::Tcp,
             (false, true, false) => Protocol::Udp,
-            (false, false, true) => {
-                return Err(ProtoError::BadValue { key: "sctp", why: "SCTP is not supported".into() });
-            }
+            (false, false, true) => Protocol::Sctp,
             (false, false, false) => return Err(ProtoError::MissingKey("tcp")),
             _ => {
                 return Err(ProtoError::BadValue { key: "tcp", why: "more than one protocol requested".into() });
@@ -313,7 +335,6 @@ mod tests {
             (br#"{"tcp":true,"parallel":"x"}"#, "\"parallel\""),
             (br#"{"tcp":true,"title":5}"#, "\"title\""),
             (br#"{"tcp":true,"time":1e30}"#, "\"time\""),
-            (br#"{"sctp":true}"#, "SCTP"),
         ];
         for (body, want) in cases {
             let e = TestParams::parse(body).unwrap_err();

@@ -125,10 +125,7 @@ impl TestStartInfo {
             sock_bufsize: p.window.unwrap_or(0),
             sndbuf_actual: spec.tx as u32,
             rcvbuf_actual: spec.rx as u32,
-            protocol: match p.protocol {
-                crate::proto::Protocol::Tcp => "TCP",
-                crate::proto::Protocol::Udp => "UDP",
-            },
+            protocol: p.protocol.name(),
             num_streams: p.parallel,
             blksize: p.len,
             omit: p.omit,
@@ -156,6 +153,8 @@ pub struct TcpSenderInfo {
     pub rtt: u64,
     pub rttvar: u64,
     pub pmtu: u32,
+    /// Reordering events seen (3.20+ `reorder`).
+    pub reorder: i64,
 }
 
 /// One stream's share of one interval. Times are seconds since the test (or omit) start.
@@ -195,6 +194,7 @@ pub struct EndTcpInfo {
     pub max_rtt: u64,
     pub min_rtt: u64,
     pub mean_rtt: u64,
+    pub reorder: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]

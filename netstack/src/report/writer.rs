@@ -714,6 +714,8 @@ impl Reporter {
                     o.push("rtt", t.rtt);
                     o.push("rttvar", t.rttvar);
                     o.push("pmtu", t.pmtu);
+                    // 3.20+; older readers ignore it.
+                    o.push("reorder", t.reorder);
                 }
                 o.push("omitted", s.omitted);
                 o.push("sender", s.sender);
@@ -757,6 +759,7 @@ impl Reporter {
             .set("bits_per_second", bits_per_second(side.bytes, seconds_for_rate));
         if let Some(t) = with_tcp {
             o.push("retransmits", t.retransmits);
+            o.push("reorder", t.reorder);
             o.push("max_snd_cwnd", t.max_snd_cwnd);
             o.push("max_snd_wnd", t.max_snd_wnd);
             o.push("max_rtt", t.max_rtt);

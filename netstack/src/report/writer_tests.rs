@@ -48,7 +48,7 @@ fn connected(socket: i32, local_port: u16) -> ConnectedStream {
 }
 
 fn tcp(cwnd: u64) -> TcpSenderInfo {
-    TcpSenderInfo { retransmits: 0, snd_cwnd: cwnd, snd_wnd: 1464320, rtt: 70, rttvar: 42, pmtu: 65535 }
+    TcpSenderInfo { retransmits: 0, snd_cwnd: cwnd, snd_wnd: 1464320, rtt: 70, rttvar: 42, pmtu: 65535, reorder: 0 }
 }
 
 fn ivl(socket: i32, start: f64, end: f64, bytes: u64, sender: bool, tcp_info: Option<TcpSenderInfo>) -> IntervalStream {
@@ -56,7 +56,15 @@ fn ivl(socket: i32, start: f64, end: f64, bytes: u64, sender: bool, tcp_info: Op
 }
 
 fn end_tcp() -> EndTcpInfo {
-    EndTcpInfo { retransmits: 0, max_snd_cwnd: 785796, max_snd_wnd: 1788928, max_rtt: 70, min_rtt: 67, mean_rtt: 68 }
+    EndTcpInfo {
+        retransmits: 0,
+        max_snd_cwnd: 785796,
+        max_snd_wnd: 1788928,
+        max_rtt: 70,
+        min_rtt: 67,
+        mean_rtt: 68,
+        reorder: 0,
+    }
 }
 
 /// The capture in the research notes (§4.1): 50069504 bytes each way, sender 2.000094 s,
