@@ -8,5 +8,6 @@ pub mod flowlog_cmd;
 pub mod host;
 pub mod output;
 pub mod plot;
+pub mod signals;
 pub mod sim;
 pub mod tap;

@@ -86,6 +86,9 @@ pub fn run<D: Device>(
     let mut done_at: Option<Instant> = None;
     loop {
         let now = platform.now();
+        if let Some(signal) = platform.interrupted() {
+            cl.interrupt(now, sockets, host, dev.tracker(), signal);
+        }
         let mut progress = poll_interleaved(iface, dev, sockets, || platform.now()) != PollResult::None;
         progress |= cl.poll(now, iface, sockets, host, dev.tracker());
         let out = cl.take_output();
@@ -158,6 +161,7 @@ pub struct Client {
     local_cpu: (f64, f64),
     server_results: Option<TestResults>,
     outcome: Option<Result<(), String>>,
+    interrupted: bool,
     /// (iperf3 stream id, local, remote) of each connected data stream.
     stream_endpoints: Vec<(i64, IpEndpoint, IpEndpoint)>,
 }
@@ -203,6 +207,7 @@ impl Client {
             local_cpu: (0.0, 0.0),
             server_results: None,
             outcome: None,
+            interrupted: false,
             stream_endpoints: Vec::new(),
             cfg,
         }
@@ -339,7 +344,7 @@ impl Client {
             }
             progress = true;
             self.last_progress = now;
-            self.control_input(now, &buf[..n], sockets, host)?;
+            self.control_input(now, &buf[..n], sockets, host, info)?;
             if self.outcome.is_some() {
                 return Ok(true);
             }
@@ -372,6 +377,7 @@ impl Client {
         mut input: &[u8],
         sockets: &mut SocketSet<'static>,
         host: &mut dyn Host,
+        info: &dyn TcpInfoSource,
     ) -> Result<(), String> {
         while !input.is_empty() {
             match &mut self.rx {
@@ -397,7 +403,7 @@ impl Client {
                 CtrlRx::State => {
                     let byte = input[0];
                     input = &input[1..];
-                    self.state_byte(now, byte, sockets, host)?;
+                    self.state_byte(now, byte, sockets, host, info)?;
                     if self.outcome.is_some() {
                         return Ok(());
                     }
@@ -413,6 +419,7 @@ impl Client {
         byte: u8,
         sockets: &mut SocketSet<'static>,
         host: &mut dyn Host,
+        info: &dyn TcpInfoSource,
     ) -> Result<(), String> {
         let state = ControlState::from_byte(byte)
             .ok_or_else(|| format!("{} (byte {byte:#04x})", ErrorCode::MESSAGE.message()))?;
@@ -439,6 +446,8 @@ impl Client {
             ControlState::AccessDenied => return Err(ErrorCode::ACCESS_DENIED.message().into()),
             ControlState::ServerError => self.rx = CtrlRx::ServerError { buf: [0; 8], got: 0 },
             ControlState::ServerTerminate => {
+                // As iperf3: show what we measured, then the error; answer IPERF_DONE.
+                self.partial_report(now, host, info);
                 self.out.push(&[ControlState::IperfDone.to_byte()]);
                 return Err(ErrorCode::SERVER_TERM.message().into());
             }
@@ -564,10 +573,7 @@ impl Client {
 
     fn send_results(&mut self, now: Instant, host: &mut dyn Host) {
         let Some(m) = &self.meas else { return };
-        let wall = (now - m.started).total_micros().max(1) as f64;
-        let cpu = host.cpu_times();
-        let user = cpu.user_us.saturating_sub(self.cpu_start.user_us) as f64 * 100.0 / wall;
-        let system = cpu.system_us.saturating_sub(self.cpu_start.system_us) as f64 * 100.0 / wall;
+        let (user, system) = self.cpu_start.percent_until(host.cpu_times(), (now - m.started).total_micros());
         let results = TestResults {
             cpu_util_total: user + system,
             cpu_util_user: user,
@@ -622,6 +628,59 @@ impl Client {
         self.finish_sockets(sockets, true);
         self.outcome = Some(Ok(()));
         Ok(())
+    }
+
+    /// The test is cut short (a signal here, SERVER_TERMINATE from the peer): the final
+    /// partial interval and a summary of what this side measured, the peer's half as zero,
+    /// as iperf3 prints them. Nothing if no data stream ever ran.
+    fn partial_report(&mut self, now: Instant, host: &mut dyn Host, info: &dyn TcpInfoSource) {
+        let Some(m) = self.meas.as_mut() else { return };
+        if matches!(self.phase, Phase::Running) {
+            if let Some(rep) = m.finish(now, info) {
+                self.reporter.interval(rep);
+            }
+            self.end_secs = m.elapsed(now);
+        }
+        let (user, system) = self.cpu_start.percent_until(host.cpu_times(), (now - m.started).total_micros());
+        let streams = m.streams.iter().map(|s| s.partial_summary(self.end_secs)).collect();
+        let ours = Some(self.congestion.name().to_string());
+        self.reporter.test_end(TestEndInfo {
+            streams,
+            cpu: CpuUtil { host_total: user + system, host_user: user, host_system: system, ..CpuUtil::default() },
+            sender_tcp_congestion: ours.clone(),
+            receiver_tcp_congestion: ours,
+        });
+    }
+
+    /// The platform caught `signal` (e.g. "Interrupt(2)"): report what was measured, tell the
+    /// server CLIENT_TERMINATE, reset the data streams and close. The outcome is the iperf3
+    /// 3.19+ one: `interrupt - the client has terminated by signal …`, a clean exit.
+    pub fn interrupt(
+        &mut self,
+        now: Instant,
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+        info: &dyn TcpInfoSource,
+        signal: &str,
+    ) {
+        if self.outcome.is_some() {
+            return;
+        }
+        self.partial_report(now, host, info);
+        if !matches!(self.phase, Phase::Connecting) {
+            self.out.push(&[ControlState::ClientTerminate.to_byte()]);
+        }
+        let msg = format!("interrupt - {} by signal {signal}", ErrorCode::CLIENT_TERM.message());
+        self.reporter.ended(&msg);
+        self.reporter.finish();
+        self.finish_sockets(sockets, true);
+        self.interrupted = true;
+        self.outcome = Some(Err(msg));
+    }
+
+    /// True when the test ended because the platform caught a signal (iperf3 3.19+ exits 0).
+    pub fn interrupted(&self) -> bool {
+        self.interrupted
     }
 
     fn finish_sockets(&mut self, sockets: &mut SocketSet<'static>, graceful: bool) {

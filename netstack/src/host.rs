@@ -11,6 +11,17 @@ pub struct CpuTimes {
     pub system_us: u64,
 }
 
+impl CpuTimes {
+    /// (user %, system %) of one CPU used between `self` and `now` over `wall_us` of wall time,
+    /// as iperf3's `cpu_util` computes them.
+    pub fn percent_until(self, now: CpuTimes, wall_us: u64) -> (f64, f64) {
+        let wall = wall_us.max(1) as f64;
+        let user = now.user_us.saturating_sub(self.user_us) as f64 * 100.0 / wall;
+        let system = now.system_us.saturating_sub(self.system_us) as f64 * 100.0 / wall;
+        (user, system)
+    }
+}
+
 pub trait Host {
     /// CPU time used by this program so far; zeros where the platform cannot tell.
     fn cpu_times(&mut self) -> CpuTimes {

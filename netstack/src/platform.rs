@@ -11,6 +11,11 @@ pub trait Platform {
     fn idle(&mut self, delay: Option<Duration>);
     /// Report text or JSON as the roles produce it.
     fn output(&mut self, text: &str);
+    /// A request to stop (SIGINT, SIGTERM, SIGHUP on Linux) arrived since the last call: its
+    /// name as iperf3 prints it, e.g. `Interrupt(2)`. Platforms without signals never have one.
+    fn interrupted(&mut self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The earlier of the interface's and the role's next deadline, as a delay from `now`.

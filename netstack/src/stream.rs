@@ -215,6 +215,19 @@ impl DataStream {
 
     /// Combines our counters with the peer's results into the end summary of this stream.
     /// 3.12 shows the sender's duration as the receiver's `seconds`; we do the same.
+    /// The end summary of a test cut short (a signal, a terminating peer): this side's own
+    /// counters, and zero for the side the results exchange would have told us.
+    pub fn partial_summary(&self, seconds: f64) -> EndStream {
+        let tcp = self.has_retransmits().then(|| self.tcp.end());
+        let local = EndSide { start: 0.0, end: seconds, seconds, bytes: self.bytes, tcp };
+        let unknown = EndSide { start: 0.0, end: seconds, seconds, bytes: 0, tcp: None };
+        if self.sends {
+            EndStream { socket: self.socket_no, local_is_sender: true, sender: local, receiver: unknown }
+        } else {
+            EndStream { socket: self.socket_no, local_is_sender: false, sender: unknown, receiver: local }
+        }
+    }
+
     /// `remote_has_retransmits`: the peer's results say its sending streams carry
     /// retransmission counts (iperf3 then shows them, and zeros for the rest of TCP_INFO).
     pub fn end_summary(

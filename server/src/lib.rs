@@ -103,6 +103,9 @@ pub fn run_with<D: Device, F: FnMut(&mut BetweenTests<'_, D>)>(
     let mut tests_seen = srv.tests_done();
     loop {
         let now = platform.now();
+        if let Some(signal) = platform.interrupted() {
+            srv.interrupt(now, sockets, host, dev.tracker(), signal);
+        }
         let mut progress = poll_interleaved(iface, dev, sockets, || platform.now()) != PollResult::None;
         progress |= srv.poll(now, sockets, host, dev.tracker());
         let out = srv.take_output();
@@ -115,14 +118,18 @@ pub fn run_with<D: Device, F: FnMut(&mut BetweenTests<'_, D>)>(
             continue;
         }
         if srv.finished() {
-            // Let the last FIN and ACKs leave.
-            let until = platform.now() + Duration::from_millis(200);
-            while platform.now() < until {
+            // Let the last words, FINs and RSTs leave (at least 200 ms, at most 1 s).
+            let start = platform.now();
+            loop {
                 let now = platform.now();
-                iface.poll(now, dev, sockets);
+                let settled = now - start >= Duration::from_millis(200) && !srv.flushing(sockets);
+                if settled || now - start >= Duration::from_secs(1) {
+                    return;
+                }
+                poll_interleaved(iface, dev, sockets, || platform.now());
+                srv.poll(now, sockets, host, dev.tracker());
                 platform.idle(Some(Duration::from_millis(10)));
             }
-            return;
         }
         if progress {
             idle.busy(now);
@@ -178,12 +185,25 @@ struct Closing {
     since: Instant,
     close_sent: bool,
     seen_gone: bool,
+    /// Until then, data that arrives is read and dropped; then the socket is reset.
+    quiet_until: Option<Instant>,
 }
 
+/// How [`Server::release`] ends a test's data streams.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Release {
+    Graceful,
+    Reset,
+    Terminate,
+}
+
+/// How long data streams linger after SERVER_TERMINATE before they are reset.
+const TERMINATE_GRACE: Duration = Duration::from_millis(250);
+
 impl Closing {
-    /// A socket already aborted: it stays until its RST has left.
-    fn reset(handle: SocketHandle, now: Instant) -> Self {
-        Closing { handle, out: Outbox::default(), since: now, close_sent: true, seen_gone: false }
+    /// A socket already closed or aborted: it stays until its FIN or RST has left.
+    fn closed(handle: SocketHandle, now: Instant) -> Self {
+        Closing { handle, out: Outbox::default(), since: now, close_sent: true, seen_gone: false, quiet_until: None }
     }
 }
 
@@ -258,6 +278,8 @@ impl Server {
         info: &dyn TcpInfoSource,
     ) -> bool {
         if self.finished {
+            // Closing connections still deliver their last words (SERVER_TERMINATE, FIN).
+            self.reap_closing(now, sockets);
             return false;
         }
         let mut progress = false;
@@ -352,7 +374,7 @@ impl Server {
                 let h = p.handle;
                 self.pending.swap_remove(i);
                 sockets.get_mut::<tcp::Socket>(h).abort();
-                self.closing.push(Closing::reset(h, now));
+                self.closing.push(Closing::closed(h, now));
                 let from = peer.map(|e| format!(" from {e}")).unwrap_or_default();
                 self.reporter.warning(&format!("reset a connection{from}: {why}"));
                 continue;
@@ -362,7 +384,7 @@ impl Server {
                     let h = p.handle;
                     self.pending.swap_remove(i);
                     sockets.get_mut::<tcp::Socket>(h).abort();
-                    self.closing.push(Closing::reset(h, now));
+                    self.closing.push(Closing::closed(h, now));
                 } else {
                     i += 1;
                 }
@@ -373,7 +395,7 @@ impl Server {
                 Some(cookie) => self.classify(now, p.handle, cookie, sockets, host),
                 None => {
                     sockets.get_mut::<tcp::Socket>(p.handle).abort();
-                    self.closing.push(Closing::reset(p.handle, now));
+                    self.closing.push(Closing::closed(p.handle, now));
                 }
             }
         }
@@ -413,7 +435,7 @@ impl Server {
                 // Busy (or a data stream with the wrong cookie): ACCESS_DENIED, as iperf3.
                 let mut out = Outbox::default();
                 out.push(&[ControlState::AccessDenied.to_byte()]);
-                self.closing.push(Closing { handle, out, since: now, close_sent: false, seen_gone: false });
+                self.closing.push(Closing { close_sent: false, out, ..Closing::closed(handle, now) });
             }
         }
     }
@@ -492,6 +514,14 @@ impl Server {
                 }
                 Err(Stop::Abort(msg)) => {
                     self.abort_test(now, &msg, sockets);
+                    return true;
+                }
+                Err(Stop::Terminated) => {
+                    // As iperf3: what we measured, then "the client has terminated".
+                    self.partial_report(now, host, info);
+                    self.reporter.ended(ErrorCode::CLIENT_TERM.message());
+                    self.release(now, sockets, Release::Reset);
+                    self.next_test();
                     return true;
                 }
                 Err(Stop::Done) => {
@@ -604,9 +634,8 @@ impl Server {
                 Ok(())
             }
             (Some(ControlState::IperfDone), Phase::AwaitDone) => Err(Stop::Done),
-            (Some(ControlState::ClientTerminate), _) | (Some(ControlState::IperfDone), _) => {
-                Err(Stop::Abort(String::from("the client has terminated")))
-            }
+            (Some(ControlState::ClientTerminate), _) => Err(Stop::Terminated),
+            (Some(ControlState::IperfDone), _) => Err(Stop::Abort(String::from("the client has terminated"))),
             (Some(s), _) => {
                 Err(Stop::Fail(ErrorCode::MESSAGE, format!("unexpected control message {s:?} ({byte:#04x})")))
             }
@@ -715,10 +744,7 @@ impl Server {
                 .map_err(|code| Stop::Fail(code, format!("the client's results lack stream id {}", s.id)))?;
             streams.push(e);
         }
-        let wall = (now - m.started).total_micros().max(1) as f64;
-        let cpu_now = host.cpu_times();
-        let user = cpu_now.user_us.saturating_sub(t.cpu_start.user_us) as f64 * 100.0 / wall;
-        let system = cpu_now.system_us.saturating_sub(t.cpu_start.system_us) as f64 * 100.0 / wall;
+        let (user, system) = t.cpu_start.percent_until(host.cpu_times(), (now - m.started).total_micros());
         let we_send = m.streams.iter().any(|s| s.sends);
         let we_receive = m.streams.iter().any(|s| !s.sends);
         let ours = Some(t.congestion.name().to_string());
@@ -761,7 +787,76 @@ impl Server {
 
     // ---- ending a test -------------------------------------------------------------------
 
-    fn release(&mut self, now: Instant, sockets: &mut SocketSet<'static>, graceful: bool) -> Option<Test> {
+    /// The test is cut short (CLIENT_TERMINATE, or a signal here): the final partial interval
+    /// and a summary of what this side measured, the client's half as zero, as iperf3 prints
+    /// them. Nothing before the data streams ran.
+    fn partial_report(&mut self, now: Instant, host: &mut dyn Host, info: &dyn TcpInfoSource) {
+        let Some(t) = self.test.as_mut() else { return };
+        let Some(m) = t.meas.as_mut() else { return };
+        if matches!(t.phase, Phase::Running) {
+            if let Some(rep) = m.finish(now, info) {
+                self.reporter.interval(rep);
+            }
+            t.end_secs = m.elapsed(now);
+        }
+        let (user, system) = t.cpu_start.percent_until(host.cpu_times(), (now - m.started).total_micros());
+        let streams = m.streams.iter().map(|s| s.partial_summary(t.end_secs)).collect();
+        let ours = Some(t.congestion.name().to_string());
+        self.reporter.test_end(TestEndInfo {
+            streams,
+            cpu: CpuUtil { host_total: user + system, host_user: user, host_system: system, ..CpuUtil::default() },
+            sender_tcp_congestion: ours.clone(),
+            receiver_tcp_congestion: ours,
+        });
+    }
+
+    /// The platform caught `signal` (e.g. "Interrupt(2)"): during a test, report what was
+    /// measured and tell the client SERVER_TERMINATE; then reset every connection and stop
+    /// serving, with iperf3 3.19+'s `interrupt - the server has terminated by signal …`.
+    pub fn interrupt(
+        &mut self,
+        now: Instant,
+        sockets: &mut SocketSet<'static>,
+        host: &mut dyn Host,
+        info: &dyn TcpInfoSource,
+        signal: &str,
+    ) {
+        if self.finished {
+            return;
+        }
+        self.partial_report(now, host, info);
+        if let Some(t) = self.test.as_mut() {
+            t.out.push(&[ControlState::ServerTerminate.to_byte()]);
+        }
+        self.reporter.ended(&format!("interrupt - {} by signal {signal}", ErrorCode::SERVER_TERM.message()));
+        if self.test.is_some() {
+            self.release(now, sockets, Release::Terminate);
+        }
+        for p in self.pending.drain(..) {
+            sockets.get_mut::<tcp::Socket>(p.handle).abort();
+            self.closing.push(Closing::closed(p.handle, now));
+        }
+        for h in self.listeners.drain(..) {
+            sockets.remove(h);
+        }
+        self.reporter.finish();
+        self.finished = true;
+    }
+
+    /// True while closing connections still have something to say (SERVER_TERMINATE, FIN,
+    /// RST): the platform polls the interface until then, briefly, before it exits.
+    pub fn flushing(&self, sockets: &SocketSet<'static>) -> bool {
+        self.closing.iter().any(|c| {
+            let s = sockets.get::<tcp::Socket>(c.handle);
+            !c.out.is_empty() || (s.send_queue() > 0 && s.may_send()) || !matches!(s.state(), tcp::State::Closed)
+        })
+    }
+
+    /// Ends the current test's connections: the control connection delivers what it still
+    /// has to say and closes; the data streams close (`Release::Graceful`), reset at once
+    /// (`Reset`), or (`Terminate`) close and reset after [`TERMINATE_GRACE`], so the client
+    /// reads SERVER_TERMINATE before its data streams fail.
+    fn release(&mut self, now: Instant, sockets: &mut SocketSet<'static>, how: Release) -> Option<Test> {
         let mut t = self.test.take()?;
         let mut data: Vec<SocketHandle> = t.pending_streams.iter().map(|s| s.handle).collect();
         if let Some(m) = &t.meas {
@@ -769,21 +864,19 @@ impl Server {
         }
         for h in data {
             let sock = sockets.get_mut::<tcp::Socket>(h);
-            if graceful {
-                sock.close()
-            } else {
-                sock.abort()
+            let mut c = Closing::closed(h, now);
+            match how {
+                Release::Graceful => sock.close(),
+                Release::Reset => sock.abort(),
+                Release::Terminate => {
+                    sock.close();
+                    c.quiet_until = Some(now + TERMINATE_GRACE);
+                }
             }
-            self.closing.push(Closing {
-                handle: h,
-                out: Outbox::default(),
-                since: now,
-                close_sent: true,
-                seen_gone: false,
-            });
+            self.closing.push(c);
         }
         let out = core::mem::take(&mut t.out);
-        self.closing.push(Closing { handle: t.ctrl, out, since: now, close_sent: false, seen_gone: false });
+        self.closing.push(Closing { close_sent: false, out, ..Closing::closed(t.ctrl, now) });
         Some(t)
     }
 
@@ -798,7 +891,7 @@ impl Server {
     }
 
     fn complete_test(&mut self, now: Instant, sockets: &mut SocketSet<'static>) {
-        self.release(now, sockets, true);
+        self.release(now, sockets, Release::Graceful);
         self.next_test();
     }
 
@@ -811,14 +904,14 @@ impl Server {
             frame[1..5].copy_from_slice(&code.0.to_be_bytes());
             t.out.push(&frame);
         }
-        self.release(now, sockets, false);
+        self.release(now, sockets, Release::Reset);
         self.next_test();
     }
 
     /// The client vanished, stalled or terminated: drop everything and listen again.
     fn abort_test(&mut self, now: Instant, msg: &str, sockets: &mut SocketSet<'static>) {
         self.reporter.error(msg);
-        self.release(now, sockets, false);
+        self.release(now, sockets, Release::Reset);
         self.next_test();
     }
 
@@ -830,11 +923,19 @@ impl Server {
             let c = &mut self.closing[i];
             let sock = sockets.get_mut::<tcp::Socket>(c.handle);
             let writable = c.out.flush(sock);
-            // Bytes that arrive once our last word (SERVER_ERROR, ACCESS_DENIED) has been
-            // delivered come from a peer that does not listen (a flood, a client that ignored
-            // the error): reset it, as a kernel does when a socket closes with unread data,
-            // rather than ACK it on. Until then they are dropped, so the error still goes out.
-            if sock.can_recv() {
+            if let Some(until) = c.quiet_until {
+                if now >= until {
+                    sock.abort();
+                    c.quiet_until = None;
+                } else {
+                    while sock.recv(|b| (b.len(), b.len())).is_ok_and(|n| n > 0) {}
+                }
+            } else if sock.can_recv() {
+                // Bytes that arrive once our last word (SERVER_ERROR, ACCESS_DENIED) has been
+                // delivered come from a peer that does not listen (a flood, a client that
+                // ignored the error): reset it, as a kernel does when a socket closes with
+                // unread data, rather than ACK it on. Until then they are dropped, so the
+                // error still goes out.
                 if c.out.is_empty() && sock.send_queue() == 0 {
                     sock.abort();
                     c.close_sent = true;
@@ -870,4 +971,6 @@ enum Stop {
     Abort(String),
     /// IPERF_DONE after DISPLAY_RESULTS.
     Done,
+    /// CLIENT_TERMINATE: the client was interrupted.
+    Terminated,
 }

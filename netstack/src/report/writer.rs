@@ -201,11 +201,22 @@ impl Reporter {
         }
     }
 
-    /// An error that ends the test.
+    /// An error that ends the test: `iperf3: error - MSG` in text, `"error"` in JSON.
     pub fn error(&mut self, msg: &str) {
+        self.end_with(&format!("iperf3: error - {msg}\n"), msg);
+    }
+
+    /// An ending iperf3 reports without "error -": an interrupt (`interrupt - the client has
+    /// terminated by signal Interrupt(2)`) or a peer that terminated (`the client has
+    /// terminated`). In JSON it is the `"error"` all the same.
+    pub fn ended(&mut self, msg: &str) {
+        self.end_with(&format!("iperf3: {msg}\n"), msg);
+    }
+
+    fn end_with(&mut self, line: &str, msg: &str) {
         if self.text_mode() {
             self.release_held();
-            self.out.push_str(&format!("iperf3: error - {msg}\n"));
+            self.out.push_str(line);
         }
         // The first error is the cause; later ones are fallout.
         if self.test.error.is_none() {
