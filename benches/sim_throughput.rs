@@ -16,7 +16,7 @@ fn bench(c: &mut Criterion) {
         let mut args: Vec<String> =
             ["-c", "198.18.0.1", "-n", "256M", "-J", "--rate", "100G"].iter().map(|s| s.to_string()).collect();
         args.extend(extra.split_whitespace().map(String::from));
-        let o = parse_options(&args).expect("bench options parse");
+        let o = parse_options(&args, netstack::options::Target::Sim).expect("bench options parse");
         g.bench_function(name, |b| {
             b.iter(|| {
                 let r = simulate(&o).expect("simulation runs");

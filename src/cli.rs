@@ -5,9 +5,10 @@
 use crate::{collect, flowlog_cmd, host, output, plot, sim, tap};
 
 use anyhow::{Context, Result, anyhow, bail};
+use netstack::VERSION;
 use netstack::flowlog::{FlowProbe, Format, ProbeConfig};
 use netstack::flowlog_ship::{TestLog, format_name, probe_config, take_test_log};
-use netstack::options::{Mode, Options, usage};
+use netstack::options::{Mode, Options, Target, usage};
 use netstack::platform::Platform;
 use netstack::smoltcp::iface::SocketSet;
 use netstack::smoltcp::time::{Duration, Instant};
@@ -17,8 +18,6 @@ use output::Output;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-pub const VERSION: &str = concat!("uniperf ", env!("CARGO_PKG_VERSION"), " (iperf 3.12 protocol, smoltcp 0.14)");
 
 const PLATFORM_NOTE: &str = "uniperf runs its own TCP/IP stack: give it a TAP device and an address \
 (--tap IFNAME --ip ADDR/PREFIX), or use `uniperf sim [client options]` for an in-process run.";
@@ -82,8 +81,8 @@ impl Platform for TapPlatform {
     }
 }
 
-pub fn parse_options(args: &[String]) -> Result<Options> {
-    let o = Options::parse(args.iter().map(String::as_str)).map_err(|e| anyhow!("parameter error - {e}"))?;
+pub fn parse_options(args: &[String], platform: Target) -> Result<Options> {
+    let o = Options::parse(args.iter().map(String::as_str), platform).map_err(|e| anyhow!("parameter error - {e}"))?;
     o.validate().map_err(|e| anyhow!("parameter error - {e}"))?;
     Ok(o)
 }
@@ -111,33 +110,26 @@ pub fn monotonic_now() -> Instant {
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
-    let o = parse_options(args)?;
+    let o = parse_options(args, Target::Tap)?;
     if o.help {
-        print!("{}", usage("uniperf", &format!("{PLATFORM_NOTE}\n{SUBCOMMANDS_NOTE}")));
+        print!("{}", usage("uniperf", Target::Tap, &format!("{PLATFORM_NOTE}\n{SUBCOMMANDS_NOTE}")));
         return Ok(ExitCode::SUCCESS);
     }
     if o.version {
-        println!("{VERSION}");
+        print!("{}", netstack::version_text(&netstack::host::Host::system_info(&host::LinuxHost::new())));
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(opt) = o.first_unsupported(&["tap", "ip", "gateway", "mtu"]) {
-        bail!("parameter error - --{opt} is a `uniperf sim` option");
-    }
-    if o.flowlog.collect.is_some() {
-        bail!(
-            "parameter error - --flowlog-collect is for the unikernel image; on Linux, --flowlog FILE writes \
-             the log directly"
-        );
-    }
-    let Some(tap_name) = o.tap.clone() else {
+    let Some(tap_name) = o.net.tap.clone() else {
         bail!("parameter error - no network: {PLATFORM_NOTE}");
     };
-    let Some(ip) = o.ip else {
+    let Some(ip) = o.net.ip else {
         bail!("parameter error - --tap needs --ip ADDR/PREFIX for uniperf's own stack (e.g. --ip 198.18.0.2/24)");
     };
-    let out = Output::open(o.logfile.as_deref(), o.forceflush)?;
+    // iperf3 stamps text lines only, never JSON.
+    let text = !o.output.json && !o.output.json_stream;
+    let out = Output::open(o.output.logfile.as_deref(), o.output.timestamps.as_deref().filter(|_| text))?;
     let offload = std::env::var_os("UNIPERF_TAP_OFFLOAD").is_none_or(|v| v != "0");
-    let (dev, created) = tap::TapDevice::open(&tap_name, o.mtu, offload)?;
+    let (dev, created) = tap::TapDevice::open(&tap_name, o.net.mtu, offload)?;
     if created {
         eprintln!(
             "uniperf: created TAP device {tap_name}; it has no host-side address: give the kernel side one \
@@ -191,7 +183,7 @@ fn run_on(
     let mut host = host::LinuxHost::new();
     let mut seed = [0u8; 8];
     netstack::host::Host::fill_random(&mut host, &mut seed);
-    let net = NetConfig { mac: mac_for(ip.address(), 0x42), ip, gateway: o.gateway };
+    let net = NetConfig { mac: mac_for(ip.address(), 0x42), ip, gateway: o.net.gateway };
     let mut iface = build_interface(&mut dev, &net, clock.now(), u64::from_le_bytes(seed));
     let mut sockets = SocketSet::new(vec![]);
     let mut platform = TapPlatform { clock, fd, out, error: None };

@@ -38,8 +38,8 @@ impl Host for LinuxHost {
         CpuTimes { user_us: tv_us(ru.ru_utime), system_us: tv_us(ru.ru_stime) }
     }
 
-    fn unix_time(&mut self) -> Option<u64> {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
+    fn unix_time_ms(&mut self) -> Option<u64> {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
     }
 
     fn system_info(&self) -> String {

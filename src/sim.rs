@@ -5,12 +5,13 @@
 //! stack's port: the client's log goes to FILE, the server's to FILE with `.server` before the
 //! extension (`log.csv` → `log.server.csv`), both on the virtual clock.
 
-use crate::cli::{HOST_MAX_SAMPLES, VERSION, parse_options, report_log_write, suffixed_path};
+use crate::cli::{HOST_MAX_SAMPLES, parse_options, report_log_write, suffixed_path};
 use anyhow::{Result, anyhow, bail};
+use netstack::VERSION;
 use netstack::flowlog::{FlowProbe, FlowTracker, ProbeConfig};
 use netstack::flowlog_ship::{TestLog, probe_config, take_test_log};
 use netstack::host::{SimHost, SplitMix64};
-use netstack::options::{Mode, Options};
+use netstack::options::{Mode, Options, Target};
 use netstack::sim::{Direction, End, LinkConfig, SimLink};
 use netstack::smoltcp::iface::{Interface, PollResult, SocketSet};
 use netstack::smoltcp::time::{Duration, Instant};
@@ -79,7 +80,7 @@ pub fn link_config(o: &Options) -> LinkConfig {
     // `uniperf sim` measures the stacks rather than smoltcp's loss recovery (1 s minimum
     // RTO); pass --queue to study drops.
     link.queue_bytes = o.sim.queue_bytes.map_or(DEFAULT_QUEUE, |q| q as usize);
-    if let Some(m) = o.mtu {
+    if let Some(m) = o.net.mtu {
         link.mtu = m as usize + 14;
     }
     link
@@ -197,23 +198,18 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         args.insert(0, SERVER_IP.to_string());
         args.insert(0, "-c".into());
     }
-    let o = parse_options(&args)?;
+    let o = parse_options(&args, Target::Sim)?;
     if o.help {
         print!(
             "{}",
             netstack::options::usage(
                 "uniperf sim",
+                Target::Sim,
                 "Runs a client test against an in-process server over a simulated link \
                  (virtual time; deterministic for a given --seed)."
             )
         );
         return Ok(ExitCode::SUCCESS);
-    }
-    if let Some(opt) = o.first_unsupported(&["delay", "loss", "rate", "queue", "seed", "mtu"]) {
-        bail!("parameter error - --{opt} does not apply to `uniperf sim`");
-    }
-    if o.flowlog.collect.is_some() {
-        bail!("parameter error - --flowlog-collect is for the unikernel image; `uniperf sim` takes --flowlog FILE");
     }
     let r = simulate(&o)?;
     print!("{}", r.output);

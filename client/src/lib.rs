@@ -40,12 +40,14 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Give up when the server says nothing (and no data moves) for this long.
     pub stall_timeout: Duration,
-    /// Used when `-C` is not given.
+    /// `-C`, or the build's default when it is not given.
     pub congestion: Congestion,
     pub mss: u32,
     pub version: String,
     /// Bytes all data sockets of the test may use together.
     pub buffer_budget: usize,
+    /// `--cport`: the first data stream's local port.
+    pub cport: Option<u16>,
 }
 
 impl ClientConfig {
@@ -60,14 +62,15 @@ impl ClientConfig {
             server_name,
             port: o.port,
             params: o.to_params(),
-            interval: o.interval,
+            interval: o.output.interval,
             report: o.report_config(netstack::report::Side::Client),
-            connect_timeout: Duration::from_millis(o.connect_timeout_ms.unwrap_or(10_000) as u64),
+            connect_timeout: Duration::from_millis(o.test.connect_timeout_ms.unwrap_or(10_000) as u64),
             stall_timeout: Duration::from_secs(30),
             congestion: o.congestion(),
             mss,
             version: version.into(),
             buffer_budget: netstack::stack::DATA_BUF_BUDGET,
+            cport: o.test.cport,
         }
     }
 }
@@ -173,8 +176,8 @@ impl Client {
         let mut cookie_bytes = [0u8; COOKIE_LEN - 1];
         cookie_bytes.copy_from_slice(&random[..COOKIE_LEN - 1]);
         let port_seed = u16::from_le_bytes([random[36], random[37]]);
-        let congestion =
-            cfg.params.congestion.as_deref().and_then(|n| Congestion::parse(n).ok()).unwrap_or(cfg.congestion);
+        // `-C` (already checked by the options) or the build's default.
+        let congestion = cfg.congestion;
         let p = &cfg.params;
         let total = p.total_streams();
         let budget = cfg.buffer_budget;
@@ -473,7 +476,7 @@ impl Client {
                     if sock.send_slice(self.cookie.as_bytes()) != Ok(COOKIE_LEN) {
                         return Err(ErrorCode::STREAM_CONNECT.message().into());
                     }
-                    let sends = if p.bidirectional { index < p.parallel as usize } else { !p.reverse };
+                    let sends = p.client_sends(index);
                     let mut stream = DataStream::new(h, index, sends);
                     if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
                         stream = stream.with_endpoints(l, r);
@@ -495,10 +498,14 @@ impl Client {
             return Ok(true);
         }
         let index = self.streams.len();
-        let sends = if p.bidirectional { index < p.parallel as usize } else { !p.reverse };
+        let sends = p.client_sends(index);
         let spec = if sends { self.data_spec_send } else { self.data_spec_recv };
         let mut s = tcp_socket(&spec);
-        let local = self.alloc_port();
+        // --cport: stream i binds PORT + i (the receive half of --bidir follows the send half).
+        let local = match self.cfg.cport {
+            Some(base) => base + index as u16,
+            None => self.alloc_port(),
+        };
         s.connect(iface.context(), IpEndpoint::new(self.cfg.server, self.cfg.port), local)
             .map_err(|e| format!("{}: {e}", ErrorCode::STREAM_CONNECT.message()))?;
         self.connecting = Some((sockets.add(s), index));
@@ -521,7 +528,8 @@ impl Client {
         self.reporter.test_start(TestStartInfo {
             version: self.cfg.version.clone(),
             system_info: host.system_info(),
-            timestamp: host.unix_time(),
+            timestamp_ms: host.unix_time_ms(),
+            interval: self.cfg.interval,
             peer_host: self.cfg.server_name.clone(),
             peer_port: self.cfg.port,
             cookie: self.cookie.to_text(),

@@ -35,10 +35,11 @@ pub use paging::map_identity;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
+use netstack::VERSION;
 use netstack::flowlog::RowWriter;
 use netstack::flowlog::{FlowProbe, FlowSample, ProbeConfig};
 use netstack::flowlog_ship::{Collector, ShipHeader, TestLog, format_name, probe_config, take_test_log};
-use netstack::options::{FlowLogOptions, Mode, Options, split_cmdline, usage};
+use netstack::options::{FlowLogOptions, Mode, Options, Target, split_cmdline, usage};
 use netstack::smoltcp::iface::Interface;
 use netstack::smoltcp::iface::SocketSet;
 use netstack::smoltcp::time::Duration;
@@ -46,8 +47,6 @@ use netstack::smoltcp::wire::IpEndpoint;
 use netstack::smoltcp::wire::{EthernetAddress, IpAddress, Ipv4Address};
 use netstack::stack::{NetConfig, build_interface};
 use platform::{ImageHost, ImagePlatform};
-
-pub const VERSION: &str = concat!("uniperf ", env!("CARGO_PKG_VERSION"), " (iperf 3.12 protocol, smoltcp 0.14)");
 
 const PLATFORM_NOTE: &str = "This is the uniperf unikernel: its options come from the kernel command line \
 (QEMU -append, xl extra=) and it needs an address for its NIC (--ip ADDR/PREFIX, optionally \
@@ -143,14 +142,14 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
         Err(e) => return param_error(&e),
     };
     if o.help {
-        console::write_str(&usage("uniperf", PLATFORM_NOTE));
+        console::write_str(&usage("uniperf", Target::Image, PLATFORM_NOTE));
         return exit::SUCCESS;
     }
     if o.version {
-        println!("{VERSION}");
+        console::write_str(&netstack::version_text(&netstack::host::Host::system_info(&host)));
         return exit::SUCCESS;
     }
-    let Some(ip) = o.ip else {
+    let Some(ip) = o.net.ip else {
         return param_error("the image needs --ip ADDR/PREFIX for its NIC (e.g. --ip 198.18.0.2/24)");
     };
     let server_addr = match &o.mode {
@@ -174,7 +173,7 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
     };
     let mac = EthernetAddress(nic.mac());
     println!("uniperf: nic: {} (MAC {mac})", nic.describe());
-    let dev = match mtu::MtuLimit::new(nic, o.mtu) {
+    let dev = match mtu::MtuLimit::new(nic, o.net.mtu) {
         Ok(d) => d,
         Err(e) => return param_error(&e),
     };
@@ -323,17 +322,19 @@ fn run_roles(
 ) -> u8 {
     let mac = EthernetAddress(dev.inner().inner().mac());
     let ip_mtu = dev.inner().ip_mtu();
-    let mut platform = ImagePlatform;
+    let text = !o.output.json && !o.output.json_stream;
+    let stamps = o.output.timestamps.as_deref().filter(|_| text);
+    let mut platform = ImagePlatform::with_timestamps(stamps, host.boot_unix());
     let mut seed = [0u8; 8];
     netstack::host::Host::fill_random(host, &mut seed);
-    let net = NetConfig { mac, ip, gateway: o.gateway };
+    let net = NetConfig { mac, ip, gateway: o.net.gateway };
     let now = netstack::platform::Platform::now(&mut platform);
     let mut iface = build_interface(&mut dev, &net, now, u64::from_le_bytes(seed));
     let mut sockets = SocketSet::new(Vec::new());
     let mss = (ip_mtu - 40) as u32;
     println!(
         "uniperf: net: {ip}{}, IP MTU {ip_mtu}; booted in {} ms",
-        o.gateway.map(|g| alloc::format!(" via {g}")).unwrap_or_default(),
+        o.net.gateway.map(|g| alloc::format!(" via {g}")).unwrap_or_default(),
         clock::ticks_to_us(clock::ticks().wrapping_sub(entry_tsc)) / 1000
     );
 
@@ -385,7 +386,7 @@ fn run_roles(
         println!("uniperf: error - the NIC stopped: {fault}");
         code = exit::FAILURE;
     }
-    if o.verbose {
+    if o.output.verbose {
         let (used, free) = mem::heap_usage();
         println!("uniperf: nic: {}; heap {} KiB used, {} KiB free", nic.stats(), used / 1024, free / 1024);
     }
@@ -405,27 +406,15 @@ fn parse_options(cmdline: &str) -> Result<Options, String> {
         .iter()
         .map(String::as_str)
         .filter(|w| !w.starts_with(CRASH_PARAM) && !DRIVER_PARAMS.iter().any(|p| w.starts_with(p)));
-    let o = Options::parse(ours)?;
+    let o = Options::parse(ours, Target::Image)?;
     o.validate()?;
     if o.help || o.version {
         return Ok(o);
-    }
-    if let Some(opt) = o.first_unsupported(&["ip", "gateway", "mtu"]) {
-        return Err(match opt {
-            "tap" => String::from("--tap is for the Linux program; the image drives its own NIC"),
-            other => alloc::format!("--{other} is a `uniperf sim` option"),
-        });
-    }
-    if o.logfile.is_some() {
-        return Err(String::from("--logfile: the image has no file system; reports go to the console"));
     }
     if o.flowlog.path.as_deref().is_some_and(|p| p != "console") {
         return Err(String::from(
             "--flowlog: the image has no file system; use --flowlog console or --flowlog-collect ADDR:PORT",
         ));
-    }
-    if o.mode.is_none() {
-        return Err(String::from("must either be a client (-c HOST) or server (-s)"));
     }
     Ok(o)
 }

@@ -8,6 +8,7 @@ use alloc::string::String;
 use core::arch::x86_64::_rdrand64_step;
 use netstack::host::{CpuTimes, Host, SplitMix64};
 use netstack::platform::Platform;
+use netstack::report::time::{stamp_lines, strftime_utc};
 use netstack::smoltcp::time::{Duration, Instant};
 
 /// The longest one idle call spins before the loop polls the NIC again: without interrupts
@@ -15,7 +16,21 @@ use netstack::smoltcp::time::{Duration, Instant};
 const IDLE_SLICE_US: u64 = 50;
 
 /// Clock, idle wait and console for the role loops.
-pub struct ImagePlatform;
+#[derive(Default)]
+pub struct ImagePlatform {
+    /// `--timestamps`: the strftime format and the Unix time at boot (text output only).
+    stamps: Option<(String, u64)>,
+    mid_line: bool,
+}
+
+impl ImagePlatform {
+    /// Stamps every console line with `format` (UTC: the image has no time zone data),
+    /// counting from `boot_unix`; without a date source the lines stay unstamped.
+    pub fn with_timestamps(format: Option<&str>, boot_unix: Option<u64>) -> Self {
+        let stamps = format.zip(boot_unix).map(|(f, t)| (String::from(f), t));
+        ImagePlatform { stamps, mid_line: false }
+    }
+}
 
 /// Microseconds spent in [`ImagePlatform::idle`], for [`ImageHost`]'s CPU-time reports.
 static IDLE_US: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -48,7 +63,13 @@ impl Platform for ImagePlatform {
     }
 
     fn output(&mut self, text: &str) {
-        console::write_str(text);
+        match &self.stamps {
+            Some((format, boot)) => {
+                let stamp = strftime_utc(format, boot + clock::now_us() / 1_000_000);
+                console::write_str(&stamp_lines(text, &stamp, &mut self.mid_line));
+            }
+            None => console::write_str(text),
+        }
     }
 }
 
@@ -72,6 +93,11 @@ impl ImageHost {
         );
         let seed = clock::ticks() ^ boot_unix.unwrap_or(0).rotate_left(32) ^ 0x0075_6e69_7065_7266;
         ImageHost { info, boot_unix, rdrand: cpu::has_rdrand(), fallback: SplitMix64(seed) }
+    }
+
+    /// The Unix time at boot, if the platform has a date.
+    pub fn boot_unix(&self) -> Option<u64> {
+        self.boot_unix
     }
 
     /// Whether randomness comes from RDRAND (else a TSC-seeded SplitMix64).
@@ -99,8 +125,8 @@ impl Host for ImageHost {
         CpuTimes { user_us: busy, system_us: 0 }
     }
 
-    fn unix_time(&mut self) -> Option<u64> {
-        self.boot_unix.map(|t| t + clock::now_us() / 1_000_000)
+    fn unix_time_ms(&mut self) -> Option<u64> {
+        self.boot_unix.map(|t| t * 1000 + clock::now_us() / 1000)
     }
 
     fn system_info(&self) -> String {

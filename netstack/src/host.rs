@@ -27,8 +27,8 @@ pub trait Host {
     fn cpu_times(&mut self) -> CpuTimes {
         CpuTimes::default()
     }
-    /// Seconds since the Unix epoch, if the platform knows the date.
-    fn unix_time(&mut self) -> Option<u64> {
+    /// Milliseconds since the Unix epoch, if the platform knows the date.
+    fn unix_time_ms(&mut self) -> Option<u64> {
         None
     }
     /// A `uname -a`-like description for `start.system_info`.

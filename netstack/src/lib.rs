@@ -24,3 +24,16 @@ pub mod tcpinfo;
 pub mod units;
 
 pub use smoltcp;
+
+/// The first line of `-v` and `start.version`: the iperf3 release whose protocol and output
+/// uniperf follows (tools such as perfSONAR pScheduler take the second word of
+/// `iperf3 --version` as the version to decide which options to pass), then uniperf's own.
+pub const VERSION: &str = concat!("iperf 3.22 (uniperf ", env!("CARGO_PKG_VERSION"), ", smoltcp 0.14)");
+
+/// `-v`: [`VERSION`], the system, and the optional features, in iperf3's three lines.
+pub fn version_text(system_info: &str) -> alloc::string::String {
+    alloc::format!(
+        "{VERSION}\n{system_info}\nOptional features available: TCP congestion algorithm setting, \
+         per-flow TCP logs (smoltcp copies every byte: -Z and --skip-rx-copy change nothing here)\n"
+    )
+}

@@ -52,9 +52,9 @@ impl ServerConfig {
     pub fn from_options(o: &netstack::options::Options, mss: u32, version: &str) -> Self {
         ServerConfig {
             port: o.port,
-            one_off: o.one_off,
+            one_off: o.server.one_off,
             idle_timeout: o.idle_timeout(),
-            interval: o.interval,
+            interval: o.output.interval,
             report: o.report_config(netstack::report::Side::Server),
             congestion: o.congestion(),
             mss,
@@ -418,9 +418,7 @@ impl Server {
                     && t.pending_streams.len() < t.params.total_streams() as usize =>
             {
                 let index = t.pending_streams.len();
-                // The client opens its sending streams first: in bidir the first N accepted
-                // are ours to receive on, the next N ours to send on.
-                let sends = if t.params.bidirectional { index >= t.params.parallel as usize } else { t.params.reverse };
+                let sends = t.params.server_sends(index);
                 let mut stream = DataStream::new(handle, index, sends);
                 let sock = sockets.get::<tcp::Socket>(handle);
                 if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
@@ -594,7 +592,7 @@ impl Server {
                     if let Some(body) = done {
                         let body = body.map_err(|e| Stop::Fail(ErrorCode::RECV_PARAMS, format!("{e}")))?;
                         let params = TestParams::parse(&body)
-                            .map_err(|e| Stop::Fail(ErrorCode::RECV_PARAMS, format!("bad parameters: {e}")))?;
+                            .map_err(|(code, why)| Stop::Fail(code, format!("bad parameters: {why}")))?;
                         params.validate().map_err(|(code, why)| Stop::Fail(code, format!("bad parameters: {why}")))?;
                         self.accept_params(params)?;
                     }
@@ -707,7 +705,8 @@ impl Server {
         let info = TestStartInfo {
             version: self.cfg.version.clone(),
             system_info: host.system_info(),
-            timestamp: host.unix_time(),
+            timestamp_ms: host.unix_time_ms(),
+            interval: self.cfg.interval,
             peer_host: t.peer.addr.to_string(),
             peer_port: t.peer.port,
             cookie: t.cookie.to_text(),

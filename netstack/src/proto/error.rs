@@ -49,6 +49,8 @@ impl fmt::Display for ProtoError {
 pub struct ErrorCode(pub i32);
 
 impl ErrorCode {
+    pub const SERVER_ONLY: ErrorCode = ErrorCode(3);
+    pub const CLIENT_ONLY: ErrorCode = ErrorCode(4);
     pub const DURATION: ErrorCode = ErrorCode(5);
     pub const NUM_STREAMS: ErrorCode = ErrorCode(6);
     pub const BLOCK_SIZE: ErrorCode = ErrorCode(7);
@@ -56,7 +58,12 @@ impl ErrorCode {
     pub const MSS: ErrorCode = ErrorCode(10);
     pub const OMIT: ErrorCode = ErrorCode(12);
     pub const UNIMPLEMENTED: ErrorCode = ErrorCode(13);
+    pub const BURST: ErrorCode = ErrorCode(15);
+    pub const UDP_BLOCK_SIZE: ErrorCode = ErrorCode(20);
+    pub const BAD_TOS: ErrorCode = ErrorCode(21);
     pub const REVERSE_BIDIR: ErrorCode = ErrorCode(25);
+    pub const TOTAL_RATE: ErrorCode = ErrorCode(27);
+    pub const MAX_SERVER_DURATION: ErrorCode = ErrorCode(37);
     pub const CONNECT: ErrorCode = ErrorCode(103);
     pub const RECV_COOKIE: ErrorCode = ErrorCode(106);
     pub const CTRL_WRITE: ErrorCode = ErrorCode(107);
@@ -78,19 +85,27 @@ impl ErrorCode {
     pub const STREAM_ACCEPT: ErrorCode = ErrorCode(204);
     pub const STREAM_WRITE: ErrorCode = ErrorCode(205);
     pub const STREAM_READ: ErrorCode = ErrorCode(206);
+    pub const SERVER_DURATION_EXPIRED: ErrorCode = ErrorCode(160);
     pub const STREAM_ID: ErrorCode = ErrorCode(208);
 
-    /// The text iperf3 prints for this code (`iperf_strerror`), or a generic line.
+    /// The text iperf3 3.22 prints for this code (`iperf_strerror`), or a generic line.
     pub fn message(self) -> &'static str {
         match self.0 {
+            3 => "some option you are trying to set is server only",
+            4 => "some option you are trying to set is client only",
             5 => "test duration valid values are 0 to 86400 seconds",
-            6 => "number of parallel streams too large (maximum = 128)",
+            6 => "invalid number of parallel streams (min = 1, max = 128)",
             7 => "block size too large (maximum = 1048576 bytes)",
             8 => "socket buffer size too large (maximum = 536870912 bytes)",
-            10 => "TCP MSS too large (maximum = 9216 bytes)",
-            12 => "bogus value for --omit",
+            10 => "TCP MSS too large (maximum = 32767 bytes)",
+            12 => "bogus value for --omit (maximum = 600 seconds)",
             13 => "an option you are trying to set is not implemented yet",
+            15 => "invalid burst count (maximum = 1000)",
+            20 => "block size invalid (minimum = 16 bytes, maximum = 65507 bytes)",
+            21 => "bad TOS value (must be between 0 and 255 inclusive)",
             25 => "cannot be both reverse and bidirectional",
+            27 => "total required bandwidth is larger than server limit",
+            37 => "client's requested duration exceeds the server's maximum permitted limit",
             103 => "unable to connect to server",
             106 => "unable to receive cookie at server",
             107 => "unable to write to the control socket",
@@ -109,6 +124,7 @@ impl ErrorCode {
             141 => "socket buffer size not set correctly",
             142 => "test authorization failed",
             144 => "idle timeout for receiving data",
+            160 => "server test duration expired",
             203 => "unable to connect stream",
             204 => "unable to accept stream connection",
             205 => "unable to write to stream socket",

@@ -6,6 +6,7 @@ mod cookie;
 mod error;
 mod frame;
 mod json;
+pub mod limits;
 mod params;
 mod results;
 mod state;
@@ -20,7 +21,7 @@ pub use state::ControlState;
 /// The default iperf3 port.
 pub const DEFAULT_PORT: u16 = 5201;
 /// The version we announce in `client_version` and `-J` output.
-pub const IPERF_VERSION: &str = "3.12";
+pub const IPERF_VERSION: &str = "3.22";
 /// Default TCP block size (iperf3's `DEFAULT_TCP_BLKSIZE`).
 pub const DEFAULT_TCP_BLKSIZE: u32 = 128 * 1024;
 /// Largest TCP block size iperf3 accepts (`MAX_BLOCKSIZE`).

@@ -4,7 +4,8 @@
 //! types and ranges so a hostile client gets a clear error instead of a wedged server.
 
 use super::json::{ObjectWriter, get_i64, get_string, parse_object};
-use super::{DEFAULT_TCP_BLKSIZE, ErrorCode, MAX_STREAMS, MAX_TCP_BLKSIZE, ProtoError};
+use super::limits::{self, Limit};
+use super::{DEFAULT_TCP_BLKSIZE, ErrorCode, ProtoError};
 use alloc::format;
 use alloc::string::String;
 use serde_json::{Map, Value};
@@ -65,6 +66,8 @@ pub struct TestParams {
     pub repeating_payload: bool,
     pub zerocopy: bool,
     pub dont_fragment: bool,
+    /// 3.19+ `--skip-rx-copy`.
+    pub skip_rx_copy: bool,
     pub client_version: Option<String>,
 }
 
@@ -96,6 +99,7 @@ impl Default for TestParams {
             repeating_payload: false,
             zerocopy: false,
             dont_fragment: false,
+            skip_rx_copy: false,
             client_version: Some(String::from(super::IPERF_VERSION)),
         }
     }
@@ -105,6 +109,18 @@ impl TestParams {
     /// Total data connections the client opens.
     pub fn total_streams(&self) -> u32 {
         if self.bidirectional { self.parallel * 2 } else { self.parallel }
+    }
+
+    /// Whether the client sends on the data stream it opens `index`-th (0-based). It opens
+    /// its sending streams first: with `--bidir` the first `-P` send and the rest receive.
+    /// The server accepts them in the same order, so it sends on exactly the others.
+    pub fn client_sends(&self, index: usize) -> bool {
+        if self.bidirectional { index < self.parallel as usize } else { !self.reverse }
+    }
+
+    /// Whether the server sends on the data stream it accepts `index`-th.
+    pub fn server_sends(&self, index: usize) -> bool {
+        !self.client_sends(index)
     }
 
     /// `-n` or `-k` as a byte count: what each sending side sends in all (None: ends by time).
@@ -177,6 +193,7 @@ impl TestParams {
             (self.repeating_payload, "repeating_payload"),
             (self.zerocopy, "zerocopy"),
             (self.dont_fragment, "dont_fragment"),
+            (self.skip_rx_copy, "skip_rx_copy"),
         ] {
             if on {
                 w.int(key, 1);
@@ -188,80 +205,80 @@ impl TestParams {
         w.finish()
     }
 
-    /// Parses a params body. Checks JSON types; ranges are checked by [`Self::validate`].
-    pub fn parse(body: &[u8]) -> Result<Self, ProtoError> {
-        let m = parse_object(body)?;
-        let protocol = match (flag(&m, "tcp")?, flag(&m, "udp")?, flag(&m, "sctp")?) {
-            (true, false, false) => Protocol::Tcp,
-            (false, true, false) => Protocol::Udp,
-            (false, false, true) => Protocol::Sctp,
-            (false, false, false) => return Err(ProtoError::MissingKey("tcp")),
-            _ => {
-                return Err(ProtoError::BadValue { key: "tcp", why: "more than one protocol requested".into() });
+    /// Parses a params body as a 3.22 server does: JSON types are checked, and numbers
+    /// outside iperf3's ranges are refused with the `i_errno` 3.22 sends for them (e.g. 6 for
+    /// `"parallel":0`); anything malformed is IERECVPARAMS. Unknown keys are ignored.
+    pub fn parse(body: &[u8]) -> Result<Self, (ErrorCode, String)> {
+        let malformed = |e: ProtoError| (ErrorCode::RECV_PARAMS, format!("{e}"));
+        let m = parse_object(body).map_err(malformed)?;
+        let protocol = match (flag(&m, "tcp"), flag(&m, "udp"), flag(&m, "sctp")) {
+            (Ok(tcp), Ok(udp), Ok(sctp)) => match (tcp, udp, sctp) {
+                (true, false, false) => Protocol::Tcp,
+                (false, true, false) => Protocol::Udp,
+                (false, false, true) => Protocol::Sctp,
+                (false, false, false) => return Err(malformed(ProtoError::MissingKey("tcp"))),
+                _ => {
+                    let why = "more than one protocol requested".into();
+                    return Err(malformed(ProtoError::BadValue { key: "tcp", why }));
+                }
+            },
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(malformed(e)),
+        };
+        let limited = |l: &Limit| -> Result<Option<i64>, (ErrorCode, String)> {
+            get_i64(&m, l.key).map_err(malformed)?.map(|v| l.check(v)).transpose()
+        };
+        let count = |key: &'static str| -> Result<Option<u64>, (ErrorCode, String)> {
+            match get_i64(&m, key).map_err(malformed)? {
+                Some(v) if v < 0 => Err(malformed(ProtoError::BadValue { key, why: format!("negative value {v}") })),
+                v => Ok(v.map(|v| v as u64)),
             }
         };
-        Ok(TestParams {
+        let on = |key: &'static str| flag(&m, key).map_err(malformed);
+        let text = |key: &'static str| get_string(&m, key).map_err(malformed);
+        let len = get_i64(&m, "len").map_err(malformed)?.unwrap_or(0);
+        let params = TestParams {
             protocol,
-            omit: uint(&m, "omit", u32::MAX as u64)?.unwrap_or(0) as u32,
-            time: uint(&m, "time", u32::MAX as u64)?.unwrap_or(0) as u32,
-            num: uint(&m, "num", i64::MAX as u64)?.unwrap_or(0),
-            blockcount: uint(&m, "blockcount", i64::MAX as u64)?.unwrap_or(0),
-            mss: uint(&m, "MSS", u32::MAX as u64)?.map(|v| v as u32).filter(|&v| v != 0),
-            nodelay: flag(&m, "nodelay")?,
-            parallel: uint(&m, "parallel", u32::MAX as u64)?.unwrap_or(1) as u32,
-            reverse: flag(&m, "reverse")?,
-            bidirectional: flag(&m, "bidirectional")?,
-            window: uint(&m, "window", u32::MAX as u64)?.map(|v| v as u32).filter(|&v| v != 0),
-            len: uint(&m, "len", u32::MAX as u64)?.unwrap_or(0) as u32,
-            bandwidth: uint(&m, "bandwidth", i64::MAX as u64)?.unwrap_or(0),
-            fqrate: uint(&m, "fqrate", i64::MAX as u64)?,
-            pacing_timer: uint(&m, "pacing_timer", u32::MAX as u64)?.map(|v| v as u32),
-            burst: uint(&m, "burst", u32::MAX as u64)?.map(|v| v as u32),
-            tos: uint(&m, "TOS", u32::MAX as u64)?.map(|v| v as u32),
-            title: get_string(&m, "title")?,
-            extra_data: get_string(&m, "extra_data")?,
-            congestion: get_string(&m, "congestion")?,
-            get_server_output: flag(&m, "get_server_output")?,
-            udp_counters_64bit: flag(&m, "udp_counters_64bit")?,
-            repeating_payload: flag(&m, "repeating_payload")?,
-            zerocopy: flag(&m, "zerocopy")?,
-            dont_fragment: flag(&m, "dont_fragment")?,
-            client_version: get_string(&m, "client_version")?,
-        })
+            omit: limited(&limits::OMIT)?.unwrap_or(0) as u32,
+            time: limited(&limits::TIME)?.unwrap_or(0) as u32,
+            num: count("num")?.unwrap_or(0),
+            blockcount: count("blockcount")?.unwrap_or(0),
+            mss: limited(&limits::MSS)?.map(|v| v as u32).filter(|&v| v != 0),
+            nodelay: on("nodelay")?,
+            parallel: limited(&limits::PARALLEL)?.unwrap_or(1) as u32,
+            reverse: on("reverse")?,
+            bidirectional: on("bidirectional")?,
+            window: limited(&limits::WINDOW)?.map(|v| v as u32).filter(|&v| v != 0),
+            len: len as u32,
+            bandwidth: count("bandwidth")?.unwrap_or(0),
+            fqrate: count("fqrate")?,
+            pacing_timer: count("pacing_timer")?.map(|v| v.min(u32::MAX as u64) as u32),
+            burst: limited(&limits::BURST)?.map(|v| v as u32),
+            tos: limited(&limits::TOS)?.map(|v| v as u32),
+            title: text("title")?,
+            extra_data: text("extra_data")?,
+            congestion: text("congestion")?,
+            get_server_output: on("get_server_output")?,
+            udp_counters_64bit: on("udp_counters_64bit")?,
+            repeating_payload: on("repeating_payload")?,
+            zerocopy: on("zerocopy")?,
+            dont_fragment: on("dont_fragment")?,
+            skip_rx_copy: on("skip_rx_copy")?,
+            client_version: text("client_version")?,
+        };
+        // Checked after every key, as 3.22 does (0 for UDP: the client picks the size).
+        match protocol {
+            Protocol::Udp if len != 0 => limits::UDP_LEN.check(len).map(drop)?,
+            Protocol::Udp => {}
+            _ => limits::TCP_LEN.check(len).map(drop)?,
+        }
+        Ok(params)
     }
 
-    /// Range checks, with the iperf3 error code a server reports for each.
+    /// Checks between parameters, with the iperf3 error code a server reports for each (the
+    /// ranges of single values are checked by [`Self::parse`] and by the command line).
     pub fn validate(&self) -> Result<(), (ErrorCode, String)> {
-        if self.parallel == 0 || self.parallel > MAX_STREAMS {
-            return Err((ErrorCode::NUM_STREAMS, format!("parallel = {} (1-128)", self.parallel)));
-        }
-        if self.time > 86400 {
-            return Err((ErrorCode::DURATION, format!("time = {} s (0-86400)", self.time)));
-        }
-        if self.omit > 600 {
-            return Err((ErrorCode::OMIT, format!("omit = {} s (0-600)", self.omit)));
-        }
         if self.reverse && self.bidirectional {
             return Err((ErrorCode::REVERSE_BIDIR, String::from("reverse and bidirectional")));
-        }
-        match self.protocol {
-            Protocol::Tcp if self.len == 0 || self.len > MAX_TCP_BLKSIZE => {
-                return Err((ErrorCode::BLOCK_SIZE, format!("len = {} (1-1048576)", self.len)));
-            }
-            Protocol::Udp if !(16..=65507).contains(&self.len) => {
-                return Err((ErrorCode(20), format!("UDP len = {} (16-65507)", self.len)));
-            }
-            _ => {}
-        }
-        if let Some(w) = self.window
-            && w > 512 * 1024 * 1024
-        {
-            return Err((ErrorCode::BUF_SIZE, format!("window = {w} (max 536870912)")));
-        }
-        if let Some(m) = self.mss
-            && m > 9216
-        {
-            return Err((ErrorCode::MSS, format!("MSS = {m} (max 9216)")));
         }
         Ok(())
     }
@@ -275,15 +292,6 @@ fn flag(m: &Map<String, Value>, key: &'static str) -> Result<bool, ProtoError> {
         Some(Value::Bool(b)) => Ok(*b),
         Some(v @ Value::Number(_)) => Ok(super::json::lenient_i64(v) != Some(0)),
         Some(_) => Err(ProtoError::BadType { key, expected: "a boolean or integer flag" }),
-    }
-}
-
-fn uint(m: &Map<String, Value>, key: &'static str, max: u64) -> Result<Option<u64>, ProtoError> {
-    match get_i64(m, key)? {
-        None => Ok(None),
-        Some(v) if v < 0 => Err(ProtoError::BadValue { key, why: format!("negative value {v}") }),
-        Some(v) if v as u64 > max => Err(ProtoError::BadValue { key, why: format!("{v} is larger than {max}") }),
-        Some(v) => Ok(Some(v as u64)),
     }
 }
 
@@ -337,19 +345,35 @@ mod tests {
             (br#"{"tcp":true,"time":1e30}"#, "\"time\""),
         ];
         for (body, want) in cases {
-            let e = TestParams::parse(body).unwrap_err();
-            let msg = format!("{e}");
+            let (_, msg) = TestParams::parse(body).unwrap_err();
             assert!(msg.contains(want), "{} -> {msg}", core::str::from_utf8(body).unwrap());
         }
     }
 
+    /// What a 3.22 server answers (captured with a hand-made client against stock 3.22).
     #[test]
-    fn ranges_map_to_iperf_error_codes() {
-        let p = TestParams { parallel: 129, ..TestParams::default() };
-        assert_eq!(p.validate().unwrap_err().0, ErrorCode::NUM_STREAMS);
-        let p = TestParams { len: 2 * 1024 * 1024, ..TestParams::default() };
-        assert_eq!(p.validate().unwrap_err().0, ErrorCode::BLOCK_SIZE);
+    fn ranges_map_to_the_codes_a_322_server_sends() {
+        let cases: &[(&str, ErrorCode)] = &[
+            (r#"{"tcp":true,"parallel":0,"len":131072}"#, ErrorCode::NUM_STREAMS),
+            (r#"{"tcp":true,"parallel":129,"len":131072}"#, ErrorCode::NUM_STREAMS),
+            (r#"{"tcp":true,"len":0}"#, ErrorCode::BLOCK_SIZE),
+            (r#"{"tcp":true,"len":2097152}"#, ErrorCode::BLOCK_SIZE),
+            (r#"{"tcp":true,"omit":1000,"len":131072}"#, ErrorCode::OMIT),
+            (r#"{"tcp":true,"time":-1,"len":131072}"#, ErrorCode::DURATION),
+            (r#"{"tcp":true,"time":86401,"len":131072}"#, ErrorCode::DURATION),
+            (r#"{"tcp":true,"MSS":40000,"len":131072}"#, ErrorCode::MSS),
+            (r#"{"tcp":true,"window":1073741824,"len":131072}"#, ErrorCode::BUF_SIZE),
+            (r#"{"tcp":true,"burst":0,"len":131072}"#, ErrorCode::BURST),
+            (r#"{"tcp":true,"TOS":256,"len":131072}"#, ErrorCode::BAD_TOS),
+            (r#"{"udp":true,"len":8}"#, ErrorCode::UDP_BLOCK_SIZE),
+            (r#"{"tcp":true,"num":-5,"len":131072}"#, ErrorCode::RECV_PARAMS),
+        ];
+        for (body, code) in cases {
+            assert_eq!(TestParams::parse(body.as_bytes()).unwrap_err().0, *code, "{body}");
+        }
         let p = TestParams { reverse: true, bidirectional: true, ..TestParams::default() };
         assert_eq!(p.validate().unwrap_err().0, ErrorCode::REVERSE_BIDIR);
+        // Within range: 3.21 raised the MSS limit to 32767.
+        assert!(TestParams::parse(br#"{"tcp":true,"MSS":9000,"len":1000}"#).is_ok());
     }
 }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 mod json;
 mod text;
-mod time;
+pub mod time;
 mod units;
 mod writer;
 
@@ -33,6 +33,8 @@ pub enum Side {
 pub struct ReportConfig {
     pub side: Side,
     pub format: OutputFormat,
+    /// `--json-stream-full-output`: with `JsonStream`, the whole `-J` document after `end`.
+    pub full_document: bool,
     /// `-f`: 'k','m','g','t' (bits), 'K','M','G','T' (bytes), or 'a' (adaptive bits, default).
     pub unit: char,
     /// `-V`.
@@ -73,8 +75,9 @@ pub struct TestStartInfo {
     /// e.g. "uniperf 0.1.0 (iperf 3.12 protocol)".
     pub version: String,
     pub system_info: String,
-    /// Seconds since the epoch; `timestamp.time` is rendered RFC 1123 in GMT.
-    pub timestamp: Option<u64>,
+    /// Milliseconds since the epoch: `timestamp.timemillisecs` (3.20+), `timesecs`, and
+    /// `time` rendered RFC 1123 in GMT.
+    pub timestamp_ms: Option<u64>,
     /// Client: `connecting_to`; server: `accepted_connection`.
     pub peer_host: String,
     pub peer_port: u16,
@@ -83,6 +86,10 @@ pub struct TestStartInfo {
     pub tcp_mss: u32,
     pub mss_was_set: bool,
     pub target_bitrate: u64,
+    /// `--fq-rate` (3.13+ `fq_rate`, `test_start.fqrate`).
+    pub fq_rate: u64,
+    /// This side's `-i` (3.17+ `test_start.interval`).
+    pub interval: f64,
     pub sock_bufsize: u32,
     pub sndbuf_actual: u32,
     pub rcvbuf_actual: u32,
@@ -101,6 +108,9 @@ pub struct TestStartInfo {
     pub extra_data: Option<String>,
     /// Congestion control in use on the data sockets ("reno", "cubic", "none").
     pub congestion: Option<String>,
+    /// `-Z` / `--skip-rx-copy` were asked for (`-V` says what they do here).
+    pub zerocopy: bool,
+    pub skip_rx_copy: bool,
 }
 
 impl TestStartInfo {
@@ -115,13 +125,15 @@ impl TestStartInfo {
         TestStartInfo {
             version: String::new(),
             system_info: String::new(),
-            timestamp: None,
+            timestamp_ms: None,
             peer_host: String::new(),
             peer_port: 0,
             cookie: String::new(),
             tcp_mss: mss,
             mss_was_set: false,
             target_bitrate: p.bandwidth,
+            fq_rate: p.fqrate.unwrap_or(0),
+            interval: 0.0,
             sock_bufsize: p.window.unwrap_or(0),
             sndbuf_actual: spec.tx as u32,
             rcvbuf_actual: spec.rx as u32,
@@ -138,6 +150,8 @@ impl TestStartInfo {
             title: p.title.clone(),
             extra_data: p.extra_data.clone(),
             congestion: Some(String::from(congestion.name())),
+            zerocopy: p.zerocopy,
+            skip_rx_copy: p.skip_rx_copy,
         }
     }
 }

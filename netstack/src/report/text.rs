@@ -77,8 +77,14 @@ pub fn bw(c: &Columns, tail: &str) -> String {
     format!("{}                  {tail}\n", c.head())
 }
 
-/// `report_bw_retrans_format` (and the `[SUM]` variant).
+/// `report_bw_retrans_format`: one stream's sender summary (3.18+ has one space less
+/// before the tail than 3.12 had, and than the `[SUM]` line still has).
 pub fn bw_retrans(c: &Columns, retransmits: i64, tail: &str) -> String {
+    format!("{}  {retransmits:3}            {tail}\n", c.head())
+}
+
+/// `report_sum_bw_retrans_format`: the `[SUM]` sender line (interval or summary).
+pub fn sum_bw_retrans(c: &Columns, retransmits: i64, tail: &str) -> String {
     format!("{}  {retransmits:3}             {tail}\n", c.head())
 }
 
@@ -118,12 +124,19 @@ mod tests {
         );
         let c = Columns { id: SUM_ID, role: "", start: 0.0, end: 2.0, bytes: 50069504, seconds: 2.000094, unit: 'a' };
         assert_eq!(
-            bw_retrans(&c, 0, SENDER),
+            sum_bw_retrans(&c, 0, SENDER),
             "[SUM]   0.00-2.00   sec  47.8 MBytes   200 Mbits/sec    0             sender\n"
         );
         assert_eq!(
             bw(&c, RECEIVER),
             "[SUM]   0.00-2.00   sec  47.8 MBytes   200 Mbits/sec                  receiver\n"
+        );
+        // 3.22: `[  4]   0.00-2.00   sec  4.79 GBytes  20.5 Gbits/sec    3            sender`
+        let id = stream_id(4);
+        let c = Columns { id: &id, role: "", start: 0.0, end: 2.0, bytes: 5_143_129_866, seconds: 2.0, unit: 'a' };
+        assert_eq!(
+            bw_retrans(&c, 3, SENDER),
+            "[  4]   0.00-2.00   sec  4.79 GBytes  20.6 Gbits/sec    3            sender\n"
         );
     }
 

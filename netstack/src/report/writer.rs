@@ -155,8 +155,9 @@ impl Reporter {
                 let j = self.interval_json(&r);
                 if self.cfg.format == OutputFormat::JsonStream {
                     self.emit_event("interval", j.clone());
-                    // The client never needs them again; the server may, for --get-server-output.
-                    if self.cfg.side == Side::Client {
+                    // The client never needs them again (unless it prints the whole document
+                    // too); the server may, for --get-server-output.
+                    if self.cfg.side == Side::Client && !self.cfg.full_document {
                         return;
                     }
                 }
@@ -253,6 +254,11 @@ impl Reporter {
                 }
                 let end = self.test.end.clone().unwrap_or_else(Json::empty_obj);
                 self.emit_event("end", end);
+                if self.cfg.full_document {
+                    let doc = self.document();
+                    self.out.push_str(&doc.pretty());
+                    self.out.push('\n');
+                }
             }
         }
         self.test = TestState::default();
@@ -406,6 +412,17 @@ impl Reporter {
             if info.target_bitrate > 0 {
                 self.print(&format!("      Target Bitrate: {}\n", info.target_bitrate));
             }
+            // Accepted for scripts that pass them; say plainly that they change nothing here.
+            if info.zerocopy {
+                self.print(
+                    "      Zerocopy (-Z): requested, but smoltcp copies every byte; a stock peer may use sendfile\n",
+                );
+            }
+            if info.skip_rx_copy {
+                self.print(
+                    "      Skip RX copy: requested, but smoltcp copies every byte; a stock peer may use MSG_TRUNC\n",
+                );
+            }
         }
         self.release_held();
         if self.cfg.verbose {
@@ -477,7 +494,7 @@ impl Reporter {
                 let line = if has_retr {
                     let retr =
                         g.streams.iter().filter_map(|s| s.tcp).map(|t| t.retransmits).fold(0, i64::saturating_add);
-                    text::bw_retrans(&c, retr, tail)
+                    text::sum_bw_retrans(&c, retr, tail)
                 } else {
                     text::bw(&c, tail)
                 };
@@ -575,7 +592,7 @@ impl Reporter {
                             .filter_map(|s| s.sender.tcp)
                             .map(|t| t.retransmits)
                             .fold(0, i64::saturating_add);
-                        text::bw_retrans(&c, retr, text::SENDER)
+                        text::sum_bw_retrans(&c, retr, text::SENDER)
                     } else {
                         text::bw(&c, text::SENDER)
                     };
@@ -669,8 +686,9 @@ impl Reporter {
         };
         o.push("version", i.version.as_str());
         o.push("system_info", i.system_info.as_str());
-        if let Some(t) = i.timestamp {
-            o.push("timestamp", Obj::new().set("time", rfc1123(t)).set("timesecs", t));
+        if let Some(ms) = i.timestamp_ms {
+            let secs = ms / 1000;
+            o.push("timestamp", Obj::new().set("time", rfc1123(secs)).set("timesecs", secs).set("timemillisecs", ms));
         }
         let peer = Obj::new().set("host", i.peer_host.as_str()).set("port", i.peer_port);
         match self.cfg.side {
@@ -682,6 +700,7 @@ impl Reporter {
             o.push(if i.mss_was_set { "tcp_mss" } else { "tcp_mss_default" }, i.tcp_mss);
         }
         o.push("target_bitrate", i.target_bitrate);
+        o.push("fq_rate", i.fq_rate);
         o.push("sock_bufsize", i.sock_bufsize);
         o.push("sndbuf_actual", i.sndbuf_actual);
         o.push("rcvbuf_actual", i.rcvbuf_actual);
@@ -698,8 +717,13 @@ impl Reporter {
                 .set("reverse", u32::from(i.reverse))
                 .set("tos", i.tos)
                 .set("target_bitrate", i.target_bitrate)
-                // 3.13+; 3.12 readers ignore it.
-                .set("bidir", u32::from(i.bidir)),
+                // 3.13+ (bidir, fqrate), 3.17+ (interval), 3.21+ (gso, gro: uniperf has
+                // neither); 3.12 readers ignore them.
+                .set("bidir", u32::from(i.bidir))
+                .set("fqrate", i.fq_rate)
+                .set("interval", i.interval)
+                .set("gso", 0u32)
+                .set("gro", 0u32),
         );
         o.build()
     }

@@ -4,20 +4,22 @@ use super::*;
 use alloc::vec;
 
 fn cfg(side: Side, format: OutputFormat) -> ReportConfig {
-    ReportConfig { side, format, unit: 'a', verbose: false, title: None, forceflush: false }
+    ReportConfig { side, format, full_document: false, unit: 'a', verbose: false, title: None, forceflush: false }
 }
 
 fn start_info(num_streams: u32, reverse: bool, bidir: bool) -> TestStartInfo {
     TestStartInfo {
         version: "uniperf 0.1.0 (iperf 3.12 protocol)".to_string(),
         system_info: "uniperf test".to_string(),
-        timestamp: Some(1795238505),
+        timestamp_ms: Some(1795238505123),
         peer_host: "127.0.0.1".to_string(),
         peer_port: 5299,
         cookie: "ektrduatcpqny75w2v7n5idytacs7sr5smqk".to_string(),
         tcp_mss: 32768,
         mss_was_set: false,
         target_bitrate: 200000000,
+        fq_rate: 0,
+        interval: 1.0,
         sock_bufsize: 0,
         sndbuf_actual: 16384,
         rcvbuf_actual: 131072,
@@ -34,6 +36,8 @@ fn start_info(num_streams: u32, reverse: bool, bidir: bool) -> TestStartInfo {
         title: None,
         extra_data: None,
         congestion: None,
+        zerocopy: false,
+        skip_rx_copy: false,
     }
 }
 
@@ -125,7 +129,7 @@ Connecting to host 127.0.0.1, port 5299
 [  5]   1.00-2.00   sec  23.9 MBytes   200 Mbits/sec    0    767 KBytes       
 - - - - - - - - - - - - - - - - - - - - - - - - -
 [ ID] Interval           Transfer     Bitrate         Retr
-[  5]   0.00-2.00   sec  47.8 MBytes   200 Mbits/sec    0             sender
+[  5]   0.00-2.00   sec  47.8 MBytes   200 Mbits/sec    0            sender
 [  5]   0.00-2.00   sec  47.8 MBytes   200 Mbits/sec                  receiver
 
 iperf Done.
@@ -171,9 +175,9 @@ Connecting to host 127.0.0.1, port 5299
 [SUM]   1.00-2.00   sec  24.0 MBytes   201 Mbits/sec    0             
 - - - - - - - - - - - - - - - - - - - - - - - - -
 [ ID] Interval           Transfer     Bitrate         Retr
-[  5]   0.00-2.00   sec  23.9 MBytes   100 Mbits/sec    0             sender
+[  5]   0.00-2.00   sec  23.9 MBytes   100 Mbits/sec    0            sender
 [  5]   0.00-2.00   sec  23.9 MBytes   100 Mbits/sec                  receiver
-[  7]   0.00-2.00   sec  23.9 MBytes   100 Mbits/sec    0             sender
+[  7]   0.00-2.00   sec  23.9 MBytes   100 Mbits/sec    0            sender
 [  7]   0.00-2.00   sec  23.9 MBytes   100 Mbits/sec                  receiver
 [SUM]   0.00-2.00   sec  47.8 MBytes   200 Mbits/sec    0             sender
 [SUM]   0.00-2.00   sec  47.8 MBytes   200 Mbits/sec                  receiver
@@ -386,6 +390,11 @@ fn json_client_document_has_iperf3_keys() {
     assert_eq!(s["connected"][0]["local_port"], 38796);
     assert_eq!(s["timestamp"]["time"], "Sat, 21 Nov 2026 05:21:45 GMT");
     assert_eq!(s["timestamp"]["timesecs"], 1795238505u64);
+    assert_eq!(s["timestamp"]["timemillisecs"], 1795238505123u64);
+    assert_eq!(s["fq_rate"], 0);
+    for key in ["bidir", "fqrate", "interval", "gso", "gro"] {
+        assert!(s["test_start"].get(key).is_some(), "test_start.{key} (3.13-3.21 keys)");
+    }
     assert_eq!(s["connecting_to"]["host"], "127.0.0.1");
     assert_eq!(s["connecting_to"]["port"], 5299);
     assert_eq!(s["tcp_mss_default"], 32768);
