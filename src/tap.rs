@@ -68,7 +68,20 @@ pub struct TapDevice {
     tx_buf: Vec<u8>,
     /// Frames the kernel refused even after waiting (counted, reported at exit).
     pub tx_dropped: u64,
+    /// Loss on purpose, for tests that need retransmissions on a real TAP (this kernel has
+    /// no netem): every Nth frame carrying data is not written. From `UNIPERF_TAP_DROP_EVERY`.
+    drop: Option<DropEvery>,
 }
+
+/// Drops every `every`-th outgoing frame longer than `MIN_DATA_FRAME` (data, not bare ACKs).
+#[derive(Clone, Copy, Debug)]
+struct DropEvery {
+    every: u64,
+    seen: u64,
+}
+
+/// Frames shorter than this are handshakes and ACKs; only data frames are dropped on purpose.
+const MIN_DATA_FRAME: usize = 200;
 
 fn ioctl_sock(req: libc::c_ulong, ifr: &mut IfReq) -> std::io::Result<()> {
     // SAFETY: a plain datagram socket used only for interface ioctls, closed below.
@@ -140,7 +153,18 @@ impl TapDevice {
         };
         let frame = ip_mtu + ETH_HDR;
         let buf = if offload { VNET_HDR + OFFLOAD_FRAME } else { frame };
-        let dev = TapDevice { fd, mtu: frame, offload, rx_buf: vec![0; buf], tx_buf: vec![0; buf], tx_dropped: 0 };
+        let drop = match std::env::var("UNIPERF_TAP_DROP_EVERY") {
+            Ok(v) => {
+                let every: u64 =
+                    v.parse().ok().filter(|&n| n >= 2).with_context(|| {
+                        format!("UNIPERF_TAP_DROP_EVERY={v}: expected a whole number of at least 2")
+                    })?;
+                Some(DropEvery { every, seen: 0 })
+            }
+            Err(_) => None,
+        };
+        let dev =
+            TapDevice { fd, mtu: frame, offload, rx_buf: vec![0; buf], tx_buf: vec![0; buf], tx_dropped: 0, drop };
         Ok((dev, !existed))
     }
 
@@ -178,6 +202,7 @@ pub struct TapTx<'a> {
     dropped: &'a mut u64,
     offload: bool,
     gso_size: Option<u16>,
+    drop: &'a mut Option<DropEvery>,
 }
 
 impl phy::RxToken for TapRx<'_> {
@@ -236,6 +261,14 @@ impl phy::TxToken for TapTx<'_> {
             offload_header(hdr, &mut frame[..len], self.gso_size);
         }
         let len = head + len;
+        if let Some(d) = self.drop.as_mut()
+            && len >= MIN_DATA_FRAME
+        {
+            d.seen += 1;
+            if d.seen % d.every == 0 {
+                return r;
+            }
+        }
         for _ in 0..100 {
             // SAFETY: writing `len` initialised bytes from our buffer to our TAP descriptor.
             let n = unsafe { libc::write(self.fd.as_raw_fd(), self.buf.as_ptr().cast(), len) };
@@ -278,6 +311,7 @@ impl Device for TapDevice {
                 dropped: &mut self.tx_dropped,
                 offload: self.offload,
                 gso_size: None,
+                drop: &mut self.drop,
             },
         ))
     }
@@ -289,6 +323,7 @@ impl Device for TapDevice {
             dropped: &mut self.tx_dropped,
             offload: self.offload,
             gso_size: None,
+            drop: &mut self.drop,
         })
     }
 

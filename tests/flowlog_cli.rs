@@ -198,7 +198,10 @@ fn flowlog_option_errors() {
     let cases: [(&[&str], &str); 4] = [
         (&["sim", "--flowlog-interval", "5"], "needs --flowlog"),
         (&["sim", "--flowlog", "f.csv", "--flowlog-format", "xml"], "xml"),
-        (&["sim", "--flowlog-collect", "198.18.0.1:6000"], "--flowlog-collect is for the unikernel"),
+        (
+            &["sim", "--flowlog-collect", "198.18.0.1:6000"],
+            "--flowlog-collect is not taken by `uniperf sim` (it is for the unikernel",
+        ),
         (&["-s", "--tap", "tapx", "--ip", "198.18.0.2/24", "--flowlog-collect", "198.18.0.1:6000"], "unikernel"),
     ];
     for (args, want) in cases {

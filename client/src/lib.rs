@@ -235,6 +235,14 @@ impl Client {
         if self.outcome.is_some() {
             return None;
         }
+        // The streams are up and TEST_START is due: keep polling rather than sleep. The test's
+        // clocks start when it is read, and a loop that sleeps wakes up late (about a
+        // millisecond on a busy host), which would start ours after the server's and let a
+        // receiver count, with -O, data this side omitted.
+        let total = self.cfg.params.total_streams() as usize;
+        if self.meas.is_none() && !self.creating && total > 0 && self.streams.len() == total {
+            return Some(self.last_progress);
+        }
         let mut at = self.last_progress + self.cfg.stall_timeout;
         if let Some(m) = self.meas.as_ref().and_then(|m| m.poll_at()) {
             at = at.min(m);

@@ -59,8 +59,13 @@ pub struct DataStream {
     offset: usize,
     /// The peer closed its side (or the socket died).
     pub peer_closed: bool,
-    /// Bytes written but not yet acknowledged, as of the last pump.
-    unacked: u64,
+    /// Bytes the peer had acknowledged at the last three pumps, newest first. A reading is
+    /// taken at some point during a loop pass, so only the one from two passes before the
+    /// pass that sees the omit timer run out is known to be from before it.
+    acked: [u64; 3],
+    /// Seconds after the measurement's start at which this stream's own measurement began (a
+    /// receiver that drained its sender's queue after `-O`; see `Measurement::receive_drain`).
+    late_start: f64,
     /// (local, remote), for looking up TCP_INFO.
     pub endpoints: Option<(IpEndpoint, IpEndpoint)>,
     /// TCP_INFO statistics while this side sends.
@@ -84,7 +89,8 @@ impl DataStream {
             interval_bytes: 0,
             offset: 0,
             peer_closed: false,
-            unacked: 0,
+            acked: [0; 3],
+            late_start: 0.0,
             endpoints: None,
             tcp: SenderTally::default(),
         }
@@ -160,7 +166,8 @@ impl DataStream {
             }
         }
         if self.sends {
-            self.unacked = sock.send_queue() as u64;
+            let acked = self.total_bytes.saturating_sub(sock.send_queue() as u64);
+            self.acked = [acked, self.acked[0], self.acked[1]];
         }
         if !sock.may_recv() && sock.state() != tcp::State::SynSent {
             self.peer_closed = true;
@@ -180,12 +187,19 @@ impl DataStream {
     }
 
     /// The omit period ended: measured counters restart. A receiver starts from zero, as
-    /// iperf3's does. A sender counts as omitted only what the peer had acknowledged: bytes
-    /// still in its socket buffer leave during the measured period and arrive there, so the
-    /// peer counts them too (iperf3 counts them as omitted, which lets a receiver report more
-    /// than its sender did).
-    pub fn reset_after_omit(&mut self) {
-        let carried = if self.sends { self.unacked } else { 0 };
+    /// iperf3's does. A sender counts as omitted only what its peer can have read by now:
+    /// bytes still in its own socket buffer or in flight, and up to a receive window the peer
+    /// has acknowledged but may not have read yet, reach the peer's reader during its measured
+    /// period, so they count as measured here too. (iperf3 counts them as omitted, which lets
+    /// a receiver report more than its sender sent.) `info` gives the peer's window.
+    pub fn reset_after_omit(&mut self, info: &dyn TcpInfoSource) {
+        let carried = if self.sends {
+            let acked = self.acked[2];
+            let window = self.tcp_info(info).map_or(0, |i| i.snd_wnd).max(self.tcp.max_snd_wnd());
+            self.total_bytes - (acked - acked.min(window))
+        } else {
+            0
+        };
         self.bytes = carried;
         self.interval_bytes = carried;
         self.tcp.reset();
@@ -199,6 +213,7 @@ impl DataStream {
 
     /// This side's entry in the results JSON.
     pub fn result(&self, seconds: f64) -> StreamResult {
+        let seconds = (seconds - self.late_start).max(0.0);
         StreamResult {
             id: self.id,
             bytes: self.bytes,
@@ -218,6 +233,7 @@ impl DataStream {
     /// The end summary of a test cut short (a signal, a terminating peer): this side's own
     /// counters, and zero for the side the results exchange would have told us.
     pub fn partial_summary(&self, seconds: f64) -> EndStream {
+        let seconds = (seconds - self.late_start).max(0.0);
         let tcp = self.has_retransmits().then(|| self.tcp.end());
         let local = EndSide { start: 0.0, end: seconds, seconds, bytes: self.bytes, tcp };
         let unknown = EndSide { start: 0.0, end: seconds, seconds, bytes: 0, tcp: None };
@@ -237,6 +253,7 @@ impl DataStream {
         remote_has_retransmits: bool,
     ) -> Result<EndStream, ErrorCode> {
         let r = remote.iter().find(|r| r.id == self.id).ok_or(ErrorCode::STREAM_ID)?;
+        let seconds = (seconds - self.late_start).max(0.0);
         let tcp = self.has_retransmits().then(|| self.tcp.end());
         let local = EndSide { start: 0.0, end: seconds, seconds, bytes: self.bytes, tcp };
         let remote_end = if r.end_time > 0.0 { r.end_time } else { seconds };
@@ -288,14 +305,18 @@ pub fn sender_has_retransmits(streams: &[DataStream]) -> i64 {
 enum Omit {
     /// No omit period, or it is over.
     Over,
-    /// `-O` given; its clock starts with the first data byte.
-    Pending(Duration),
     /// The omit timer runs until then.
     Until(Instant),
-    /// The timer ran out, but a receiver still drains what its sender queued before its own
-    /// omit period ended (see [`Measurement::receive_drain`]); measurement starts then.
+    /// The timer ran out and the sending streams measure, but the receiving ones still drain
+    /// what their sender queued before its own omit period ended (see
+    /// [`Measurement::receive_drain`]); they start measuring then.
     Draining(Instant),
 }
+
+/// How late a sender may start its omit timer after this side started its own: the one-way
+/// delay of TEST_START plus the time the peer takes to read it (a stock iperf3 sleeping in
+/// select(2) wakes up to about a millisecond late on a loaded host).
+const SENDER_REACTION: Duration = Duration::from_millis(2);
 
 /// The longest a receiver extends its omit period to drain its sender's queue.
 const MAX_RECEIVE_DRAIN: Duration = Duration::from_secs(2);
@@ -341,8 +362,11 @@ pub struct MeasureConfig {
 impl Measurement {
     pub fn new(streams: Vec<DataStream>, now: Instant, cfg: MeasureConfig) -> Self {
         let interval = (cfg.interval_secs > 0.0).then(|| Duration::from_micros((cfg.interval_secs * 1e6) as u64));
-        let omit =
-            if cfg.omit_secs > 0 { Omit::Pending(Duration::from_secs(cfg.omit_secs as u64)) } else { Omit::Over };
+        // Both timers start now, with TEST_START, as iperf3's do.
+        let omit = match cfg.omit_secs {
+            0 => Omit::Over,
+            n => Omit::Until(now + Duration::from_secs(n as u64)),
+        };
         let mut m = Measurement {
             streams,
             send_limit: cfg.send_limit,
@@ -364,7 +388,7 @@ impl Measurement {
         let next = self.interval.map(|i| from + i);
         let omit = match self.omit {
             Omit::Until(t) | Omit::Draining(t) => Some(t),
-            Omit::Over | Omit::Pending(_) => None,
+            Omit::Over => None,
         };
         match (next, omit) {
             (Some(n), Some(o)) => Some(n.min(o)),
@@ -426,32 +450,26 @@ impl Measurement {
         }
         if moved > 0 && self.first_data.is_none() {
             self.first_data = Some(now);
-            if let Omit::Pending(d) = self.omit {
-                // -O is timed from the first byte either way rather than from TEST_START: a
-                // receiving end would otherwise start a transit time before its data.
-                self.omit = Omit::Until(now + d);
-                self.next_interval = self.boundary(self.interval_start);
-            }
         }
         moved
     }
 
-    /// When `-t` runs out: `time` seconds after the omit period ended (None while omitting).
+    /// When `-t` runs out: `time` seconds after the omit timer ran out (None before).
     pub fn time_limit(&self, time_secs: u32) -> Option<Instant> {
-        (self.omit == Omit::Over).then(|| self.measure_start + Duration::from_secs(time_secs as u64))
+        (!matches!(self.omit, Omit::Until(_))).then(|| self.measure_start + Duration::from_secs(time_secs as u64))
     }
 
+    /// True until every stream measures (the omit period, and a receiver's drain after it).
     pub fn omitting(&self, now: Instant) -> bool {
         match self.omit {
             Omit::Over => false,
-            Omit::Pending(_) => true,
             Omit::Until(t) | Omit::Draining(t) => now < t,
         }
     }
 
     /// Seconds of measured time (0 during the omit period).
     pub fn elapsed(&self, now: Instant) -> f64 {
-        if self.omitting(now) { 0.0 } else { secs(now - self.measure_start) }
+        if matches!(self.omit, Omit::Until(t) if now < t) { 0.0 } else { secs(now - self.measure_start) }
     }
 
     pub fn poll_at(&self) -> Option<Instant> {
@@ -464,8 +482,8 @@ impl Measurement {
     /// report more than was sent (iperf3 does, by up to ~10 MB on a veth pair). A Linux sender
     /// holds at most about three receive windows (its send buffer grows to about twice its
     /// congestion window, which the receive window bounds, plus the window in flight), so the
-    /// receiver waits for that much data at the rate it saw during the omit period. Bounded by
-    /// [`MAX_RECEIVE_DRAIN`]; 0 for a side that only sends.
+    /// receiver waits for that much data at the rate it saw during the omit period, plus
+    /// [`SENDER_REACTION`]. Bounded by [`MAX_RECEIVE_DRAIN`]; 0 for a side that only sends.
     fn receive_drain(&self, now: Instant) -> Duration {
         let receiving: Vec<&DataStream> = self.streams.iter().filter(|s| !s.sends).collect();
         let Some(since) = self.first_data else { return Duration::ZERO };
@@ -478,8 +496,8 @@ impl Measurement {
             return MAX_RECEIVE_DRAIN;
         }
         let queued = 3 * self.rcv_buf * receiving.len() as u64;
-        let us = (queued as u128 * elapsed as u128 / bytes as u128).min(MAX_RECEIVE_DRAIN.total_micros() as u128);
-        Duration::from_micros(us as u64)
+        let drain = queued as u128 * elapsed as u128 / bytes as u128 + SENDER_REACTION.total_micros() as u128;
+        Duration::from_micros(drain.min(MAX_RECEIVE_DRAIN.total_micros() as u128) as u64)
     }
 
     fn report(&mut self, now: Instant, omitted: bool, info: &dyn TcpInfoSource) -> crate::report::IntervalReport {
@@ -506,14 +524,29 @@ impl Measurement {
         crate::report::IntervalReport { streams }
     }
 
-    /// The omit period is over: counters and report times restart.
-    fn end_omit(&mut self, now: Instant) {
-        self.omit = Omit::Over;
+    /// The omit timer ran out: the measured period starts; the sending streams restart
+    /// their counters now, the receiving ones when their drain is over (`receive_drain`).
+    fn end_omit(&mut self, now: Instant, info: &dyn TcpInfoSource) {
         self.measure_start = now;
         self.interval_start = now;
-        for s in &mut self.streams {
-            s.reset_after_omit();
+        for s in self.streams.iter_mut().filter(|s| s.sends) {
+            s.reset_after_omit(info);
         }
+        match self.receive_drain(now) {
+            Duration::ZERO => self.end_drain(now, info),
+            d => self.omit = Omit::Draining(now + d),
+        }
+    }
+
+    /// The receiving streams start measuring; what they read since the omit timer ran out
+    /// belongs to no report, like iperf3's data between its last omitted tick and the timer.
+    fn end_drain(&mut self, now: Instant, info: &dyn TcpInfoSource) {
+        let late = secs(now - self.measure_start);
+        for s in self.streams.iter_mut().filter(|s| !s.sends) {
+            s.reset_after_omit(info);
+            s.late_start = late;
+        }
+        self.omit = Omit::Over;
     }
 
     /// Emits the interval that ended at `now`, if one did, and handles the end of the omit
@@ -525,25 +558,16 @@ impl Measurement {
         }
         let rep = match self.omit {
             Omit::Until(t) if now >= t => {
-                // The last omitted interval; then, for a receiver, the drain.
                 let rep = self.interval.map(|_| self.report(now, true, info));
-                match self.receive_drain(now) {
-                    Duration::ZERO => self.end_omit(now),
-                    d => self.omit = Omit::Draining(now + d),
-                }
+                self.end_omit(now, info);
                 rep
             }
             Omit::Draining(t) if now >= t => {
-                // What arrived while draining belongs to no interval, like iperf3's data
-                // between the last omitted tick and the omit timer.
-                for s in &mut self.streams {
-                    s.take_interval();
-                }
-                self.end_omit(now);
+                self.end_drain(now, info);
                 None
             }
             _ => {
-                let omitted = self.omitting(now);
+                let omitted = matches!(self.omit, Omit::Until(_));
                 self.interval.map(|_| self.report(now, omitted, info))
             }
         };
@@ -564,7 +588,7 @@ impl Measurement {
             }
             return None;
         };
-        let omitted = self.omitting(now);
+        let omitted = matches!(self.omit, Omit::Until(t) if now < t);
         let len = now - self.interval_start;
         let first = self.interval_start == self.started;
         self.next_interval = None;

@@ -112,15 +112,20 @@ impl SenderTally {
         }
     }
 
-    /// The omit period ended: what was counted so far does not belong to the test (iperf3
-    /// resets its per-stream retransmission and RTT statistics there too).
+    /// The omit period ended: retransmissions restart from zero; as in iperf3, the maxima,
+    /// minimum and mean RTT keep the samples taken while omitting.
     pub fn reset(&mut self) {
-        *self = SenderTally { prev_total_retrans: self.prev_total_retrans, ..SenderTally::default() };
+        self.retrans = 0;
     }
 
     /// True once a snapshot was taken (the platform has TCP_INFO for this stream).
     pub fn seen(&self) -> bool {
         self.seen
+    }
+
+    /// The largest peer window seen so far (kept across the omit reset, as iperf3 does).
+    pub fn max_snd_wnd(&self) -> u64 {
+        self.max_snd_wnd
     }
 
     /// Retransmissions since the measurement started.
@@ -161,12 +166,12 @@ mod tests {
     }
 
     #[test]
-    fn omit_reset_keeps_the_running_total_as_baseline() {
+    fn omit_reset_restarts_retransmits_only() {
         let mut t = SenderTally::default();
         t.sample(&info(5, 100_000, 40));
         t.reset();
         assert_eq!(t.sample(&info(8, 100_000, 60)).retransmits, 3);
         let e = t.end();
-        assert_eq!((e.retransmits, e.min_rtt, e.mean_rtt), (3, 60, 60));
+        assert_eq!((e.retransmits, e.min_rtt, e.mean_rtt), (3, 40, 50));
     }
 }

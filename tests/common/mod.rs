@@ -602,25 +602,91 @@ pub fn start_uniperf_server(ns: &Netns, tap: &str, ip: &str, extra: &[&str], lif
     server
 }
 
-/// Stock `iperf3 -s EXTRA…` in `ns`, returned once its listener exists.
+/// Stock `iperf3 -s EXTRA…` (Debian's 3.12) in `ns`, returned once its listener exists.
 #[track_caller]
 pub fn start_iperf3_server(ns: &Netns, extra: &[&str], life: Duration) -> Proc {
-    let mut args = vec!["iperf3", "-s"];
+    start_peer_server(Peer::V312, ns, extra, life)
+}
+
+/// Stock `iperf3 -s EXTRA…` of the given release in `ns`, returned once its listener exists.
+#[track_caller]
+pub fn start_peer_server(peer: Peer, ns: &Netns, extra: &[&str], life: Duration) -> Proc {
+    let bin = peer.bin();
+    let mut args = vec![bin.as_str(), "-s"];
     args.extend_from_slice(extra);
-    let server = ns.spawn("iperf3-server", &args, life);
+    let server = ns.spawn(&format!("iperf3-{}-server", peer.label()), &args, life);
     ns.wait_for_listener(PORT, Duration::from_secs(10));
     server
 }
 
 // ---------------------------------------------------------------------------------------------
+// Stock iperf3 releases
+
+/// A stock iperf3 release the tests interoperate with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// Debian bookworm's iperf3 3.12 (`iperf3` on PATH).
+    V312,
+    /// Debian sid's iperf3 3.22, run by `.cache/bin/iperf3-sid` (scripts/setup.sh fetches it;
+    /// `UNIPERF_IPERF3_SID` overrides the path).
+    V322,
+}
+
+impl Peer {
+    pub const ALL: [Peer; 2] = [Peer::V312, Peer::V322];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Peer::V312 => "3.12",
+            Peer::V322 => "3.22",
+        }
+    }
+
+    /// The command that runs it.
+    pub fn bin(self) -> String {
+        match self {
+            Peer::V312 => "iperf3".to_string(),
+            Peer::V322 => std::env::var("UNIPERF_IPERF3_SID")
+                .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/bin/iperf3-sid").to_string()),
+        }
+    }
+
+    /// True when this release can run here. Missing, the test is skipped loudly, except under
+    /// CI (`CI=true`), where set-up must have fetched it.
+    pub fn available_or_skip(self) -> bool {
+        let ok = Command::new(self.bin())
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return true;
+        }
+        let why =
+            format!("stock iperf3 {} is not runnable as {} (scripts/setup.sh fetches it)", self.label(), self.bin());
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true but {why}");
+        }
+        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {why}");
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // iperf3 -J output
 
-/// `v[a][b]…` or a clear failure naming the path and showing the document's top level.
+/// `v[a][b]…` (a number indexes an array) or a clear failure naming the path and showing
+/// the document's top level.
 #[track_caller]
 pub fn json_at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
     let mut cur = v;
     for (i, key) in path.iter().enumerate() {
-        cur = match cur.get(key) {
+        let next = match (cur, key.parse::<usize>()) {
+            (Value::Array(a), Ok(n)) => a.get(n),
+            _ => cur.get(key),
+        };
+        cur = match next {
             Some(next) => next,
             None => panic!(
                 "-J output has no {:?} (missing {key:?}); top-level keys: {:?}",
@@ -630,6 +696,31 @@ pub fn json_at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
         };
     }
     cur
+}
+
+/// `--json-stream` output (one `{"event":…,"data":…}` per line) rebuilt as the `-J` document
+/// it stands for: `start`, `intervals` in order, `end`, and `error` if one was reported.
+pub fn json_stream_document(text: &str) -> Result<Value, String> {
+    let mut doc = serde_json::Map::new();
+    let mut intervals = Vec::new();
+    for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("line {}: not JSON ({e}): {line}", n + 1))?;
+        let event = v.get("event").and_then(Value::as_str).ok_or_else(|| format!("line {}: no \"event\"", n + 1))?;
+        let data = v.get("data").cloned().ok_or_else(|| format!("line {}: no \"data\"", n + 1))?;
+        match event {
+            "interval" => intervals.push(data),
+            other => {
+                doc.insert(other.to_string(), data);
+            }
+        }
+    }
+    for key in ["start", "end"] {
+        if !doc.contains_key(key) {
+            return Err(format!("no \"{key}\" event"));
+        }
+    }
+    doc.insert("intervals".into(), Value::Array(intervals));
+    Ok(Value::Object(doc))
 }
 
 /// A JSON number as u64 (iperf3 prints byte counts as integers; a float is accepted if whole).
