@@ -6,6 +6,7 @@
 //! itself (a 3.12 client ends `-n`/`-k` tests early), the test says so and checks what
 //! uniperf controls. Needs root; skipped loudly without it (never under CI=true).
 
+#[macro_use]
 mod common;
 
 use std::thread;
@@ -18,27 +19,6 @@ const N50M: u64 = 50 * 1024 * 1024;
 const K2000: u64 = 2000 * 128 * 1024;
 const LIFE: Duration = Duration::from_secs(120);
 const CLIENT_DEADLINE: Duration = Duration::from_secs(60);
-
-/// One `#[test]` per stock release: `NAME::v312` and `NAME::v322`.
-macro_rules! against_both {
-    ($($name:ident => $body:expr;)*) => {
-        $(
-            mod $name {
-                use super::*;
-
-                #[test]
-                fn v312() {
-                    ($body)(Peer::V312)
-                }
-
-                #[test]
-                fn v322() {
-                    ($body)(Peer::V322)
-                }
-            }
-        )*
-    };
-}
 
 fn ready(peer: Peer) -> bool {
     require_root_or_skip() && peer.available_or_skip()
