@@ -87,6 +87,9 @@ mod stock_client_server_image {
         let done = expect_guest_exit(&mut vm, "server image -s -1", 0, EXIT_AFTER_TEST);
         let sj = expect_console_json("server image", &done);
         let (fwd, rev) = assert_pair_consistent(&cj, &sj, case.dir, case.streams, false);
+        if case.dir == Direction::Reverse {
+            assert_sender_tcp_info("server image (-R)", &sj);
+        }
         eprintln!(
             "iperf3 -c → image -s ({machine}) {:?}: client→server {fwd} B, server→client {rev} B; {:.3} Gbit/s",
             case.args,
@@ -202,6 +205,9 @@ mod client_image_stock_server {
         let cj = expect_console_json("client image", &done);
         let sj = server.wait_timeout(EXIT_AFTER_TEST).expect_json_success();
         let (fwd, rev) = assert_pair_consistent(&cj, &sj, case.dir, case.streams, false);
+        if case.dir == Direction::Forward {
+            assert_sender_tcp_info("client image", &cj);
+        }
         eprintln!(
             "image -c ({machine}) → iperf3 -s {:?}: client→server {fwd} B, server→client {rev} B; {:.3} Gbit/s",
             case.args,

@@ -175,6 +175,9 @@ mod stock_client_uniperf_server {
         let cj = client_json(&client, &mut server);
         let sj = server_json(&mut server);
         check_case(case, &format!("iperf3 {} -c → uniperf -s", peer.label()), &cj, &sj, false, 0);
+        if case.dir == Direction::Reverse {
+            assert_sender_tcp_info("uniperf server (-R)", &sj);
+        }
     }
 
     fn default_text(peer: Peer) {
@@ -235,6 +238,9 @@ mod uniperf_client_stock_server {
         let sj = server_json(&mut server);
         let race = stock_sender_race(peer, case.streams);
         check_case(case, &format!("uniperf -c → iperf3 {} -s", peer.label()), &cj, &sj, false, race);
+        if case.dir == Direction::Forward {
+            assert_sender_tcp_info("uniperf client", &cj);
+        }
     }
 
     fn default_text(peer: Peer) {

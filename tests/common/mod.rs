@@ -963,6 +963,31 @@ pub fn assert_pair_consistent_with(
     (forward, reverse)
 }
 
+/// The sending side's `-J` carries iperf3's TCP_INFO keys with real values: every interval's
+/// sending streams have `retransmits snd_cwnd snd_wnd rtt rttvar pmtu reorder`, some RTT is
+/// above zero, and the end summary has the maxima and mean.
+#[track_caller]
+pub fn assert_sender_tcp_info(what: &str, doc: &Value) {
+    let mut rtts = Vec::new();
+    for iv in intervals(doc) {
+        for s in json_at(iv, &["streams"]).as_array().into_iter().flatten() {
+            if s.get("sender").and_then(Value::as_bool) != Some(true) {
+                continue;
+            }
+            for key in ["retransmits", "snd_cwnd", "snd_wnd", "rtt", "rttvar", "pmtu", "reorder"] {
+                assert!(s.get(key).is_some(), "{what}: a sending stream's interval lacks {key}: {s}");
+            }
+            rtts.push(json_u64(s, &["rtt"]));
+        }
+    }
+    assert!(rtts.iter().any(|&r| r > 0), "{what}: no interval has an RTT above 0: {rtts:?}");
+    let sender = json_at(doc, &["end", "streams", "0", "sender"]);
+    for key in ["retransmits", "max_snd_cwnd", "max_rtt", "min_rtt", "mean_rtt"] {
+        assert!(sender.get(key).is_some(), "{what}: end.streams[0].sender lacks {key}");
+    }
+    assert!(json_u64(sender, &["max_rtt"]) > 0, "{what}: max_rtt is 0");
+}
+
 /// Gbit/s from bits per second, for log lines.
 pub fn gbps(bps: f64) -> f64 {
     bps / 1e9
