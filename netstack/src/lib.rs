@@ -22,6 +22,7 @@ pub mod stack;
 pub mod stream;
 pub mod tcpinfo;
 pub mod units;
+pub mod virtio_net_hdr;
 
 pub use smoltcp;
 

@@ -13,9 +13,10 @@
 //! * transmit (VIRTIO_NET_F_HOST_TSO4): smoltcp is told it may hand over TCP frames of up to
 //!   64 KiB (`caps.segmentation.tcpv4`) and says which segment size to cut them into
 //!   (`PacketMeta::segmentation_offload_size`, through `TxToken::set_meta`); the header gets
-//!   `gso_type` TCPV4, `gso_size` and `hdr_len` (see `csum::offload_tx`). Such frames go into a
-//!   second, small pool of 64 KiB buffers; everything else into the 2 KiB pool. With a TAP
-//!   backend QEMU passes the super-segment to the host kernel as one GSO packet.
+//!   `gso_type` TCPV4, `gso_size` and `hdr_len` (see `virtio_net_hdr::offload_tcpv4`). Such
+//!   frames go into a second, small pool of 64 KiB buffers; everything else into the 2 KiB
+//!   pool. With a TAP backend QEMU passes the super-segment to the host kernel as one GSO
+//!   packet.
 //! * receive (VIRTIO_NET_F_GUEST_TSO4, without MRG_RXBUF): the host hands over TCP segments of
 //!   up to 64 KiB (GRO/GSO packets from the TAP), so every receive buffer must hold 65562
 //!   bytes (virtio 1.2 §5.1.6.3.1). Only `BIG_RX_BUFS` of them are posted (the ring keeps its
@@ -37,9 +38,10 @@ use netstack::smoltcp::phy::{
     Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium, PacketMeta, RxToken, TxToken,
 };
 use netstack::smoltcp::time::Instant;
+use netstack::virtio_net_hdr::{self, Header, gso};
 use virtio_drivers::transport::SomeTransport;
 
-use super::csum::{self, NetHdr};
+use super::csum;
 use super::hal::DmaRegion;
 use super::queues::{FeatureNames, NetQueues, QUEUE_SIZE, feature};
 
@@ -52,7 +54,7 @@ const BUF_LEN: usize = 2048;
 const BIG_BUF_LEN: usize = 65600;
 /// Largest frame smoltcp may build for the device to segment (`caps.segmentation.tcpv4`,
 /// Ethernet header included): an IPv4 packet whose length still fits the 16-bit total-length
-/// field, which the device and `csum::offload_tx` read.
+/// field, which the device and `virtio_net_hdr::offload_tcpv4` read.
 const TSO_FRAME: usize = 65535 + ETH_HDR;
 /// Receive buffers posted with large receive on: 64 × 64 KiB = 4 MiB, the most the device can
 /// fill between two polls of ours at the rates seen under TCG (32 measured the same, within
@@ -518,7 +520,7 @@ impl Nic {
             match unsafe { self.queues.complete_rx(token, buf) } {
                 Ok(written) if written > self.hdr_len && written <= buf.len() => {
                     let (header, frame) = buf[..written].split_at(self.hdr_len);
-                    if self.rx_csum_offload && !self.checksum_acceptable(header, frame) {
+                    if self.rx_csum_offload && !csum::rx_checksum_acceptable(header, frame) {
                         self.stats.rx_bad_checksum += 1;
                         self.rx.done.push(slot);
                         continue;
@@ -540,13 +542,6 @@ impl Nic {
             }
         }
         None
-    }
-
-    /// With GUEST_CSUM smoltcp does not check TCP/UDP checksums: frames the device marks
-    /// DATA_VALID or NEEDS_CSUM are fine as they are, the rest are checked here.
-    fn checksum_acceptable(&self, header: &[u8], frame: &[u8]) -> bool {
-        let vouched = NetHdr::DATA_VALID | NetHdr::NEEDS_CSUM;
-        NetHdr::parse(header).is_some_and(|h| h.flags & vouched != 0) || csum::rx_checksum_ok(frame)
     }
 }
 
@@ -688,18 +683,19 @@ impl TxToken for NicTxToken<'_> {
                 // lost it gets the segment size our MTU allows.
                 gso_size = csum::fallback_gso_size(frame, self.tx.max_frame);
             }
-            let hdr = csum::offload_tx(frame, gso_size);
-            if len > self.tx.max_frame && hdr.gso_type != NetHdr::GSO_TCPV4 {
+            let hdr = virtio_net_hdr::offload_tcpv4(frame, gso_size);
+            if len > self.tx.max_frame && hdr.gso_type != gso::TCPV4 {
                 // Too long for the wire and not something the device can cut up.
                 self.drop_frame(slot);
                 return result;
             }
-            if hdr.gso_type == NetHdr::GSO_TCPV4 {
+            if hdr.gso_type == gso::TCPV4 {
                 let payload = len - usize::from(hdr.hdr_len);
                 self.stats.tx_tso += 1;
                 self.stats.tx_tso_segments += payload.div_ceil(usize::from(hdr.gso_size.max(1))) as u64;
             }
-            hdr.emit(header);
+            // `header` is the 10- or 12-byte header (`hdr_len`), never shorter than `emit` writes.
+            hdr.emit(&mut Header::new_unchecked(header));
         } else if len > self.tx.max_frame {
             self.drop_frame(slot);
             return result;
