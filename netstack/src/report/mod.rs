@@ -9,7 +9,6 @@ use alloc::vec::Vec;
 mod json;
 mod text;
 pub mod time;
-mod units;
 mod writer;
 
 pub use writer::Reporter;

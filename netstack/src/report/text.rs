@@ -3,7 +3,7 @@
 //! against a stock iperf3.
 
 use super::CpuUtil;
-use super::units;
+use crate::units::{self, finite};
 use alloc::format;
 use alloc::string::String;
 
@@ -66,10 +66,6 @@ impl Columns<'_> {
             units::bitrate(rate, self.unit)
         )
     }
-}
-
-fn finite(v: f64) -> f64 {
-    if v.is_finite() { v } else { 0.0 }
 }
 
 /// `report_bw_format`: no retransmission column.

@@ -13,6 +13,7 @@ use super::json::{Json, Obj};
 use super::text::{self, Columns};
 use super::time::rfc1123;
 use super::*;
+use crate::units::finite;
 use alloc::format;
 use alloc::string::ToString;
 use serde_json::Value;
@@ -54,10 +55,6 @@ struct Group<'a, T> {
     /// First group: `sum`; second: `sum_bidir_reverse`.
     reverse: bool,
     streams: Vec<&'a T>,
-}
-
-fn finite(v: f64) -> f64 {
-    if v.is_finite() { v } else { 0.0 }
 }
 
 /// bytes * 8 / seconds, 0 when there is no time to divide by.
