@@ -1,8 +1,10 @@
 //! Small helpers shared by the params and results codecs: lenient number reading (3.12
 //! prints -1 as 18446744073709551615; older versions print exponents) and a compact,
-//! key-ordered JSON object writer that emits exactly the stock types.
+//! key-ordered JSON object writer that emits exactly the stock types, with the report's
+//! cJSON-style string and number printers.
 
 use super::ProtoError;
+use crate::report::json::{write_number, write_string};
 use alloc::string::String;
 use core::fmt::Write;
 use serde_json::{Map, Value};
@@ -81,7 +83,7 @@ impl ObjectWriter {
             self.out.push(',');
         }
         self.first = false;
-        push_json_string(&mut self.out, k);
+        write_string(&mut self.out, k);
         self.out.push(':');
     }
 
@@ -95,14 +97,17 @@ impl ObjectWriter {
         let _ = write!(self.out, "{v}");
     }
 
+    /// A number the peer requires: a value we could not measure (NaN, infinity) is sent as 0,
+    /// not as the `null` the report printer would write, because a results reader that wants
+    /// a number (ours: `require_f64`) takes `null` for a missing key and fails the test.
     pub fn float(&mut self, k: &str, v: f64) {
         self.key(k);
-        push_json_f64(&mut self.out, v);
+        write_number(&mut self.out, crate::units::finite(v));
     }
 
     pub fn string(&mut self, k: &str, v: &str) {
         self.key(k);
-        push_json_string(&mut self.out, v);
+        write_string(&mut self.out, v);
     }
 
     /// Inserts already-serialised JSON (an array or object built elsewhere).
@@ -117,18 +122,20 @@ impl ObjectWriter {
     }
 }
 
-pub(crate) fn push_json_string(out: &mut String, s: &str) {
-    // serde_json escapes exactly as JSON requires; a &str always serialises.
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\"")));
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Integral values print without a fraction, as cJSON 1.7 does; NaN/inf become 0.
-pub(crate) fn push_json_f64(out: &mut String, v: f64) {
-    if !v.is_finite() {
-        out.push('0');
-    } else if v == (v as i64) as f64 && v.abs() < 1e15 {
-        let _ = write!(out, "{}", v as i64);
-    } else {
-        let _ = write!(out, "{v}");
+    #[test]
+    fn wire_numbers_are_always_numbers() {
+        let mut w = ObjectWriter::new();
+        w.float("a", 3.0);
+        w.float("b", 2.000501);
+        w.float("c", f64::NAN);
+        w.float("d", f64::INFINITY);
+        w.int("e", -1);
+        w.string("f", "x\"y");
+        w.bool_true("g");
+        assert_eq!(w.finish(), r#"{"a":3,"b":2.000501,"c":0,"d":0,"e":-1,"f":"x\"y","g":true}"#);
     }
 }

@@ -1,6 +1,8 @@
 //! A small JSON tree that keeps keys in insertion order, printed the way iperf3's cJSON prints:
 //! `-J` documents with tab indentation, `--json-stream` lines with no whitespace. serde_json's
 //! `Map` sorts keys in this build, which would scramble iperf3's start/intervals/end layout.
+//! Its string and number printers are the crate's only ones; the control-message writer in
+//! `proto::json` uses them too.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -124,8 +126,8 @@ impl Json {
             Json::UInt(v) => {
                 let _ = write!(out, "{v}");
             }
-            Json::Float(v) => write_float(out, *v),
-            Json::Str(s) => write_str(out, s),
+            Json::Float(v) => write_number(out, *v),
+            Json::Str(s) => write_string(out, s),
             Json::Arr(items) => {
                 // cJSON counts arrays as a nesting level too, which is what indents the
                 // objects inside `"connected": [{`.
@@ -152,7 +154,7 @@ impl Json {
                     if let Some(d) = inner {
                         push_tabs(out, d);
                     }
-                    write_str(out, k);
+                    write_string(out, k);
                     out.push(':');
                     if depth.is_some() {
                         out.push('\t');
@@ -220,7 +222,9 @@ fn push_tabs(out: &mut String, n: usize) {
     }
 }
 
-fn write_str(out: &mut String, s: &str) {
+/// A JSON string, escaped as JSON requires (serde_json's escaping, which cJSON's matches for
+/// everything iperf3 prints).
+pub(crate) fn write_string(out: &mut String, s: &str) {
     match serde_json::to_string(s) {
         Ok(q) => out.push_str(&q),
         // Serializing a &str cannot fail; keep a valid (if lossy) string just in case.
@@ -228,12 +232,17 @@ fn write_str(out: &mut String, s: &str) {
     }
 }
 
-/// Integral values print without a fraction (cJSON prints `"start": 0`), others in the
-/// shortest form that reads back to the same double.
-fn write_float(out: &mut String, v: f64) {
+/// A JSON number as cJSON's `print_number` writes it, so our output diffs clean against
+/// iperf3's: integral values below 10^15 print as integers (`"start": 0`, not `0.0`; cJSON
+/// prints them with `%d` or `%1.15g`, neither adds a fraction or an exponent below 10^15, and
+/// -0.0 comes out as `0`); other values in the shortest form that reads back to the same
+/// double (cJSON's `%1.15g`, else `%1.17g`, may spell it with more digits or an exponent: the
+/// same value). NaN and infinity have no JSON form: they print `null`, as cJSON prints them,
+/// rather than a bare `NaN` that every JSON parser would reject.
+pub(crate) fn write_number(out: &mut String, v: f64) {
     if !v.is_finite() {
         out.push_str("null");
-    } else if v.abs() < 9.0e15 && (v as i64) as f64 == v {
+    } else if v.abs() < 1e15 && (v as i64) as f64 == v {
         let _ = write!(out, "{}", v as i64);
     } else {
         let _ = write!(out, "{v}");
@@ -278,6 +287,29 @@ mod tests {
         assert_eq!(v["s"], "a\"b\\c\n\u{1}");
         assert_eq!(v["f"].as_f64(), Some(200262402.96723694));
         assert!(v["n"].is_null());
+    }
+
+    #[test]
+    fn numbers_print_as_cjson_prints_them() {
+        let print = |v: f64| {
+            let mut s = String::new();
+            write_number(&mut s, v);
+            s
+        };
+        assert_eq!(print(0.0), "0");
+        assert_eq!(print(-0.0), "0");
+        assert_eq!(print(2.0), "2");
+        assert_eq!(print(-7.0), "-7");
+        assert_eq!(print(999_999_999_999_999.0), "999999999999999");
+        assert_eq!(print(0.5), "0.5");
+        assert_eq!(print(2.000094), "2.000094");
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(print(v), "null");
+        }
+        // Past 10^15 the digits are Rust's, still a plain JSON number of the same value.
+        let big = print(4e15);
+        assert_eq!(big.parse::<f64>(), Ok(4e15));
+        assert!(big.bytes().all(|b| b.is_ascii_digit()), "{big}");
     }
 
     #[test]

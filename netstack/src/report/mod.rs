@@ -6,7 +6,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-mod json;
+pub(crate) mod json;
 mod text;
 pub mod time;
 mod writer;
