@@ -1,18 +1,14 @@
-//! The flow log on disk: CSV and JSON Lines writers and strict readers (schema in
-//! `docs/flowlog.md`). Writers append to a caller's `String` so a platform can batch rows.
+//! The flow log on disk: its two formats and their strict readers, generated from the schema
+//! (`flow_log_columns!`, documented in `docs/flowlog.md`). Rows are written by [`RowWriter`].
+//!
+//! [`RowWriter`]: super::RowWriter
 
+use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use super::{Event, FlowId, FlowSample, RowWriter, TcpState};
-
-/// The CSV header line (without newline). Column order of every CSV row.
-pub const CSV_HEADER: &str = "t_us,flow,stream,event,state,bytes_sent,bytes_acked,bytes_received,snd_una,snd_nxt,\
-seg_seq,seg_len,inflight,cwnd_est,rtt_us,srtt_us,rttvar_us,peer_wnd,local_wnd,retx_fast_segs,retx_fast_bytes,\
-retx_rto_segs,retx_rto_bytes,dupacks,zero_wnd_events";
-
-const COLUMNS: usize = 25;
+use super::{COLUMNS, CSV_HEADER, Event, FlowId, FlowSample, TcpState, flow_log_columns};
 
 /// On-disk format of a flow log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,123 +36,100 @@ impl Format {
             Format::Csv
         }
     }
+}
 
-    /// What a file starts with: the CSV header line, nothing for JSON Lines.
-    pub fn write_header(self, out: &mut String) {
-        if self == Format::Csv {
-            write_csv_header(out);
+/// How a value of each column type is read back from its text (`None`: an empty CSV field or
+/// JSON `null`). Errors complete "line N: field 'name': …".
+trait ReadCell: Sized {
+    fn read_cell(raw: Option<&str>) -> Result<Self, String>;
+}
+
+fn required(raw: Option<&str>) -> Result<&str, String> {
+    raw.ok_or_else(|| "missing value".to_string())
+}
+
+macro_rules! read_numbers {
+    ($($ty:ty),+) => {
+        $(
+            impl ReadCell for $ty {
+                fn read_cell(raw: Option<&str>) -> Result<Self, String> {
+                    let v = required(raw)?;
+                    v.parse().map_err(|_| format!("invalid number {v:?}"))
+                }
+            }
+            impl ReadCell for Option<$ty> {
+                fn read_cell(raw: Option<&str>) -> Result<Self, String> {
+                    raw.map(|v| <$ty>::read_cell(Some(v))).transpose()
+                }
+            }
+        )+
+    };
+}
+
+read_numbers!(u64, u32, i64);
+
+impl ReadCell for FlowId {
+    fn read_cell(raw: Option<&str>) -> Result<Self, String> {
+        let v = required(raw)?;
+        v.parse().map_err(|e| format!("{e}, got {v:?}"))
+    }
+}
+
+impl ReadCell for Event {
+    fn read_cell(raw: Option<&str>) -> Result<Self, String> {
+        let v = required(raw)?;
+        Event::from_name(v).ok_or_else(|| format!("unknown event {v:?}"))
+    }
+}
+
+impl ReadCell for TcpState {
+    fn read_cell(raw: Option<&str>) -> Result<Self, String> {
+        let v = required(raw)?;
+        TcpState::from_name(v).ok_or_else(|| format!("unknown state {v:?}"))
+    }
+}
+
+/// A row's raw value of column (`index` in [`COLUMNS`], `name`): `Ok(None)` if absent, `Err`
+/// if the row lacks it or holds something that is no value.
+type Lookup<'a> = dyn Fn(usize, &'static str) -> Result<Option<Cow<'a, str>>, String> + 'a;
+
+macro_rules! sample_reader {
+    ($(#[doc = $doc:literal] $name:ident: $ty:ty,)+) => {
+        /// Builds a sample from a row's raw values, column by column in schema order; shared by
+        /// both formats so they accept and reject exactly the same things.
+        fn read_sample(line_no: usize, get: &Lookup<'_>) -> Result<FlowSample, String> {
+            #[allow(non_camel_case_types)]
+            enum Index { $($name),+ }
+            Ok(FlowSample {$(
+                $name: get(Index::$name as usize, stringify!($name))
+                    .and_then(|raw| <$ty as ReadCell>::read_cell(raw.as_deref()))
+                    .map_err(|e| format!("line {line_no}: field '{}': {e}", stringify!($name)))?,
+            )+})
         }
-    }
+    };
 }
 
-/// Appends one sample in `format`, newline included. For many rows, keep a [`RowWriter`].
-pub fn write_sample(format: Format, s: &FlowSample, out: &mut String) {
-    let mut bytes = Vec::new();
-    RowWriter::new(format).write(s, &mut bytes);
-    // Rows are ASCII: numbers, names and the flow's addresses.
-    out.push_str(&String::from_utf8_lossy(&bytes));
-}
+flow_log_columns!(sample_reader);
 
-/// Appends [`CSV_HEADER`] and a newline.
-pub fn write_csv_header(out: &mut String) {
-    out.push_str(CSV_HEADER);
-    out.push('\n');
-}
-
-/// Appends one CSV row and a newline.
-pub fn write_csv(s: &FlowSample, out: &mut String) {
-    write_sample(Format::Csv, s, out);
-}
-
-/// Appends one JSON Lines row and a newline.
-pub fn write_jsonl(s: &FlowSample, out: &mut String) {
-    write_sample(Format::Jsonl, s, out);
-}
-
-/// Builds a sample field by field from named raw values; shared by both readers so they
-/// accept and reject exactly the same things.
-struct Fields<'a> {
-    line_no: usize,
-    get: &'a dyn Fn(&str) -> Result<Option<String>, String>,
-}
-
-impl Fields<'_> {
-    fn err(&self, field: &str, msg: impl core::fmt::Display) -> String {
-        format!("line {}: field '{}': {}", self.line_no, field, msg)
+/// Reads one CSV row whose fields are in the order of `header` (`positions[i]`: where schema
+/// column `i` is; `None`: [`CSV_HEADER`]'s own order).
+fn read_csv(line: &str, line_no: usize, width: usize, positions: Option<&[usize]>) -> Result<FlowSample, String> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let cells: Vec<&str> = line.split(',').collect();
+    if cells.len() != width {
+        return Err(format!("line {line_no}: expected {width} comma-separated fields, found {}", cells.len()));
     }
-
-    fn raw(&self, field: &str) -> Result<Option<String>, String> {
-        (self.get)(field).map_err(|m| self.err(field, m))
-    }
-
-    fn opt<T: core::str::FromStr>(&self, field: &str) -> Result<Option<T>, String> {
-        match self.raw(field)? {
-            None => Ok(None),
-            Some(v) => v.parse::<T>().map(Some).map_err(|_| self.err(field, format!("invalid number {v:?}"))),
-        }
-    }
-
-    fn req<T: core::str::FromStr>(&self, field: &str) -> Result<T, String> {
-        self.opt(field)?.ok_or_else(|| self.err(field, "missing value"))
-    }
-
-    fn text(&self, field: &str) -> Result<String, String> {
-        self.raw(field)?.ok_or_else(|| self.err(field, "missing value"))
-    }
-
-    fn sample(&self) -> Result<FlowSample, String> {
-        let flow_text = self.text("flow")?;
-        let flow: FlowId = flow_text.parse().map_err(|e| self.err("flow", format!("{e}, got {flow_text:?}")))?;
-        let event_text = self.text("event")?;
-        let event =
-            Event::from_name(&event_text).ok_or_else(|| self.err("event", format!("unknown event {event_text:?}")))?;
-        let state_text = self.text("state")?;
-        let state = TcpState::from_name(&state_text)
-            .ok_or_else(|| self.err("state", format!("unknown state {state_text:?}")))?;
-        Ok(FlowSample {
-            t_us: self.req("t_us")?,
-            flow,
-            stream: self.req("stream")?,
-            event,
-            state,
-            bytes_sent: self.req("bytes_sent")?,
-            bytes_acked: self.req("bytes_acked")?,
-            bytes_received: self.req("bytes_received")?,
-            snd_una: self.req("snd_una")?,
-            snd_nxt: self.req("snd_nxt")?,
-            seg_seq: self.opt("seg_seq")?,
-            seg_len: self.opt("seg_len")?,
-            inflight: self.req("inflight")?,
-            cwnd_est: self.req("cwnd_est")?,
-            rtt_us: self.opt("rtt_us")?,
-            srtt_us: self.opt("srtt_us")?,
-            rttvar_us: self.opt("rttvar_us")?,
-            peer_wnd: self.req("peer_wnd")?,
-            local_wnd: self.req("local_wnd")?,
-            retx_fast_segs: self.req("retx_fast_segs")?,
-            retx_fast_bytes: self.req("retx_fast_bytes")?,
-            retx_rto_segs: self.req("retx_rto_segs")?,
-            retx_rto_bytes: self.req("retx_rto_bytes")?,
-            dupacks: self.req("dupacks")?,
-            zero_wnd_events: self.req("zero_wnd_events")?,
-        })
-    }
+    let get = |i: usize, _: &'static str| -> Result<Option<Cow<'_, str>>, String> {
+        let v = cells[positions.map_or(i, |p| p[i])].trim();
+        Ok((!v.is_empty()).then_some(Cow::Borrowed(v)))
+    };
+    read_sample(line_no, &get)
 }
 
 /// Parses one CSV data row (not the header) in [`CSV_HEADER`] column order. `line_no` is
 /// 1-based and only used in error messages.
 pub fn parse_csv_line(line: &str, line_no: usize) -> Result<FlowSample, String> {
-    let line = line.trim_end_matches(['\r', '\n']);
-    let cells: Vec<&str> = line.split(',').collect();
-    if cells.len() != COLUMNS {
-        return Err(format!("line {line_no}: expected {COLUMNS} comma-separated fields, found {}", cells.len()));
-    }
-    let get = |field: &str| -> Result<Option<String>, String> {
-        let i = CSV_HEADER.split(',').position(|c| c == field).ok_or("not in the schema")?;
-        let v = cells[i].trim();
-        Ok(if v.is_empty() { None } else { Some(v.to_string()) })
-    };
-    Fields { line_no, get: &get }.sample()
+    read_csv(line, line_no, COLUMNS.len(), None)
 }
 
 /// Parses one JSON Lines row. Unknown keys are ignored (newer schema versions append columns).
@@ -164,20 +137,21 @@ pub fn parse_jsonl_line(line: &str, line_no: usize) -> Result<FlowSample, String
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("line {line_no}: not a JSON object: {e}"))?;
     let obj = value.as_object().ok_or_else(|| format!("line {line_no}: not a JSON object"))?;
-    let get = |field: &str| -> Result<Option<String>, String> {
-        match obj.get(field) {
+    let get = |_: usize, name: &'static str| -> Result<Option<Cow<'_, str>>, String> {
+        match obj.get(name) {
             None => Err("missing".into()),
             Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(serde_json::Value::Number(n)) => Ok(Some(Cow::Owned(n.to_string()))),
+            Some(serde_json::Value::String(s)) => Ok(Some(Cow::Borrowed(s))),
             Some(other) => Err(format!("unexpected value {other}")),
         }
     };
-    Fields { line_no, get: &get }.sample()
+    read_sample(line_no, &get)
 }
 
-/// Parses a whole log in either format: a first line equal to [`CSV_HEADER`] (or starting with
-/// `t_us,`) means CSV, a first line starting with `{` JSON Lines. Blank lines are skipped.
+/// Parses a whole log in either format: a first line that starts with the first column's name
+/// and a comma (the CSV header, possibly of a newer schema with more columns) means CSV, a first
+/// line starting with `{` JSON Lines. Blank lines are skipped.
 pub fn parse_log(text: &str) -> Result<Vec<FlowSample>, String> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let Some((first_no, first)) = lines.next() else {
@@ -189,39 +163,23 @@ pub fn parse_log(text: &str) -> Result<Vec<FlowSample>, String> {
         for (i, l) in lines {
             out.push(parse_jsonl_line(l, i + 1)?);
         }
-    } else if first.trim_end() == CSV_HEADER || first.starts_with("t_us,") {
-        // A header from a newer schema has extra trailing columns; map by name.
+    } else if first.split_once(',').is_some_and(|(c, _)| c == COLUMNS[0].name) {
+        // A header from a newer schema has extra columns; map by name.
         let header: Vec<&str> = first.trim_end().split(',').collect();
-        for c in CSV_HEADER.split(',') {
-            if !header.contains(&c) {
-                return Err(format!("line {}: CSV header lacks column '{c}'", first_no + 1));
-            }
+        let mut positions = Vec::with_capacity(COLUMNS.len());
+        for c in COLUMNS {
+            let at = header.iter().position(|h| *h == c.name);
+            positions.push(at.ok_or_else(|| format!("line {}: CSV header lacks column '{}'", first_no + 1, c.name))?);
         }
+        let positions = (first.trim_end() != CSV_HEADER).then_some(&positions[..]);
         for (i, l) in lines {
-            if header.len() == COLUMNS {
-                out.push(parse_csv_line(l, i + 1)?);
-            } else {
-                let cells: Vec<&str> = l.trim_end().split(',').collect();
-                if cells.len() != header.len() {
-                    return Err(format!(
-                        "line {}: expected {} comma-separated fields, found {}",
-                        i + 1,
-                        header.len(),
-                        cells.len()
-                    ));
-                }
-                let get = |field: &str| -> Result<Option<String>, String> {
-                    let k = header.iter().position(|c| *c == field).ok_or("not in the header")?;
-                    let v = cells[k].trim();
-                    Ok(if v.is_empty() { None } else { Some(v.to_string()) })
-                };
-                out.push(Fields { line_no: i + 1, get: &get }.sample()?);
-            }
+            out.push(read_csv(l, i + 1, header.len(), positions)?);
         }
     } else {
         return Err(format!(
-            "line {}: not a flow log (expected the CSV header starting with 't_us,' or a JSON object)",
-            first_no + 1
+            "line {}: not a flow log (expected the CSV header starting with '{},' or a JSON object)",
+            first_no + 1,
+            COLUMNS[0].name
         ));
     }
     Ok(out)

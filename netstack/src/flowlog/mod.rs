@@ -1,6 +1,7 @@
 //! Per-flow TCP time series from the wire: a device wrapper ([`FlowProbe`]) and the state
 //! machine behind it ([`FlowTracker`]), which the pcap converter reuses, plus the CSV and
-//! JSON Lines formats of the log. The schema is documented in `docs/flowlog.md`.
+//! JSON Lines formats of the log. The schema is declared once, in `flow_log_columns!` below,
+//! and documented in `docs/flowlog.md`.
 
 mod format;
 mod probe;
@@ -13,10 +14,7 @@ mod tests;
 use core::fmt;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-pub use format::{
-    CSV_HEADER, Format, parse_csv_line, parse_jsonl_line, parse_log, write_csv, write_csv_header, write_jsonl,
-    write_sample,
-};
+pub use format::{Format, parse_csv_line, parse_jsonl_line, parse_log};
 pub use probe::{FlowProbe, ProbeRxToken, ProbeTxToken};
 pub use rows::RowWriter;
 pub use tracker::{FlowTracker, RTT_RING, SampleSink, SegmentInfo, TrackerStats, peek_segment};
@@ -139,7 +137,7 @@ impl Event {
         Event::Final,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Event::Ack => "ack",
             Event::DupAck => "dupack",
@@ -192,7 +190,7 @@ impl TcpState {
         TcpState::Reset,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             TcpState::Unknown => "unknown",
             TcpState::SynSent => "syn_sent",
@@ -211,36 +209,129 @@ impl TcpState {
     }
 }
 
-/// One row of the flow log; fields are the columns of `docs/flowlog.md`, in order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowSample {
-    pub t_us: u64,
-    pub flow: FlowId,
-    /// iperf3 stream id, -1 if unknown.
-    pub stream: i64,
-    pub event: Event,
-    pub state: TcpState,
-    pub bytes_sent: u64,
-    pub bytes_acked: u64,
-    pub bytes_received: u64,
-    pub snd_una: u64,
-    pub snd_nxt: u64,
-    pub seg_seq: Option<u64>,
-    pub seg_len: Option<u32>,
-    pub inflight: u32,
-    pub cwnd_est: u32,
-    pub rtt_us: Option<u32>,
-    pub srtt_us: Option<u32>,
-    pub rttvar_us: Option<u32>,
-    pub peer_wnd: u32,
-    pub local_wnd: u32,
-    pub retx_fast_segs: u64,
-    pub retx_fast_bytes: u64,
-    pub retx_rto_segs: u64,
-    pub retx_rto_bytes: u64,
-    pub dupacks: u64,
-    pub zero_wnd_events: u64,
+/// The flow-log schema (version 1): every column once, in file order, as `name: type` with a
+/// one-line doc. The name is the `FlowSample` field, the CSV header field and the JSON key; the
+/// type says how the value is written and read (`Option`: may be absent). Everything that knows
+/// the columns is generated from this list — [`FlowSample`], [`COLUMNS`], [`CSV_HEADER`], the
+/// row writer (rows.rs) and the readers (format.rs) — by `flow_log_columns!(m)`, which hands it
+/// to macro `m`. `docs/flowlog.md`'s column table is checked against it (tests.rs). Columns
+/// are only ever appended.
+macro_rules! flow_log_columns {
+    ($then:ident) => {
+        $then! {
+            /// Time of the frame (or tick) that produced this sample, µs.
+            t_us: u64,
+            /// The connection seen from the local side, `LOCALIP:PORT>REMOTEIP:PORT`.
+            flow: FlowId,
+            /// iperf3 stream id (1, 3, 4, …), -1 if unknown (control connection, unlabelled).
+            stream: i64,
+            /// Why this sample was taken.
+            event: Event,
+            /// TCP state inferred from the wire after this event.
+            state: TcpState,
+            /// Unique payload bytes sent (the highest relative sequence sent).
+            bytes_sent: u64,
+            /// Payload bytes the peer acknowledged cumulatively.
+            bytes_acked: u64,
+            /// Payload bytes received in order (the highest cumulative ACK the local side sent).
+            bytes_received: u64,
+            /// Oldest unacknowledged relative sequence number.
+            snd_una: u64,
+            /// End of the most recent data segment sent (relative).
+            snd_nxt: u64,
+            /// Relative start of this row's segment (`ack` rows: the ACK number).
+            seg_seq: Option<u64>,
+            /// Payload length of that segment.
+            seg_len: Option<u32>,
+            /// Bytes in flight: the highest relative sequence sent minus `snd_una`.
+            inflight: u32,
+            /// Congestion window estimate, bytes, 0 while unknown.
+            cwnd_est: u32,
+            /// The RTT sample taken on this row (`interval` rows: the interval's latest), µs.
+            rtt_us: Option<u32>,
+            /// Smoothed RTT per RFC 6298, µs.
+            srtt_us: Option<u32>,
+            /// RTT variation per RFC 6298, µs.
+            rttvar_us: Option<u32>,
+            /// Receive window the peer last advertised, scaled, bytes.
+            peer_wnd: u32,
+            /// Receive window the local side last advertised, scaled, bytes.
+            local_wnd: u32,
+            /// Cumulative segments retransmitted as fast retransmits (MSS units).
+            retx_fast_segs: u64,
+            /// Cumulative payload bytes retransmitted as fast retransmits.
+            retx_fast_bytes: u64,
+            /// Cumulative segments retransmitted on timeout (MSS units).
+            retx_rto_segs: u64,
+            /// Cumulative payload bytes retransmitted on timeout.
+            retx_rto_bytes: u64,
+            /// Cumulative duplicate ACKs received.
+            dupacks: u64,
+            /// Cumulative times the peer's advertised window went from non-zero to 0.
+            zero_wnd_events: u64,
+        }
+    };
 }
+pub(crate) use flow_log_columns;
+
+/// One column of the flow log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// The CSV header field and JSON key (and the [`FlowSample`] field).
+    pub name: &'static str,
+    /// The type as `docs/flowlog.md` writes it: `u64`, `u32`, `i64`, `string`; `u64?`, `u32?`
+    /// may be absent (an empty CSV field, JSON `null`).
+    pub ty: &'static str,
+    /// What it holds, in one line.
+    pub doc: &'static str,
+}
+
+/// The kinds of value a column can hold, named as in `docs/flowlog.md`.
+trait ColumnType {
+    const NAME: &'static str;
+}
+
+macro_rules! column_types {
+    ($($ty:ty => $name:literal),+ $(,)?) => {
+        $(impl ColumnType for $ty {
+            const NAME: &'static str = $name;
+        })+
+    };
+}
+
+column_types! {
+    u64 => "u64", u32 => "u32", i64 => "i64", Option<u64> => "u64?", Option<u32> => "u32?",
+    FlowId => "string", Event => "string", TcpState => "string",
+}
+
+/// `a,b,c` from the identifiers `a b c`.
+macro_rules! comma_separated {
+    ($first:ident $($rest:ident)*) => {
+        concat!(stringify!($first), $(",", stringify!($rest)),*)
+    };
+}
+
+macro_rules! define_flow_sample {
+    ($(#[doc = $doc:literal] $name:ident: $ty:ty,)+) => {
+        /// One row of the flow log: the columns of [`COLUMNS`], in order.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct FlowSample {
+            $(#[doc = $doc] pub $name: $ty,)+
+        }
+
+        /// The columns of the flow log, in file order.
+        pub const COLUMNS: &[Column] = &[$(Column {
+            name: stringify!($name),
+            ty: <$ty as ColumnType>::NAME,
+            doc: $doc.trim_ascii(),
+        }),+];
+
+        /// The CSV header line (without newline): the column names in order.
+        pub const CSV_HEADER: &str = comma_separated!($($name)+);
+    };
+}
+
+flow_log_columns!(define_flow_sample);
 
 /// Totals of one flow, for summaries (`FlowTracker::flows`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

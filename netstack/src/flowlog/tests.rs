@@ -371,30 +371,41 @@ fn example() -> FlowSample {
         local_wnd: 65535,
         retx_fast_segs: 3,
         retx_fast_bytes: 4344,
-        retx_rto_segs: 0,
-        retx_rto_bytes: 0,
         dupacks: 9,
         zero_wnd_events: 1,
+        ..FlowSample::default()
     }
+}
+
+/// `samples` as a log file in `format`, header included, written by the one row writer.
+fn log_text(format: Format, samples: &[FlowSample]) -> String {
+    let mut rows = RowWriter::new(format);
+    let mut out = Vec::new();
+    rows.header(&mut out);
+    for s in samples {
+        rows.write(s, &mut out);
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// One row of `s` in `format`, newline included.
+fn row(format: Format, s: &FlowSample) -> String {
+    let mut out = Vec::new();
+    RowWriter::new(format).write(s, &mut out);
+    String::from_utf8(out).unwrap()
 }
 
 #[test]
 fn csv_and_jsonl_round_trip() {
     let samples = [example(), FlowSample { rtt_us: Some(1), seg_seq: None, seg_len: None, stream: -1, ..example() }];
     for format in [Format::Csv, Format::Jsonl] {
-        let mut text = String::new();
-        format.write_header(&mut text);
-        for s in &samples {
-            write_sample(format, s, &mut text);
-        }
+        let text = log_text(format, &samples);
         assert_eq!(parse_log(&text).unwrap(), samples, "{text}");
     }
-    let mut csv = String::new();
-    write_csv(&samples[1], &mut csv);
+    let csv = row(Format::Csv, &samples[1]);
     assert_eq!(parse_csv_line(&csv, 2).unwrap(), samples[1]);
     assert!(csv.contains(",,"), "absent values are empty fields: {csv}");
-    let mut json = String::new();
-    write_jsonl(&samples[0], &mut json);
+    let json = row(Format::Jsonl, &samples[0]);
     assert!(json.contains("\"rtt_us\":null"), "{json}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["flow"], "198.18.0.2:40000>198.18.0.1:5201");
@@ -403,8 +414,7 @@ fn csv_and_jsonl_round_trip() {
 
 #[test]
 fn readers_name_the_line_and_field() {
-    let mut csv = String::new();
-    write_csv(&example(), &mut csv);
+    let csv = row(Format::Csv, &example());
     let bad = csv.replacen("1448", "14x8", 1);
     let e = parse_csv_line(&bad, 7).unwrap_err();
     assert!(e.starts_with("line 7: field 'seg_len'"), "{e}");
@@ -414,8 +424,7 @@ fn readers_name_the_line_and_field() {
     assert!(e.contains("field 'event'"), "{e}");
     let e = parse_csv_line(&csv.replace("198.18.0.2:40000>", "198.18.0.2>"), 4).unwrap_err();
     assert!(e.contains("field 'flow'"), "{e}");
-    let mut json = String::new();
-    write_jsonl(&example(), &mut json);
+    let json = row(Format::Jsonl, &example());
     let e = parse_jsonl_line(&json.replace("\"dupacks\":9", "\"dupacks\":-9"), 2).unwrap_err();
     assert!(e.starts_with("line 2: field 'dupacks'"), "{e}");
     let e = parse_jsonl_line(&json.replace("\"state\":\"established\",", ""), 5).unwrap_err();
@@ -426,9 +435,12 @@ fn readers_name_the_line_and_field() {
     assert!(e.starts_with("line 3"), "{e}");
     assert!(parse_log("hello\n").unwrap_err().contains("not a flow log"));
     assert_eq!(parse_log("\n\n").unwrap(), vec![]);
-    // A newer schema's extra column is tolerated.
+    // A newer schema's extra column is tolerated, wherever it sits.
     let newer = alloc::format!("{CSV_HEADER},extra\n{},42\n", csv.trim_end());
     assert_eq!(parse_log(&newer).unwrap(), vec![example()]);
+    let header = CSV_HEADER.replacen("t_us,", "t_us,extra,", 1);
+    let inserted = alloc::format!("{header}\n{}", csv.replacen("1234567,", "1234567,42,", 1));
+    assert_eq!(parse_log(&inserted).unwrap(), vec![example()], "{inserted}");
     // Hostile text never panics.
     let mut rng = SplitMix64(3);
     for _ in 0..2000 {
@@ -441,6 +453,27 @@ fn readers_name_the_line_and_field() {
             let _ = parse_log(s);
         }
     }
+}
+
+/// `docs/flowlog.md` documents the columns in a table; it must list exactly the declared ones,
+/// in order, with their types.
+#[test]
+fn docs_list_exactly_the_declared_columns() {
+    const DOCS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/flowlog.md"));
+    let section = DOCS.split("\n## Columns\n").nth(1).expect("docs/flowlog.md has a '## Columns' section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    // Rows look like "| `name` | type | meaning |".
+    let documented: Vec<(&str, &str)> = section
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((name, *cells.get(2)?))
+        })
+        .collect();
+    let declared: Vec<(&str, &str)> = COLUMNS.iter().map(|c| (c.name, c.ty)).collect();
+    assert_eq!(documented, declared, "docs/flowlog.md's column table differs from flow_log_columns!");
+    assert_eq!(CSV_HEADER, COLUMNS.iter().map(|c| c.name).collect::<Vec<_>>().join(","));
 }
 
 #[test]
