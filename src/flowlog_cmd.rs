@@ -6,100 +6,81 @@
 //! which iperf3 stream it is; the second feeds every frame to a `FlowTracker`.
 
 use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
 use netstack::flowlog::{
-    Dir, FlowSummary, FlowTracker, Format, ProbeConfig, RowWriter, Sampling, SegmentInfo, peek_segment,
+    Dir, FlowId, FlowSummary, FlowTracker, Format, ProbeConfig, RowWriter, Sampling, SegmentInfo, TrackerStats,
+    peek_segment,
 };
+use pcap_file::pcap::{PcapHeader, PcapReader};
+use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::{DataLink, PcapError, TsResolution};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-Usage: uniperf flowlog --pcap FILE.pcap [-o OUT] [--format csv|jsonl] [--local IP] [--interval MS] [--abs-time]
-
-Converts a packet capture (classic pcap: tcpdump -w) into uniperf's flow log (docs/flowlog.md).
-  --pcap FILE      capture to read (Ethernet, Linux cooked SLL/SLL2 or raw IPv4)
-  -o, --output OUT write the log here (default: standard output)
-  --format F       csv or jsonl (default: from OUT's extension, else csv)
-  --local IP       the address whose view the log takes (default per flow: the data sender,
-                   else the connection's initiator)
-  --interval MS    one sample per flow every MS ms instead of one per ACK
-  --abs-time       t_us in Unix time instead of time since the first packet
-A per-flow summary goes to standard error.
-";
-
-/// Link-layer header types (tcpdump.org/linktypes.html).
-pub const LINKTYPE_ETHERNET: u32 = 1;
-pub const LINKTYPE_RAW: u32 = 101;
-pub const LINKTYPE_LINUX_SLL: u32 = 113;
-pub const LINKTYPE_IPV4: u32 = 228;
-pub const LINKTYPE_LINUX_SLL2: u32 = 276;
-
-/// Largest captured length of one record we accept (a GRO/TSO frame plus link headers).
-const MAX_RECORD: u32 = 256 * 1024;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-
-/// Command-line settings of `uniperf flowlog`.
-#[derive(Clone, Debug, PartialEq)]
+/// Converts a packet capture into uniperf's flow log (docs/flowlog.md).
+///
+/// A per-flow summary goes to standard error.
+#[derive(Clone, Debug, PartialEq, Parser)]
+#[command(name = "uniperf flowlog", disable_version_flag = true)]
 pub struct FlowlogArgs {
+    /// Capture to read: classic pcap or pcapng (tcpdump -w, dumpcap), with Ethernet, Linux
+    /// cooked SLL/SLL2 or raw IPv4 frames
+    #[arg(long, value_name = "FILE")]
     pub pcap: String,
+    /// Write the log here (default: standard output)
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<String>,
-    pub format: Format,
+    /// csv or jsonl (default: from OUT's extension, else csv)
+    #[arg(long, value_name = "F", value_parser = Format::parse)]
+    pub format: Option<Format>,
+    /// The address whose view the log takes (default per flow: the data sender, else the
+    /// connection's initiator)
+    #[arg(long, value_name = "IP")]
     pub local: Option<Ipv4Addr>,
+    /// One sample per flow every MS ms instead of one per ACK
+    #[arg(long = "interval", value_name = "MS", value_parser = clap::value_parser!(u32).range(1..))]
     pub interval_ms: Option<u32>,
+    /// t_us in Unix time instead of time since the first packet
+    #[arg(long)]
     pub abs_time: bool,
 }
 
-fn parse_args(args: &[String]) -> Result<Option<FlowlogArgs>> {
-    let (mut pcap, mut output, mut format, mut local, mut interval_ms, mut abs_time) =
-        (None, None, None, None, None, false);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| anyhow!("parameter error - {name} needs a value"))
-        };
-        match name {
-            "-h" | "--help" => return Ok(None),
-            "--pcap" => pcap = Some(value()?),
-            "-o" | "--output" => output = Some(value()?),
-            "--format" => format = Some(Format::parse(&value()?).map_err(|e| anyhow!("parameter error - {e}"))?),
-            "--local" => {
-                let v = value()?;
-                local = Some(
-                    v.parse::<Ipv4Addr>()
-                        .map_err(|_| anyhow!("parameter error - --local '{v}' is not an IPv4 address"))?,
-                );
-            }
-            "--interval" => {
-                let v = value()?;
-                let ms = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&ms| ms > 0)
-                    .ok_or_else(|| anyhow!("parameter error - --interval '{v}' is not a positive number of ms"))?;
-                interval_ms = Some(ms);
-            }
-            "--abs-time" => abs_time = true,
-            other => bail!("parameter error - unknown flowlog option '{other}' (see uniperf flowlog --help)"),
+impl FlowlogArgs {
+    /// `--format`, else what OUT's extension says, else CSV.
+    pub fn format(&self) -> Format {
+        self.format.unwrap_or_else(|| self.output.as_deref().map_or(Format::Csv, Format::from_path))
+    }
+}
+
+/// Parses the arguments of `uniperf NAME ARGS…` (a host subcommand) into `T`: `Ok(None)` once
+/// `-h`/`--help` has been printed. Bad arguments are an error of one sentence, so `cli::main`
+/// exits 1 as for every other usage error (clap's own `exit` would give 2).
+pub(crate) fn parse_subcommand<T: Parser>(name: &str, args: &[String]) -> Result<Option<T>> {
+    let argv = std::iter::once(format!("uniperf {name}")).chain(args.iter().cloned());
+    match T::try_parse_from(argv) {
+        Ok(parsed) => Ok(Some(parsed)),
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            e.print().context("cannot print the help")?;
+            Ok(None)
+        }
+        Err(e) => {
+            // clap says "error: WHAT\n[more lines of WHAT]\n\n[tip]\n\nUsage: …": keep WHAT, on one line.
+            let text = e.to_string();
+            let what: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let what = what.join(" ");
+            let what = what.strip_prefix("error: ").unwrap_or(&what);
+            bail!("{name}: parameter error - {what} (see uniperf {name} --help)")
         }
     }
-    let pcap = pcap.ok_or_else(|| anyhow!("parameter error - flowlog needs --pcap FILE.pcap"))?;
-    let format = format.unwrap_or_else(|| output.as_deref().map_or(Format::Csv, Format::from_path));
-    Ok(Some(FlowlogArgs { pcap, output, format, local, interval_ms, abs_time }))
 }
 
 /// `uniperf flowlog ARGS…`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
-    let Some(a) = parse_args(args)? else {
-        print!("{USAGE}");
+    let Some(a) = parse_subcommand::<FlowlogArgs>("flowlog", args)? else {
         return Ok(ExitCode::SUCCESS);
     };
     let mut out: Box<dyn Write> = match &a.output {
@@ -120,29 +101,25 @@ pub struct Conversion {
     pub flows: Vec<FlowSummary>,
     pub samples: u64,
     pub records: u64,
-    pub stats: netstack::flowlog::TrackerStats,
+    pub stats: TrackerStats,
 }
 
 /// Reads `a.pcap` twice and writes the flow log to `out`.
 pub fn convert(a: &FlowlogArgs, out: &mut dyn Write) -> Result<Conversion> {
-    let open = || -> Result<PcapReader<BufReader<File>>> {
-        let f = File::open(&a.pcap).with_context(|| format!("cannot open capture '{}'", a.pcap))?;
-        PcapReader::new(BufReader::with_capacity(1 << 20, f)).with_context(|| format!("'{}'", a.pcap))
-    };
+    let open = || CaptureReader::open(&a.pcap);
 
     // Pass 1: who is who.
     let mut conns = Connections::default();
-    let mut reader = open()?;
-    let linktype = reader.linktype;
     let mut first_us = None;
-    while let Some(rec) = reader.next_record().with_context(|| format!("'{}'", a.pcap))? {
-        first_us.get_or_insert(rec.t_us);
-        if let Some(ip) = ipv4_payload(linktype, rec.data)
+    open()?.for_each_frame(|frame| {
+        first_us.get_or_insert(frame.t_us);
+        if let Some(ip) = ipv4_payload(frame.link, frame.data)
             && let Some(seg) = peek_segment(ip)
         {
             conns.observe(&seg, ip);
         }
-    }
+        Ok(())
+    })?;
     let roles = conns.decide(a.local);
 
     // Pass 2: track.
@@ -150,26 +127,25 @@ pub fn convert(a: &FlowlogArgs, out: &mut dyn Write) -> Result<Conversion> {
     let cfg = ProbeConfig { sampling, max_samples: usize::MAX, max_flows: usize::MAX };
     let mut tracker = FlowTracker::new(cfg);
     for (local, remote, stream) in &roles.labels {
-        tracker.label_flow(netstack::flowlog::FlowId::new(*local, *remote), *stream);
+        tracker.label_flow(FlowId::new(*local, *remote), *stream);
     }
     let t0 = if a.abs_time { 0 } else { first_us.unwrap_or(0) };
-    let mut rows = RowWriter::new(a.format);
+    let mut rows = RowWriter::new(a.format());
     let mut text = Vec::new();
     rows.header(&mut text);
     let mut samples = 0u64;
     let mut records = 0u64;
     let mut last_t = 0;
-    let mut reader = open()?;
-    while let Some(rec) = reader.next_record().with_context(|| format!("'{}'", a.pcap))? {
+    open()?.for_each_frame(|frame| {
         records += 1;
-        let t = rec.t_us.saturating_sub(t0);
+        let t = frame.t_us.saturating_sub(t0);
         last_t = last_t.max(t);
-        let Some(ip) = ipv4_payload(linktype, rec.data) else {
-            continue;
+        let Some(ip) = ipv4_payload(frame.link, frame.data) else {
+            return Ok(());
         };
         let Some(seg) = peek_segment(ip) else {
             tracker.on_ipv4(t, Dir::Rx, ip);
-            continue;
+            return Ok(());
         };
         let dir = if roles.local.contains_key(&(seg.src, seg.dst)) { Dir::Tx } else { Dir::Rx };
         tracker.on_ipv4(t, dir, ip);
@@ -178,7 +154,8 @@ pub fn convert(a: &FlowlogArgs, out: &mut dyn Write) -> Result<Conversion> {
             out.write_all(&text).context("cannot write the flow log")?;
             text.clear();
         }
-    }
+        Ok(())
+    })?;
     tracker.finish(last_t);
     samples += drain(&mut tracker, &mut rows, &mut text);
     out.write_all(&text).context("cannot write the flow log")?;
@@ -229,24 +206,25 @@ pub fn summary_text(c: &Conversion) -> String {
     s
 }
 
-/// The IPv4 packet inside a captured frame of `linktype`, if it carries one.
-pub fn ipv4_payload(linktype: u32, data: &[u8]) -> Option<&[u8]> {
+/// The IPv4 packet inside a captured frame of `link`, if it carries one.
+pub fn ipv4_payload(link: Link, data: &[u8]) -> Option<&[u8]> {
+    const ETHERTYPE_IPV4: u16 = 0x0800;
+    const ETHERTYPE_VLAN: u16 = 0x8100;
     let be16 = |b: &[u8], at: usize| b.get(at..at + 2).map(|x| u16::from_be_bytes([x[0], x[1]]));
-    match linktype {
-        LINKTYPE_ETHERNET => {
+    match link {
+        Link::Ethernet => {
             let mut at = 12;
             let mut ethertype = be16(data, at)?;
             // One 802.1Q tag.
-            if ethertype == 0x8100 {
+            if ethertype == ETHERTYPE_VLAN {
                 at += 4;
                 ethertype = be16(data, at)?;
             }
             (ethertype == ETHERTYPE_IPV4).then(|| data.get(at + 2..)).flatten()
         }
-        LINKTYPE_LINUX_SLL => (be16(data, 14)? == ETHERTYPE_IPV4).then(|| data.get(16..)).flatten(),
-        LINKTYPE_LINUX_SLL2 => (be16(data, 0)? == ETHERTYPE_IPV4).then(|| data.get(20..)).flatten(),
-        LINKTYPE_RAW | LINKTYPE_IPV4 => (data.first()? >> 4 == 4).then_some(data),
-        _ => None,
+        Link::LinuxSll => (be16(data, 14)? == ETHERTYPE_IPV4).then(|| data.get(16..)).flatten(),
+        Link::LinuxSll2 => (be16(data, 0)? == ETHERTYPE_IPV4).then(|| data.get(20..)).flatten(),
+        Link::RawIp => (data.first()? >> 4 == 4).then_some(data),
     }
 }
 
@@ -356,129 +334,248 @@ impl Connections {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Classic pcap
+// Reading captures (the pcap and pcapng formats are pcap-file's)
 
-/// One captured packet.
-#[derive(Debug)]
-pub struct PcapRecord<'a> {
+/// The link layers whose frames we unwrap to IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Ethernet, with or without one 802.1Q tag (link type 1).
+    Ethernet,
+    /// Linux cooked capture v1 (113), e.g. `tcpdump -i any`.
+    LinuxSll,
+    /// Linux cooked capture v2 (276).
+    LinuxSll2,
+    /// Raw IP (101) or IPv4 (228).
+    RawIp,
+}
+
+impl Link {
+    pub fn from_datalink(link: DataLink) -> Result<Link> {
+        // The upper bits of pcap's link-type field carry FCS information.
+        match DataLink::from(u32::from(link) & 0x0fff_ffff) {
+            DataLink::ETHERNET => Ok(Link::Ethernet),
+            DataLink::LINUX_SLL => Ok(Link::LinuxSll),
+            DataLink::LINUX_SLL2 => Ok(Link::LinuxSll2),
+            DataLink::RAW | DataLink::IPV4 => Ok(Link::RawIp),
+            other => bail!(
+                "unsupported link type {} (supported: Ethernet 1, Linux cooked SLL 113 and SLL2 276, raw IP 101/228)",
+                u32::from(other)
+            ),
+        }
+    }
+}
+
+/// One captured frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
     /// Capture time, µs since the Unix epoch.
     pub t_us: u64,
-    /// The captured bytes (possibly truncated to the snap length).
+    pub link: Link,
+    /// The captured bytes (possibly cut to the snap length).
     pub data: &'a [u8],
-    /// Length of the packet on the wire.
-    pub orig_len: u32,
 }
 
-/// A streaming reader of classic pcap files (both byte orders, µs and ns time stamps).
-pub struct PcapReader<R: Read> {
-    input: R,
-    big_endian: bool,
-    nanos: bool,
-    pub linktype: u32,
-    pub snaplen: u32,
-    buf: Vec<u8>,
-    records: u64,
-    offset: u64,
+/// A pcapng interface: its link layer, clock and snap length.
+#[derive(Clone, Copy, Debug)]
+struct Interface {
+    link: Link,
+    /// `if_tsresol`: time stamps count 10^-n s, or 2^-n s if the top bit is set.
+    tsresol: u8,
+    /// `if_tsoffset`: seconds to add to every time stamp.
+    tsoffset_s: i64,
+    snaplen: u32,
 }
 
-impl<R: Read> PcapReader<R> {
-    /// Reads and checks the 24-byte file header.
+impl Interface {
+    fn new(idb: &InterfaceDescriptionBlock<'_>) -> Result<Interface> {
+        let mut iface =
+            Interface { link: Link::from_datalink(idb.linktype)?, tsresol: 6, tsoffset_s: 0, snaplen: idb.snaplen };
+        for opt in &idb.options {
+            match opt {
+                InterfaceDescriptionOption::IfTsResol(r) => iface.tsresol = *r,
+                InterfaceDescriptionOption::IfTsOffset(s) => iface.tsoffset_s = *s as i64,
+                _ => {}
+            }
+        }
+        Ok(iface)
+    }
+
+    /// µs since the Unix epoch of a time stamp of `ticks` units.
+    fn t_us(&self, ticks: u64) -> u64 {
+        let exp = u32::from(self.tsresol & 0x7f);
+        let us = u128::from(ticks) * 1_000_000;
+        let us = if self.tsresol & 0x80 == 0 {
+            10u128.checked_pow(exp).map_or(0, |unit| us / unit)
+        } else {
+            us.checked_shr(exp).unwrap_or(0)
+        };
+        u64::try_from(us).unwrap_or(u64::MAX).saturating_add_signed(self.tsoffset_s.saturating_mul(1_000_000))
+    }
+}
+
+/// The input with its first bytes (read to tell the format) put back in front.
+type Peeked<R> = std::io::Chain<std::io::Cursor<Vec<u8>>, R>;
+
+enum Capture<R: Read> {
+    Pcap { reader: PcapReader<Peeked<R>>, link: Link, nanos: bool },
+    PcapNg { reader: PcapNgReader<Peeked<R>> },
+}
+
+/// A streaming reader of packet captures: classic pcap (both byte orders, µs and ns time
+/// stamps) and pcapng (Enhanced, Simple and obsolete Packet Blocks; link type and time stamp
+/// resolution per interface; several sections). Nothing in a file makes it panic: a truncated
+/// or malformed file is an error naming the record (pcap) or block (pcapng) and what is wrong.
+pub struct CaptureReader<R: Read> {
+    capture: Capture<R>,
+    /// What the file is called in errors.
+    origin: String,
+}
+
+/// Block type of a pcapng Section Header Block, the first four bytes of the file.
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+impl CaptureReader<File> {
+    pub fn open(path: &str) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("cannot open capture '{path}'"))?;
+        let origin = format!("capture '{path}'");
+        let reader = CaptureReader::new(file).context(origin.clone())?;
+        Ok(CaptureReader { origin, ..reader })
+    }
+}
+
+impl<R: Read> CaptureReader<R> {
+    /// Reads and checks the file header (pcap) or first section header (pcapng).
     pub fn new(mut input: R) -> Result<Self> {
-        let mut hdr = [0u8; 24];
-        let n = read_full(&mut input, &mut hdr).context("cannot read the pcap header")?;
-        if n < 4 {
-            bail!("not a pcap file: only {n} bytes long");
+        // Enough to tell the format, and the whole header of a classic pcap.
+        const PCAP_HEADER_LEN: u64 = 24;
+        let mut head = Vec::new();
+        (&mut input).take(PCAP_HEADER_LEN).read_to_end(&mut head).context("cannot read the capture")?;
+        if head.len() < 4 {
+            bail!("not a capture: only {} bytes long", head.len());
         }
-        let magic = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-        let (big_endian, nanos) = match magic {
-            0xa1b2_c3d4 => (false, false),
-            0xd4c3_b2a1 => (true, false),
-            0xa1b2_3c4d => (false, true),
-            0x4d3c_b2a1 => (true, true),
-            0x0a0d_0d0a => bail!(
-                "this is a pcapng file; uniperf reads classic pcap (tcpdump -w writes it; convert with `editcap -F pcap IN OUT`)"
-            ),
-            other => bail!("not a pcap file (magic number {other:#010x})"),
+        let pcapng = head[..4] == PCAPNG_MAGIC;
+        if !pcapng {
+            // The magic number first (padded, as the header parser wants all of it), then the length.
+            let mut padded = head.clone();
+            padded.resize(PCAP_HEADER_LEN as usize, 0);
+            if PcapHeader::from_slice(&padded).is_err() {
+                let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+                bail!("not a pcap or pcapng file (magic number {magic:#010x})");
+            }
+            if head.len() < padded.len() {
+                bail!("truncated pcap header: {} of {PCAP_HEADER_LEN} bytes", head.len());
+            }
+        }
+        let input = std::io::Cursor::new(head).chain(input);
+        let capture = if pcapng {
+            let reader = PcapNgReader::new(input).map_err(|e| describe(e, "the pcapng section header"))?;
+            Capture::PcapNg { reader }
+        } else {
+            let reader = PcapReader::new(input).map_err(|e| describe(e, "the pcap header"))?;
+            let header = reader.header();
+            let link = Link::from_datalink(header.datalink)?;
+            Capture::Pcap { reader, link, nanos: header.ts_resolution == TsResolution::NanoSecond }
         };
-        if n < 24 {
-            bail!("truncated pcap header: {n} of 24 bytes");
-        }
-        let u32_at = |at: usize| {
-            let b = [hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]];
-            if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
-        };
-        let snaplen = u32_at(16);
-        // The upper bits of the link-type field carry FCS information.
-        let linktype = u32_at(20) & 0x0fff_ffff;
-        match linktype {
-            LINKTYPE_ETHERNET | LINKTYPE_LINUX_SLL | LINKTYPE_LINUX_SLL2 | LINKTYPE_RAW | LINKTYPE_IPV4 => {}
-            other => bail!(
-                "unsupported pcap link type {other} (supported: Ethernet 1, Linux cooked SLL 113 and SLL2 276, raw IP 101/228)"
-            ),
-        }
-        Ok(PcapReader { input, big_endian, nanos, linktype, snaplen, buf: Vec::new(), records: 0, offset: 24 })
+        Ok(CaptureReader { capture, origin: "capture".into() })
     }
 
-    /// The next record; None at a clean end of file.
-    pub fn next_record(&mut self) -> Result<Option<PcapRecord<'_>>> {
-        let mut hdr = [0u8; 16];
-        let n = read_full(&mut self.input, &mut hdr).context("cannot read the capture")?;
-        let index = self.records + 1;
-        if n == 0 {
-            return Ok(None);
+    /// Calls `f` with every frame, in file order; stops at the first error, `f`'s or the file's.
+    pub fn for_each_frame(self, mut f: impl FnMut(Frame<'_>) -> Result<()>) -> Result<()> {
+        let origin = self.origin;
+        let bad = |e: anyhow::Error| e.context(origin.clone());
+        match self.capture {
+            Capture::Pcap { mut reader, link, nanos } => {
+                let mut index = 0u64;
+                while let Some(packet) = reader.next_raw_packet() {
+                    index += 1;
+                    // Raw: the checked packet also refuses an original length above the snap
+                    // length, which is every packet of a `tcpdump -s` capture.
+                    let p = packet.map_err(|e| bad(describe(e, &format!("record {index}"))))?;
+                    let frac_us = if nanos { u64::from(p.ts_frac) / 1000 } else { u64::from(p.ts_frac) };
+                    f(Frame { t_us: u64::from(p.ts_sec) * 1_000_000 + frac_us, link, data: &p.data })?;
+                }
+            }
+            Capture::PcapNg { mut reader } => {
+                // Interfaces of the current section; Simple Packet Blocks have no time stamp and
+                // take the previous packet's.
+                let mut interfaces: Vec<Interface> = Vec::new();
+                let mut last_t_us = 0;
+                let mut index = 0u64;
+                while let Some(block) = reader.next_block() {
+                    index += 1;
+                    let at = || format!("block {index}");
+                    let iface = |id: u32| {
+                        interfaces.get(id as usize).copied().ok_or_else(|| {
+                            bad(anyhow!(
+                                "malformed: block {index} is a packet of interface {id}, which no Interface \
+                                 Description Block declared"
+                            ))
+                        })
+                    };
+                    match block.map_err(|e| bad(describe(e, &at())))? {
+                        Block::SectionHeader(_) => interfaces.clear(),
+                        Block::InterfaceDescription(idb) => {
+                            let id = interfaces.len();
+                            let iface = Interface::new(&idb).with_context(|| format!("{}: interface {id}", at()));
+                            interfaces.push(iface.map_err(bad)?);
+                        }
+                        // The crate hands the raw count of time units over as nanoseconds.
+                        Block::EnhancedPacket(p) => {
+                            let i = iface(p.interface_id)?;
+                            last_t_us = i.t_us(u64::try_from(p.timestamp.as_nanos()).unwrap_or(u64::MAX));
+                            f(Frame { t_us: last_t_us, link: i.link, data: &p.data })?;
+                        }
+                        Block::Packet(p) => {
+                            let i = iface(u32::from(p.interface_id))?;
+                            last_t_us = i.t_us(p.timestamp);
+                            f(Frame { t_us: last_t_us, link: i.link, data: &p.data })?;
+                        }
+                        Block::SimplePacket(p) => {
+                            let i = iface(0)?;
+                            // The block's data includes its padding; the packet is the original
+                            // length cut to the snap length.
+                            let snap = if i.snaplen == 0 { u32::MAX } else { i.snaplen };
+                            let len = (p.original_len.min(snap) as usize).min(p.data.len());
+                            f(Frame { t_us: last_t_us, link: i.link, data: &p.data[..len] })?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
         }
-        if n < 16 {
-            bail!("truncated pcap: record {index} at byte {} has a {n}-byte header (16 expected)", self.offset);
-        }
-        let u32_at = |at: usize| {
-            let b = [hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]];
-            if self.big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
-        };
-        let (secs, frac, incl, orig) = (u32_at(0), u32_at(4), u32_at(8), u32_at(12));
-        if incl > MAX_RECORD {
-            bail!(
-                "malformed pcap: record {index} at byte {} claims {incl} captured bytes (at most {MAX_RECORD} accepted)",
-                self.offset
-            );
-        }
-        let frac_us = if self.nanos { u64::from(frac) / 1000 } else { u64::from(frac) };
-        let t_us = u64::from(secs) * 1_000_000 + frac_us;
-        self.buf.resize(incl as usize, 0);
-        let got = read_full(&mut self.input, &mut self.buf).context("cannot read the capture")?;
-        if got < incl as usize {
-            bail!(
-                "truncated pcap: record {index} at byte {} has {got} of its {incl} bytes (was the capture cut short?)",
-                self.offset
-            );
-        }
-        self.records = index;
-        self.offset += 16 + u64::from(incl);
-        Ok(Some(PcapRecord { t_us, data: &self.buf, orig_len: orig }))
+        Ok(())
     }
 }
 
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// A pcap-file error as one sentence about `what` (a header, record or block).
+fn describe(e: PcapError, what: &str) -> anyhow::Error {
+    match e {
+        PcapError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            anyhow!("truncated: {what} is cut short (the file ends inside it, or its length field is corrupt)")
         }
+        PcapError::IoError(io) => anyhow!("cannot read {what}: {io}"),
+        PcapError::InvalidField(field) => anyhow!("malformed: {what}: {field}"),
+        other => anyhow!("malformed: {what}: {other}"),
     }
-    Ok(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pcap_file::Endianness;
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::section_header::SectionHeaderBlock;
+    use pcap_file::pcapng::blocks::simple_packet::SimplePacketBlock;
+    use std::borrow::Cow;
+    use std::time::Duration;
 
+    /// A classic pcap header, by hand (independent of the reader under test).
     fn pcap_header(magic: u32, linktype: u32, big: bool) -> Vec<u8> {
         let w = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
         let mut h = Vec::new();
-        h.extend_from_slice(&if big { magic.to_be_bytes() } else { magic.to_le_bytes() });
+        h.extend_from_slice(&w(magic));
         h.extend_from_slice(&(if big { 2u16.to_be_bytes() } else { 2u16.to_le_bytes() }));
         h.extend_from_slice(&(if big { 4u16.to_be_bytes() } else { 4u16.to_le_bytes() }));
         h.extend_from_slice(&[0; 8]);
@@ -497,54 +594,150 @@ mod tests {
         r
     }
 
+    /// Every frame of a capture: (µs, link, bytes), or the error as text.
+    fn frames(bytes: &[u8]) -> Result<Vec<(u64, Link, Vec<u8>)>, String> {
+        let mut out = Vec::new();
+        CaptureReader::new(bytes)
+            .and_then(|r| {
+                r.for_each_frame(|f| {
+                    out.push((f.t_us, f.link, f.data.to_vec()));
+                    Ok(())
+                })
+            })
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(out)
+    }
+
+    fn err(bytes: &[u8]) -> String {
+        frames(bytes).err().unwrap_or_else(|| "ok".into())
+    }
+
     #[test]
     fn reads_both_byte_orders_and_time_resolutions() {
         for (magic, nanos) in [(0xa1b2_c3d4u32, false), (0xa1b2_3c4d, true)] {
             for big in [false, true] {
-                let mut file = pcap_header(magic, LINKTYPE_ETHERNET, big);
+                let mut file = pcap_header(magic, 1, big);
                 file.extend(record(big, 10, if nanos { 5_000_000 } else { 5_000 }, &[1, 2, 3]));
-                let mut r = PcapReader::new(&file[..]).unwrap();
-                assert_eq!(r.linktype, LINKTYPE_ETHERNET);
-                let rec = r.next_record().unwrap().unwrap();
-                assert_eq!((rec.t_us, rec.data), (10_005_000, &[1u8, 2, 3][..]));
-                assert!(r.next_record().unwrap().is_none());
+                // An original length above the snap length (tcpdump -s) is fine.
+                let mut cut = record(big, 11, 0, &[4]);
+                cut[12..16].copy_from_slice(&if big { 100_000u32.to_be_bytes() } else { 100_000u32.to_le_bytes() });
+                file.extend(cut);
+                let got = frames(&file).unwrap();
+                assert_eq!(got, [(10_005_000, Link::Ethernet, vec![1, 2, 3]), (11_000_000, Link::Ethernet, vec![4])]);
             }
         }
     }
 
     #[test]
     fn malformed_captures_are_clear_errors() {
-        let err = |bytes: &[u8]| -> String {
-            match PcapReader::new(bytes) {
-                Err(e) => format!("{e:#}"),
-                Ok(mut r) => loop {
-                    match r.next_record() {
-                        Ok(Some(_)) => {}
-                        Ok(None) => break String::from("ok"),
-                        Err(e) => break format!("{e:#}"),
-                    }
-                },
-            }
-        };
         assert!(err(b"").contains("only 0 bytes"), "{}", err(b""));
-        assert!(err(&[0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0]).contains("pcapng"));
-        assert!(err(b"GIF89a not a capture").contains("magic"));
-        let hdr = pcap_header(0xa1b2_c3d4, LINKTYPE_ETHERNET, false);
-        assert!(err(&hdr[..20]).contains("truncated pcap header"));
+        assert!(err(b"GIF89a not a capture").contains("magic"), "{}", err(b"GIF89a not a capture"));
+        let hdr = pcap_header(0xa1b2_c3d4, 1, false);
+        assert!(err(&hdr[..20]).contains("truncated pcap header: 20 of 24 bytes"), "{}", err(&hdr[..20]));
         assert!(err(&pcap_header(0xa1b2_c3d4, 147, false)).contains("link type 147"));
         let mut file = hdr.clone();
         file.extend(record(false, 1, 0, &[0; 60]));
+        file.extend(record(false, 2, 0, &[0; 60]));
         assert_eq!(err(&file), "ok");
-        assert!(err(&file[..file.len() - 1]).contains("record 1"), "{}", err(&file[..file.len() - 1]));
-        assert!(err(&file[..24 + 7]).contains("7-byte header"));
+        let e = err(&file[..file.len() - 1]);
+        assert!(e.starts_with("capture: truncated: record 2 is cut short"), "{e}");
+        assert!(err(&file[..24 + 7]).contains("record 1"));
         let mut huge = hdr.clone();
         huge.extend(record(false, 1, 0, &[]));
         huge[24 + 8..24 + 12].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(err(&huge).contains("claims"), "{}", err(&huge));
-        // Any prefix of a valid file fails cleanly or succeeds, never panics.
-        for n in 0..file.len() {
-            let _ = err(&file[..n]);
+        assert!(err(&huge).contains("record 1"), "{}", err(&huge));
+        let ng = pcapng(&[(1, vec![0x45, 0, 0, 20])], Endianness::Little);
+        assert!(err(&ng[..ng.len() - 1]).contains("truncated: block 3"), "{}", err(&ng[..ng.len() - 1]));
+        assert!(err(&ng[..6]).contains("pcapng section header"), "{}", err(&ng[..6]));
+        // Any prefix of a valid file, and any single damaged byte, fails cleanly or reads.
+        for bytes in [&file, &ng] {
+            for n in 0..bytes.len() {
+                let _ = err(&bytes[..n]);
+                for v in [0x00, 0x01, 0x7f, 0xff] {
+                    let mut damaged = bytes.to_vec();
+                    damaged[n] = v;
+                    let _ = err(&damaged);
+                }
+            }
         }
+    }
+
+    /// `frames` (µs, bytes) as pcapng: interface 0 Ethernet in µs (the default, as tcpdump
+    /// writes), interface 1 Ethernet in ns; frames alternate between them.
+    fn pcapng(frames: &[(u64, Vec<u8>)], endianness: Endianness) -> Vec<u8> {
+        let section = SectionHeaderBlock { endianness, ..Default::default() };
+        let mut w = PcapNgWriter::with_section_header(Vec::new(), section).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 0)).unwrap();
+        let ns = InterfaceDescriptionBlock {
+            options: vec![InterfaceDescriptionOption::IfTsResol(9)],
+            ..InterfaceDescriptionBlock::new(DataLink::ETHERNET, 0)
+        };
+        w.write_pcapng_block(ns).unwrap();
+        for (i, (t_us, data)) in frames.iter().enumerate() {
+            // pcap-file takes the count of the interface's time units as nanoseconds.
+            let units = if i % 2 == 0 { *t_us } else { t_us * 1000 };
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: (i % 2) as u32,
+                timestamp: Duration::from_nanos(units),
+                original_len: data.len() as u32,
+                data: Cow::Borrowed(data),
+                options: vec![],
+            })
+            .unwrap();
+        }
+        w.into_inner()
+    }
+
+    #[test]
+    fn pcapng_reads_like_pcap() {
+        let sent: Vec<(u64, Vec<u8>)> =
+            (0..7u64).map(|i| (1_700_000_000_000_000 + i * 1234, vec![i as u8; 60 + i as usize])).collect();
+        let mut classic = PcapWriter::with_header(
+            Vec::new(),
+            PcapHeader { datalink: DataLink::ETHERNET, snaplen: 65535, ..PcapHeader::default() },
+        )
+        .unwrap();
+        for (t, data) in &sent {
+            classic.write_packet(&PcapPacket::new(Duration::from_micros(*t), data.len() as u32, data)).unwrap();
+        }
+        let want: Vec<(u64, Link, Vec<u8>)> = sent.iter().map(|(t, d)| (*t, Link::Ethernet, d.clone())).collect();
+        assert_eq!(frames(&classic.into_writer()).unwrap(), want);
+        for endianness in [Endianness::Little, Endianness::Big] {
+            assert_eq!(frames(&pcapng(&sent, endianness)).unwrap(), want, "{endianness:?}");
+        }
+        // Simple Packet Blocks: interface 0, cut to its snap length, the previous time stamp.
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::LINUX_SLL2, 0)).unwrap();
+        w.write_pcapng_block(SimplePacketBlock { original_len: 5, data: Cow::Borrowed(&[9; 5]) }).unwrap();
+        let mut snapped = InterfaceDescriptionBlock::new(DataLink::RAW, 3);
+        snapped.options.push(InterfaceDescriptionOption::IfTsResol(0x80 | 10));
+        w.write_pcapng_block(SectionHeaderBlock::default()).unwrap();
+        w.write_pcapng_block(snapped).unwrap();
+        let epb = EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_nanos(3 * 1024),
+            original_len: 2,
+            data: Cow::Borrowed(&[1, 2]),
+            options: vec![],
+        };
+        w.write_pcapng_block(epb).unwrap();
+        w.write_pcapng_block(SimplePacketBlock { original_len: 40, data: Cow::Borrowed(&[7; 3]) }).unwrap();
+        let got = frames(&w.into_inner()).unwrap();
+        assert_eq!(
+            got,
+            [
+                (0, Link::LinuxSll2, vec![9; 5]),
+                (3_000_000, Link::RawIp, vec![1, 2]),
+                (3_000_000, Link::RawIp, vec![7; 3])
+            ]
+        );
+        // A packet of an undeclared interface, an unsupported link type.
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::USB_LINUX, 0)).unwrap();
+        assert!(err(&w.into_inner()).contains("interface 0: unsupported link type 189"));
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(SimplePacketBlock { original_len: 1, data: Cow::Borrowed(&[0]) }).unwrap();
+        assert!(err(&w.into_inner()).contains("interface 0, which no Interface Description Block declared"));
     }
 
     #[test]
@@ -553,40 +746,54 @@ mod tests {
         let mut eth = vec![0u8; 12];
         eth.extend_from_slice(&[0x08, 0x00]);
         eth.extend_from_slice(&ip);
-        assert_eq!(ipv4_payload(LINKTYPE_ETHERNET, &eth), Some(&ip[..]));
+        assert_eq!(ipv4_payload(Link::Ethernet, &eth), Some(&ip[..]));
         let mut vlan = vec![0u8; 12];
         vlan.extend_from_slice(&[0x81, 0x00, 0, 5, 0x08, 0x00]);
         vlan.extend_from_slice(&ip);
-        assert_eq!(ipv4_payload(LINKTYPE_ETHERNET, &vlan), Some(&ip[..]));
+        assert_eq!(ipv4_payload(Link::Ethernet, &vlan), Some(&ip[..]));
         let mut sll = vec![0u8; 14];
         sll.extend_from_slice(&[0x08, 0x00]);
         sll.extend_from_slice(&ip);
-        assert_eq!(ipv4_payload(LINKTYPE_LINUX_SLL, &sll), Some(&ip[..]));
+        assert_eq!(ipv4_payload(Link::LinuxSll, &sll), Some(&ip[..]));
         let mut sll2 = vec![0x08u8, 0x00];
         sll2.extend_from_slice(&[0; 18]);
         sll2.extend_from_slice(&ip);
-        assert_eq!(ipv4_payload(LINKTYPE_LINUX_SLL2, &sll2), Some(&ip[..]));
-        assert_eq!(ipv4_payload(LINKTYPE_RAW, &ip), Some(&ip[..]));
-        assert_eq!(ipv4_payload(LINKTYPE_RAW, &[0x60]), None);
-        for lt in [LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW] {
+        assert_eq!(ipv4_payload(Link::LinuxSll2, &sll2), Some(&ip[..]));
+        assert_eq!(ipv4_payload(Link::RawIp, &ip), Some(&ip[..]));
+        assert_eq!(ipv4_payload(Link::RawIp, &[0x60]), None);
+        for link in [Link::Ethernet, Link::LinuxSll, Link::LinuxSll2, Link::RawIp] {
             for n in 0..eth.len() {
-                let _ = ipv4_payload(lt, &eth[..n]);
+                let _ = ipv4_payload(link, &eth[..n]);
             }
         }
+        // FCS bits in a classic link-type field are not a different link.
+        assert_eq!(Link::from_datalink(DataLink::from(0x1000_0001)).unwrap(), Link::Ethernet);
+        assert_eq!(Link::from_datalink(DataLink::IPV4).unwrap(), Link::RawIp);
     }
 
     #[test]
     fn arguments_are_checked() {
-        let args = |s: &[&str]| parse_args(&s.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        let args = |s: &[&str]| {
+            parse_subcommand::<FlowlogArgs>("flowlog", &s.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        };
         let a = args(&["--pcap", "x.pcap", "-o", "out.jsonl", "--local", "198.18.0.1"]).unwrap().unwrap();
-        assert_eq!(a.format, Format::Jsonl);
+        assert_eq!(a.format(), Format::Jsonl);
         assert_eq!(a.local, Some(Ipv4Addr::new(198, 18, 0, 1)));
         let a = args(&["--pcap=x.pcap", "--format", "csv", "-o", "out.jsonl", "--interval", "10"]).unwrap().unwrap();
-        assert_eq!((a.format, a.interval_ms), (Format::Csv, Some(10)));
+        assert_eq!((a.format(), a.interval_ms, a.abs_time), (Format::Csv, Some(10), false));
+        assert_eq!(args(&["--pcap", "x", "--abs-time"]).unwrap().unwrap().format(), Format::Csv);
         assert!(args(&["-h"]).unwrap().is_none());
-        for bad in [&["-o", "x"][..], &["--pcap"], &["--pcap", "x", "--local", "nope"], &["--pcap", "x", "--bogus"]] {
+        for (bad, says) in [
+            (&["-o", "x"][..], "--pcap"),
+            (&["--pcap"], "--pcap"),
+            (&["--pcap", "x", "--local", "nope"], "nope"),
+            (&["--pcap", "x", "--bogus"], "--bogus"),
+            (&["--pcap", "x", "--interval", "0"], "--interval"),
+            (&["--pcap", "x", "--format", "xml"], "use csv or jsonl"),
+        ] {
             let e = args(bad).unwrap_err().to_string();
-            assert!(e.starts_with("parameter error"), "{e}");
+            assert!(e.starts_with("flowlog: parameter error - ") && e.contains(says), "{bad:?}: {e}");
+            assert!(!e.contains('\n') && !e.contains("\x1b"), "one plain line: {e:?}");
         }
     }
 }

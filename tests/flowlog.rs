@@ -603,6 +603,66 @@ fn pcap_of_a_simulated_run_converts_to_what_the_probe_logged() {
     }
 }
 
+/// Writes the same frames as pcapng, with pcap-file's writer: a big-endian section, interface 0
+/// in µs (pcapng's default, what tcpdump writes) and interface 1 in ns, frames alternating.
+fn write_pcapng(path: &Path, frames: &[(i64, Vec<u8>)]) {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
+    use pcap_file::pcapng::blocks::section_header::SectionHeaderBlock;
+    let section = SectionHeaderBlock { endianness: pcap_file::Endianness::Big, ..Default::default() };
+    let mut w = pcap_file::pcapng::PcapNgWriter::with_section_header(Vec::new(), section).unwrap();
+    let ethernet = || InterfaceDescriptionBlock::new(pcap_file::DataLink::ETHERNET, 262_144);
+    w.write_pcapng_block(ethernet()).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        options: vec![InterfaceDescriptionOption::IfTsResol(9)],
+        ..ethernet()
+    })
+    .unwrap();
+    for (i, (t, f)) in frames.iter().enumerate() {
+        let t_us = 1_700_000_000_000_000 + *t as u64;
+        // pcap-file takes the count of the interface's time units as nanoseconds.
+        let units = if i % 2 == 0 { t_us } else { t_us * 1000 };
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: (i % 2) as u32,
+            timestamp: std::time::Duration::from_nanos(units),
+            original_len: f.len() as u32,
+            data: std::borrow::Cow::Borrowed(f),
+            options: vec![],
+        })
+        .unwrap();
+    }
+    std::fs::write(path, w.into_inner()).unwrap();
+}
+
+#[test]
+fn pcapng_converts_to_the_same_log_as_pcap() {
+    let lossy = LinkConfig { delay: Duration::from_millis(4), loss: 0.01, seed: 11, ..LinkConfig::default() };
+    let clean = LinkConfig { delay: Duration::from_millis(4), ..LinkConfig::default() };
+    let out = run(Params {
+        total: 1_500_000,
+        link_ab: lossy,
+        link_ba: clean,
+        record: true,
+        ..Params::new(LinkConfig::default())
+    });
+    let (pcap, pcapng) = (scratch("same.pcap"), scratch("same.pcapng"));
+    write_pcap(&pcap, &out.frames_a);
+    write_pcapng(&pcapng, &out.frames_a);
+    for (ext, extra) in [("csv", &[][..]), ("jsonl", &["--interval", "5", "--abs-time"][..])] {
+        let (a, b) = (scratch(&format!("from-pcap.{ext}")), scratch(&format!("from-pcapng.{ext}")));
+        let rows = convert(&pcap, &a, extra);
+        assert!(rows.len() > 50, "{ext}: only {} rows", rows.len());
+        assert_eq!(convert(&pcapng, &b, extra), rows, "{ext}");
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "{ext}: the files differ");
+        for p in [&a, &b] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    for p in [&pcap, &pcapng] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 #[test]
 fn malformed_pcaps_are_refused_cleanly() {
     let pcap = scratch("bad.pcap");
