@@ -4,7 +4,9 @@
 //! ([`ShipHeader`]) followed by the log as it would be on disk; the collector checks it,
 //! measures how fast it came, and writes `DIR/<role>-<sender IP>-test<N>.<csv|jsonl>`.
 
+use crate::flowlog_cmd::parse_subcommand;
 use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
 use netstack::flowlog::{Format, parse_log};
 use netstack::flowlog_ship::{ShipHeader, format_name};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,75 +16,38 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "\
-Usage: uniperf collect --listen ADDR:PORT -o DIR [--count N] [--timeout SECS]
-
-Receives flow logs from uniperf images started with --flowlog-collect ADDR:PORT and writes each
-to DIR/<role>-<sender IP>-test<N>.<csv|jsonl> (replacing a file of that name). Prints one line
-per log on stdout: sender, role, test, samples, bytes, seconds and samples/s as received.
-
-  --listen ADDR:PORT   address to listen on (e.g. 198.18.0.1:6000)
-  -o, --output DIR     directory for the logs (created if missing)
-  --count N            exit after N logs (default: run until --timeout or killed)
-  --timeout SECS       give up after SECS seconds; exits 1 if fewer than --count logs came
-  -h, --help           show this message
-";
-
 /// A connection that sends nothing for this long is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest header line accepted.
 const MAX_HEADER: u64 = 1024;
 
+/// Receives the flow logs of uniperf images started with --flowlog-collect ADDR:PORT.
+///
+/// Each is written to DIR/<role>-<sender IP>-test<N>.<csv|jsonl> (replacing a file of that
+/// name). One line per log goes to stdout: sender, role, test, samples, bytes, seconds and
+/// samples/s as received.
+#[derive(Parser)]
+#[command(name = "uniperf collect", disable_version_flag = true)]
 struct Args {
+    /// Address to listen on (e.g. 198.18.0.1:6000)
+    #[arg(long, value_name = "ADDR:PORT")]
     listen: SocketAddr,
+    /// Directory for the logs (created if missing)
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
     dir: PathBuf,
+    /// Exit after N logs (default: run until --timeout or killed)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     count: Option<u32>,
+    /// Give up after SECS seconds; exits 1 if fewer than --count logs came
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
     timeout: Option<Duration>,
 }
 
-fn parse_args(args: &[String]) -> Result<Option<Args>> {
-    let (mut listen, mut dir, mut count, mut timeout) = (None, None, None, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        let mut value = |meta: &str| -> Result<String> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| anyhow!("option '{name}' needs a value ({meta})"))
-        };
-        match name {
-            "-h" | "--help" => return Ok(None),
-            "--listen" => {
-                let v = value("ADDR:PORT")?;
-                listen = Some(v.parse().map_err(|_| anyhow!("option --listen: '{v}' is not ADDR:PORT"))?);
-            }
-            "-o" | "--output" => dir = Some(PathBuf::from(value("DIR")?)),
-            "--count" => {
-                let v = value("N")?;
-                let n: u32 = v.parse().map_err(|_| anyhow!("option --count: '{v}' is not a number"))?;
-                if n == 0 {
-                    bail!("option --count: must be at least 1");
-                }
-                count = Some(n);
-            }
-            "--timeout" => {
-                let v = value("SECS")?;
-                let s: f64 = v.parse().map_err(|_| anyhow!("option --timeout: '{v}' is not a number"))?;
-                if !(s > 0.0 && s < 1e7) {
-                    bail!("option --timeout: {v} must be a positive number of seconds");
-                }
-                timeout = Some(Duration::from_secs_f64(s));
-            }
-            other => bail!("unexpected argument '{other}' (try uniperf collect -h)"),
-        }
+fn seconds(v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s > 0.0 && s < 1e7 => Ok(Duration::from_secs_f64(s)),
+        _ => Err("not a positive number of seconds".into()),
     }
-    let listen = listen.ok_or_else(|| anyhow!("--listen ADDR:PORT is required (try uniperf collect -h)"))?;
-    let dir = dir.ok_or_else(|| anyhow!("-o DIR is required (try uniperf collect -h)"))?;
-    Ok(Some(Args { listen, dir, count, timeout }))
 }
 
 /// One received log, as measured here.
@@ -106,8 +71,7 @@ impl Received {
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
-    let Some(a) = parse_args(args).map_err(|e| anyhow!("collect: parameter error - {e:#}"))? else {
-        print!("{USAGE}");
+    let Some(a) = parse_subcommand::<Args>("collect", args)? else {
         return Ok(ExitCode::SUCCESS);
     };
     std::fs::create_dir_all(&a.dir).with_context(|| format!("cannot create directory '{}'", a.dir.display()))?;

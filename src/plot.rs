@@ -4,28 +4,15 @@
 //! CSV or JSON Lines (docs/flowlog.md), recognised by their first line; each log's clock
 //! starts at the first row of the flows drawn, so runs (and both ends of a test) line up. Text uses a font compiled into the binary.
 
+use crate::flowlog_cmd::parse_subcommand;
 use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
 use netstack::flowlog::{Event, FlowId, FlowSample, parse_log};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-const USAGE: &str = "\
-Usage: uniperf plot LOG... -o OUT.png|OUT.svg [--all-flows] [--title TEXT]
-
-Plots per-flow TCP logs (CSV or JSON Lines, as written by --flowlog, uniperf collect or uniperf
-flowlog --pcap): throughput, time-sequence with retransmissions, cwnd estimate and in-flight, RTT,
-and the peer's and local receive windows, over time. Several logs are overlaid, one colour per
-flow; each log's time starts at 0 at the first row of the flows shown.
-
-  -o, --output FILE    PNG or SVG, chosen by the extension
-  --all-flows          also plot control connections and other flows without an iperf3 stream id
-  --title TEXT         figure title (default: the log file names)
-  --width PX           figure width in pixels (default 1400)
-  -h, --help           show this message
-";
 
 /// Payload a flow without a stream id must have moved to count as a data flow.
 const MIN_DATA_BYTES: u64 = 64 * 1024;
@@ -48,41 +35,31 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
+/// Plots per-flow TCP logs over time: throughput, sequence, cwnd, RTT, windows.
+///
+/// Logs are CSV or JSON Lines, as written by --flowlog, uniperf collect or uniperf flowlog
+/// --pcap. The figure has five panels: throughput, time-sequence with retransmissions, cwnd
+/// estimate and in-flight, RTT, and the peer's and local receive windows. Several logs are
+/// overlaid, one colour per flow; each log's time starts at 0 at the first row of the flows
+/// shown.
+#[derive(Parser)]
+#[command(name = "uniperf plot", disable_version_flag = true)]
 struct Args {
+    /// Flow logs to plot
+    #[arg(value_name = "LOG", required = true)]
     logs: Vec<PathBuf>,
-    out: PathBuf,
+    /// PNG or SVG, chosen by the extension
+    #[arg(short = 'o', long = "output", value_name = "FILE", value_parser = output_file)]
+    out: OutputFile,
+    /// Also plot control connections and other flows without an iperf3 stream id
+    #[arg(long)]
     all_flows: bool,
+    /// Figure title (default: the log file names)
+    #[arg(long, value_name = "TEXT")]
     title: Option<String>,
+    /// Figure width in pixels
+    #[arg(long, value_name = "PX", default_value_t = 1400, value_parser = clap::value_parser!(u32).range(400..=8000))]
     width: u32,
-}
-
-fn parse_args(args: &[String]) -> Result<Option<Args>> {
-    let (mut logs, mut out, mut all_flows, mut title, mut width) = (Vec::new(), None, false, None, 1400u32);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| anyhow!("option '{name}' needs a value"));
-        match a.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "-o" | "--output" => out = Some(PathBuf::from(value(a)?)),
-            "--all-flows" => all_flows = true,
-            "--title" => title = Some(value(a)?),
-            "--width" => {
-                let v = value(a)?;
-                width = v
-                    .parse()
-                    .ok()
-                    .filter(|w| (400..=8000).contains(w))
-                    .ok_or_else(|| anyhow!("option --width: '{v}' is not a width between 400 and 8000 pixels"))?;
-            }
-            s if s.starts_with('-') && s.len() > 1 => bail!("unrecognized option '{s}' (try uniperf plot -h)"),
-            s => logs.push(PathBuf::from(s)),
-        }
-    }
-    if logs.is_empty() {
-        bail!("no log files given (try uniperf plot -h)");
-    }
-    let out = out.ok_or_else(|| anyhow!("-o OUT.png or -o OUT.svg is required"))?;
-    Ok(Some(Args { logs, out, all_flows, title, width }))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -91,20 +68,29 @@ enum Kind {
     Svg,
 }
 
-fn output_kind(path: &Path) -> Result<Kind> {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("png") => Ok(Kind::Png),
-        Some("svg") => Ok(Kind::Svg),
-        _ => bail!("output '{}': the name must end in .png or .svg", path.display()),
-    }
+/// The figure's file and what its name makes it.
+#[derive(Clone)]
+struct OutputFile {
+    path: PathBuf,
+    kind: Kind,
+}
+
+fn output_file(name: &str) -> Result<OutputFile, String> {
+    let path = PathBuf::from(name);
+    let kind = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => Kind::Png,
+        Some("svg") => Kind::Svg,
+        _ => return Err("the name must end in .png or .svg".into()),
+    };
+    Ok(OutputFile { path, kind })
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
-    let Some(a) = parse_args(args).map_err(|e| anyhow!("plot: parameter error - {e:#}"))? else {
-        print!("{USAGE}");
+    let Some(a) = parse_subcommand::<Args>("plot", args)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let kind = output_kind(&a.out).map_err(|e| anyhow!("plot: parameter error - {e:#}"))?;
+    let OutputFile { path: out, kind } = &a.out;
+    let kind = *kind;
     let mut flows = Vec::new();
     for path in &a.logs {
         let samples = read_log(path)?;
@@ -126,17 +112,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     register_fonts();
     match kind {
         Kind::Png => {
-            let root = BitMapBackend::new(&a.out, (a.width, height)).into_drawing_area();
+            let root = BitMapBackend::new(out, (a.width, height)).into_drawing_area();
             fig.draw(&root, &title)?;
-            root.present().map_err(|e| anyhow!("cannot write '{}': {e}", a.out.display()))?;
+            root.present().map_err(|e| anyhow!("cannot write '{}': {e}", out.display()))?;
         }
         Kind::Svg => {
-            let root = SVGBackend::new(&a.out, (a.width, height)).into_drawing_area();
+            let root = SVGBackend::new(out, (a.width, height)).into_drawing_area();
             fig.draw(&root, &title)?;
-            root.present().map_err(|e| anyhow!("cannot write '{}': {e}", a.out.display()))?;
+            root.present().map_err(|e| anyhow!("cannot write '{}': {e}", out.display()))?;
         }
     }
-    eprintln!("uniperf plot: {} flow(s) from {} log(s) -> {}", fig.flows.len(), a.logs.len(), a.out.display());
+    eprintln!("uniperf plot: {} flow(s) from {} log(s) -> {}", fig.flows.len(), a.logs.len(), out.display());
     Ok(ExitCode::SUCCESS)
 }
 
