@@ -108,6 +108,8 @@ pub struct OutputOptions {
     pub logfile: Option<String>,
     pub forceflush: bool,
     pub verbose: bool,
+    /// `-d`/`--debug`: uniperf's own diagnostics (the `log` facade's debug level) too.
+    pub debug: bool,
     /// `--timestamps[=FORMAT]`: strftime format put before every text line.
     pub timestamps: Option<String>,
 }
@@ -273,6 +275,7 @@ impl Default for Options {
                 logfile: None,
                 forceflush: false,
                 verbose: false,
+                debug: false,
                 timestamps: None,
             },
             server: ServerOptions::default(),
@@ -517,6 +520,10 @@ pub static FLAGS: &[Flag] = &[
     ),
     flag!(Some('V'), "verbose", NoArg, Both, ALL, "more detailed output", |o, _| {
         o.output.verbose = true;
+        Ok(())
+    }),
+    flag!(Some('d'), "debug", NoArg, Both, ALL, "emit debugging output (uniperf's own diagnostics)", |o, _| {
+        o.output.debug = true;
         Ok(())
     }),
     flag!(Some('v'), "version", NoArg, Both, ALL, "show version information and quit", |o, _| {
@@ -977,6 +984,7 @@ impl Options {
             return Ok(());
         }
         let mode = self.mode.as_ref().ok_or("must either be a client (-c HOST) or server (-s)")?;
+        self.server_address()?;
         let (wrong, role) = match mode {
             Mode::Server => (Role::Client, "client"),
             Mode::Client(_) => (Role::Server, "server"),
@@ -1014,6 +1022,18 @@ impl Options {
             return Err(format!("--bind {b} differs from the interface address --ip {}", ip.address()));
         }
         Ok(())
+    }
+
+    /// The address `-c HOST` names (None for a server). uniperf has no resolver, so HOST must
+    /// be an IPv4 address.
+    pub fn server_address(&self) -> Result<Option<smoltcp::wire::IpAddress>, String> {
+        match &self.mode {
+            Some(Mode::Client(host)) => match host.parse::<Ipv4Address>() {
+                Ok(a) => Ok(Some(smoltcp::wire::IpAddress::Ipv4(a))),
+                Err(_) => Err(format!("'{host}' is not an IPv4 address (uniperf has no DNS resolver)")),
+            },
+            _ => Ok(None),
+        }
     }
 
     pub fn is_given(&self, long: &str) -> bool {
@@ -1185,7 +1205,7 @@ mod tests {
 
     #[test]
     fn byte_limit_zeroes_time() {
-        let p = parse("-c h -n 100M").unwrap().to_params();
+        let p = parse("-c 198.18.0.9 -n 100M").unwrap().to_params();
         assert_eq!(p.time, 0);
         assert_eq!(p.num, 100 * 1024 * 1024);
     }
@@ -1197,16 +1217,16 @@ mod tests {
         assert_eq!(o.net.gateway, Some(Ipv4Address::new(198, 18, 0, 1)));
         let e = parse_on("-s --ip 198.18.0.2/24 --tap tap0", Target::Image).unwrap_err();
         assert!(e.contains("--tap is not taken by the unikernel image") && e.contains("own NIC"), "{e}");
-        let e = parse_on("-c h --delay 5", Target::Tap).unwrap_err();
+        let e = parse_on("-c 198.18.0.9 --delay 5", Target::Tap).unwrap_err();
         assert!(e.contains("--delay") && e.contains("uniperf sim"), "{e}");
         let e = parse_on("-s --logfile x --ip 198.18.0.2/24", Target::Image).unwrap_err();
         assert!(e.contains("no file system"), "{e}");
-        assert!(parse_on("-c h --delay 5 --loss 0.1", Target::Sim).is_ok());
+        assert!(parse_on("-c 198.18.0.9 --delay 5 --loss 0.1", Target::Sim).is_ok());
     }
 
     #[test]
     fn newer_iperf3_options() {
-        let o = parse("-c h -4 --cport 6000 -Z --skip-rx-copy --timestamps -P 2").unwrap();
+        let o = parse("-c 198.18.0.9 -4 --cport 6000 -Z --skip-rx-copy --timestamps -P 2").unwrap();
         assert_eq!(o.test.cport, Some(6000));
         assert_eq!(o.output.timestamps.as_deref(), Some(DEFAULT_TIMESTAMP_FORMAT));
         let p = o.to_params().to_json();
@@ -1214,39 +1234,40 @@ mod tests {
         let o = parse("-s --timestamps=%H:%M:%S --json-stream --json-stream-full").unwrap();
         assert_eq!(o.output.timestamps.as_deref(), Some("%H:%M:%S"));
         assert!(o.output.json_stream_full);
-        assert!(parse("-c h -C reno").unwrap().to_params().to_json().contains("\"congestion\":\"reno\""));
+        assert!(parse("-c 198.18.0.9 -C reno").unwrap().to_params().to_json().contains("\"congestion\":\"reno\""));
     }
 
     #[test]
     fn errors_name_the_problem() {
         let cases = [
-            ("-c h -s", "both server"),
+            ("-c 198.18.0.9 -s", "both server"),
             ("-t 5", "client (-c HOST) or server"),
             ("-s -R", "--reverse is client only"),
-            ("-c h --one-off", "--one-off is server only"),
-            ("-c h -R --bidir", "reverse"),
-            ("-c h -t 5 -n 1M", "end condition"),
-            ("-c h -P 0", "--parallel"),
-            ("-c h -P 129", "--parallel"),
-            ("-c h -l 2M", "--length"),
-            ("-c h -t", "needs a value"),
-            ("-c h --frobnicate", "--frobnicate"),
-            ("-c h -x", "'-x'"),
+            ("-c 198.18.0.9 --one-off", "--one-off is server only"),
+            ("-c 198.18.0.9 -R --bidir", "reverse"),
+            ("-c 198.18.0.9 -t 5 -n 1M", "end condition"),
+            ("-c 198.18.0.9 -P 0", "--parallel"),
+            ("-c 198.18.0.9 -P 129", "--parallel"),
+            ("-c 198.18.0.9 -l 2M", "--length"),
+            ("-c 198.18.0.9 -t", "needs a value"),
+            ("-c 198.18.0.9 --frobnicate", "--frobnicate"),
+            ("-c 198.18.0.9 -x", "'-x'"),
             ("-s --ip 198.18.0.2", "prefix length"),
             ("-s --ip 300.1.1.1/24", "not an IPv4 address"),
-            ("-c h -C bbr", "bbr"),
-            ("-c h -u", "UDP"),
-            ("-c h -t abc", "'abc'"),
-            ("-c h -T \"open", "quote"),
-            ("-c h stray", "stray"),
-            ("-c h -M 40000", "--set-mss"),
-            ("-c h -O 601", "--omit"),
-            ("-c h -t 86401", "--time"),
-            ("-c h -6", "IPv6"),
-            ("-c h --cport 0", "--cport"),
-            ("-c h --cport 65535 -P 2", "65535"),
-            ("-c h -b 1M/0", "burst"),
-            ("-c h --timestamps x", "unexpected argument 'x'"),
+            ("-c 198.18.0.9 -C bbr", "bbr"),
+            ("-c 198.18.0.9 -u", "UDP"),
+            ("-c 198.18.0.9 -t abc", "'abc'"),
+            ("-c 198.18.0.9 -T \"open", "quote"),
+            ("-c 198.18.0.9 stray", "stray"),
+            ("-c 198.18.0.9 -M 40000", "--set-mss"),
+            ("-c 198.18.0.9 -O 601", "--omit"),
+            ("-c 198.18.0.9 -t 86401", "--time"),
+            ("-c 198.18.0.9 -6", "IPv6"),
+            ("-c 198.18.0.9 --cport 0", "--cport"),
+            ("-c 198.18.0.9 --cport 65535 -P 2", "65535"),
+            ("-c 198.18.0.9 -b 1M/0", "burst"),
+            ("-c 198.18.0.9 --timestamps x", "unexpected argument 'x'"),
+            ("-c example.net", "'example.net' is not an IPv4 address (uniperf has no DNS resolver)"),
         ];
         for (line, want) in cases {
             let e = parse(line).unwrap_err();
@@ -1260,7 +1281,7 @@ mod tests {
         assert_eq!(o.flowlog.path.as_deref(), Some("log.csv"));
         assert_eq!(o.flowlog.format, crate::flowlog::Format::Csv);
         assert_eq!(o.flowlog.interval_ms, DEFAULT_FLOWLOG_INTERVAL_MS);
-        let o = parse("-c h --flowlog f --flowlog-format jsonl --flowlog-interval 0").unwrap();
+        let o = parse("-c 198.18.0.9 --flowlog f --flowlog-format jsonl --flowlog-interval 0").unwrap();
         assert_eq!((o.flowlog.format, o.flowlog.interval_ms), (crate::flowlog::Format::Jsonl, 0));
         let o = parse_on("-s --flowlog-collect 198.18.0.1:6000", Target::Image).unwrap();
         assert_eq!(o.flowlog.collect, Some((Ipv4Address::new(198, 18, 0, 1), 6000)));
@@ -1286,7 +1307,7 @@ mod tests {
 
     #[test]
     fn quoted_titles() {
-        let o = parse("-c h -T \"my title\"").unwrap();
+        let o = parse("-c 198.18.0.9 -T \"my title\"").unwrap();
         assert_eq!(o.test.title.as_deref(), Some("my title"));
     }
 

@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn captured_cookie_round_trips() {
-        // From a real iperf3 3.12 control connection (research notes §1.1).
+        // From a real iperf3 3.12 control connection.
         let wire = b"ektrduatcpqny75w2v7n5idytacs7sr5smqk\0";
         let c = Cookie::from_wire(wire).unwrap();
         assert_eq!(c.as_bytes(), wire);

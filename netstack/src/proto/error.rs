@@ -135,8 +135,79 @@ impl ErrorCode {
     }
 }
 
+/// What follows a SERVER_ERROR state byte (0xfe): iperf3's `i_errno` and the OS `errno`, each
+/// an int32 in network byte order. 3.12-3.18 servers send only the first after an
+/// authentication failure, so a reader accepts 4 bytes as well as 8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerError {
+    pub code: ErrorCode,
+    pub errno: i32,
+}
+
+impl ServerError {
+    /// Bytes after the state byte.
+    pub const LEN: usize = 8;
+
+    pub fn new(code: ErrorCode) -> Self {
+        ServerError { code, errno: 0 }
+    }
+
+    /// The whole message: state byte, i_errno, errno.
+    pub fn to_wire(&self) -> [u8; 1 + Self::LEN] {
+        let mut out = [0u8; 1 + Self::LEN];
+        out[0] = super::ControlState::ServerError.to_byte();
+        out[1..5].copy_from_slice(&self.code.0.to_be_bytes());
+        out[5..9].copy_from_slice(&self.errno.to_be_bytes());
+        out
+    }
+
+    /// Reads the body (the bytes after the state byte): 8 bytes, or the first 4 of them when
+    /// the server closed after i_errno. None if there are fewer than 4.
+    pub fn parse(body: &[u8]) -> Option<Self> {
+        let int = |b: &[u8]| i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        match body.len() {
+            0..4 => None,
+            4..8 => Some(ServerError { code: ErrorCode(int(body)), errno: 0 }),
+            _ => Some(ServerError { code: ErrorCode(int(body)), errno: int(&body[4..]) }),
+        }
+    }
+}
+
+impl fmt::Display for ServerError {
+    /// What a client says, e.g. `server error - protocol does not exist`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "server error - {}", self.code.message())?;
+        if self.errno != 0 {
+            write!(f, " (errno {})", self.errno)?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.message())
+    }
+}
+
+#[cfg(test)]
+mod server_error_tests {
+    use super::*;
+
+    #[test]
+    fn captured_server_error_round_trips() {
+        // `-w 100M` over rmem_max on a 3.12 server: fe 0000008d 00000000.
+        let wire = [0xfe, 0, 0, 0, 0x8d, 0, 0, 0, 0];
+        let e = ServerError::parse(&wire[1..]).unwrap();
+        assert_eq!(e, ServerError::new(ErrorCode::SET_BUF2));
+        assert_eq!(e.to_wire(), wire);
+        assert_eq!(alloc::format!("{e}"), "server error - socket buffer size not set correctly");
+    }
+
+    #[test]
+    fn short_bodies() {
+        // 3.12-3.18 after an authentication failure: only i_errno, then FIN.
+        assert_eq!(ServerError::parse(&[0, 0, 0, 142]).unwrap().code, ErrorCode(142));
+        assert!(ServerError::parse(&[0, 0, 0]).is_none());
     }
 }

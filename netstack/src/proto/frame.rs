@@ -71,7 +71,7 @@ impl FrameReader {
 mod tests {
     use super::*;
 
-    // The params frame of a captured 3.12 exchange (research notes §1.3): header 0x00000091.
+    // The params frame of a captured 3.12 exchange: header 0x00000091.
     const PARAMS: &[u8] = br#"{"tcp":true,"omit":0,"time":2,"num":0,"blockcount":0,"parallel":1,"len":131072,"bandwidth":200000000,"pacing_timer":1000,"client_version":"3.12"}"#;
 
     #[test]

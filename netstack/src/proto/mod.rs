@@ -12,7 +12,7 @@ mod results;
 mod state;
 
 pub use cookie::{COOKIE_LEN, Cookie, CookieError, check_cookie_prefix};
-pub use error::{ErrorCode, ProtoError};
+pub use error::{ErrorCode, ProtoError, ServerError};
 pub use frame::{FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN, encode_frame};
 pub use params::{Protocol, TestParams};
 pub use results::{StreamResult, TestResults};

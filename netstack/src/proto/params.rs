@@ -123,6 +123,16 @@ impl TestParams {
         !self.client_sends(index)
     }
 
+    /// Whether the client sends on at least one stream (its server receives).
+    pub fn client_sends_any(&self) -> bool {
+        !self.reverse || self.bidirectional
+    }
+
+    /// Whether the client receives on at least one stream (its server sends).
+    pub fn client_receives_any(&self) -> bool {
+        self.reverse || self.bidirectional
+    }
+
     /// `-n` or `-k` as a byte count: what each sending side sends in all (None: ends by time).
     pub fn send_limit(&self) -> Option<u64> {
         if self.num > 0 {
@@ -299,7 +309,7 @@ fn flag(m: &Map<String, Value>, key: &'static str) -> Result<bool, ProtoError> {
 mod tests {
     use super::*;
 
-    // Captured from stock iperf3 3.12 clients (research notes §1.3 and §2.2).
+    // Captured from stock iperf3 3.12 clients.
     const DEFAULT_200M: &str = r#"{"tcp":true,"omit":0,"time":2,"num":0,"blockcount":0,"parallel":1,"len":131072,"bandwidth":200000000,"pacing_timer":1000,"client_version":"3.12"}"#;
     const UDP_MANY: &str = r#"{"udp":true,"omit":1,"time":2,"num":0,"blockcount":0,"MSS":1400,"nodelay":true,"parallel":1,"reverse":true,"window":262144,"len":1000,"bandwidth":1000000,"pacing_timer":1000,"TOS":16,"title":"mytitle","extra_data":"xyz","congestion":"cubic","get_server_output":1,"udp_counters_64bit":1,"client_version":"3.12"}"#;
 

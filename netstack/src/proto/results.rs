@@ -140,7 +140,7 @@ fn opt_f64(m: &serde_json::Map<String, Value>, key: &'static str) -> Result<f64,
 mod tests {
     use super::*;
 
-    // Both results messages of a captured 3.12 test (research notes §1.3).
+    // Both results messages of a captured 3.12 test.
     const CLIENT: &str = r#"{"cpu_util_total":3.9975754704771558,"cpu_util_user":3.9975754704771558,"cpu_util_system":0,"sender_has_retransmits":1,"congestion_used":"bbr","streams":[{"id":1,"bytes":50069504,"retransmits":0,"jitter":0,"errors":0,"packets":0,"start_time":0,"end_time":2.000094}]}"#;
     const SERVER: &str = r#"{"cpu_util_total":0.789250714194666,"cpu_util_user":0.789250714194666,"cpu_util_system":0,"sender_has_retransmits":18446744073709551615,"congestion_used":"bbr","streams":[{"id":1,"bytes":50069504,"retransmits":18446744073709551615,"jitter":0,"errors":0,"packets":0,"start_time":0,"end_time":2.000501}]}"#;
 

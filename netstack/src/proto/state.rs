@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn captured_bytes_decode() {
-        // The control bytes of a captured 3.12 TCP test, in order (research notes §1.3).
+        // The control bytes of a captured 3.12 TCP test, in order.
         let seq = [0x09, 0x0a, 0x01, 0x02, 0x04, 0x0d, 0x0e, 0x10];
         let want = [
             ControlState::ParamExchange,

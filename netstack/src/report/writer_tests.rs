@@ -71,7 +71,7 @@ fn end_tcp() -> EndTcpInfo {
     }
 }
 
-/// The capture in the research notes (§4.1): 50069504 bytes each way, sender 2.000094 s,
+/// A captured stock 3.12 `--bidir -t 2` test: 50069504 bytes each way, sender 2.000094 s,
 /// receiver ends at 2.000501 s.
 fn end_stream(socket: i32, local_is_sender: bool, with_tcp: bool) -> EndStream {
     EndStream {
