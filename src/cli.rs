@@ -2,18 +2,17 @@
 //! a Linux TAP device; `uniperf sim` joins a client and a server stack by a simulated link in
 //! one process; `uniperf plot`, `collect` and `flowlog` work on per-flow TCP logs.
 
-use crate::{collect, flowlog_cmd, host, output, plot, sim, tap};
+use crate::machine::LinuxMachine;
+use crate::{collect, flowlog_cmd, output, plot, sim, tap};
 
 use anyhow::{Context, Result, anyhow, bail};
-use netstack::VERSION;
+use netstack::driver::{self, Platform, Setup, Stack};
+use netstack::flowlog::ship::{TestLog, format_name, probe_config};
 use netstack::flowlog::{FlowProbe, Format, ProbeConfig};
-use netstack::flowlog_ship::{TestLog, format_name, probe_config, take_test_log};
-use netstack::options::{Mode, Options, Target, usage};
-use netstack::platform::Platform;
-use netstack::smoltcp::iface::SocketSet;
+use netstack::machine::Machine;
+use netstack::options::{Options, Target, usage};
 use netstack::smoltcp::time::{Duration, Instant};
-use netstack::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
-use netstack::stack::{NetConfig, build_interface, mac_for};
+use netstack::stack::{DATA_BUF_BUDGET, NetConfig, mac_for};
 use output::Output;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,6 +30,7 @@ pub const HOST_MAX_SAMPLES: usize = 1_000_000;
 
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    crate::logger::init(false);
     let rest = args.get(1..).unwrap_or_default();
     let result = match args.first().map(String::as_str) {
         Some("sim") => sim::run(rest),
@@ -115,10 +115,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         print!("{}", usage("uniperf", Target::Tap, &format!("{PLATFORM_NOTE}\n{SUBCOMMANDS_NOTE}")));
         return Ok(ExitCode::SUCCESS);
     }
+    let mut machine = LinuxMachine::new();
     if o.version {
-        print!("{}", netstack::version_text(&netstack::host::Host::system_info(&host::LinuxHost::new())));
+        print!("{}", netstack::version_text(&machine.system_info()));
         return Ok(ExitCode::SUCCESS);
     }
+    crate::logger::init(o.output.debug);
     let Some(tap_name) = o.net.tap.clone() else {
         bail!("parameter error - no network: {PLATFORM_NOTE}");
     };
@@ -131,97 +133,42 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let offload = std::env::var_os("UNIPERF_TAP_OFFLOAD").is_none_or(|v| v != "0");
     let (dev, created) = tap::TapDevice::open(&tap_name, o.net.mtu, offload)?;
     if created {
-        eprintln!(
-            "uniperf: created TAP device {tap_name}; it has no host-side address: give the kernel side one \
+        log::info!(
+            "created TAP device {tap_name}; it has no host-side address: give the kernel side one \
              (e.g. `ip addr add 198.18.0.1/24 dev {tap_name}`) or bridge it, while uniperf runs"
         );
     }
     let fd = dev.raw_fd();
-    let mss = (dev.ip_mtu() - 40) as u32;
     // The probe is always on: it is where the reports' TCP_INFO comes from. It samples for a
     // flow log only when one is wanted.
-    let flowlog = o.flowlog.path.clone().map(|path| FlowLogFile {
-        path: PathBuf::from(path),
-        format: o.flowlog.format,
-        cfg: probe_config(&o.flowlog, HOST_MAX_SAMPLES),
-    });
-    let cfg = flowlog.as_ref().map_or(ProbeConfig::state_only(), |f| f.cfg);
-    let clock = Clock::new();
+    let flowlog = o.flowlog.path.as_ref().map(|path| (PathBuf::from(path), o.flowlog.format));
+    let cfg = match flowlog {
+        Some(_) => probe_config(&o.flowlog, HOST_MAX_SAMPLES),
+        None => ProbeConfig::state_only(),
+    };
     let dev = FlowProbe::new(dev, cfg).with_frame_clock(monotonic_now);
-    run_on(&o, dev, clock, fd, mss, ip, out, flowlog)
-}
-
-/// Where a Linux run writes its flow log.
-struct FlowLogFile {
-    path: PathBuf,
-    format: Format,
-    cfg: ProbeConfig,
-}
-
-/// The test that just ended: its flow log (if one is wanted), and a fresh tracker for the next.
-fn take_log(
-    dev: &mut FlowProbe<tap::TapDevice>,
-    flowlog: Option<&FlowLogFile>,
-    streams: &[(i64, IpEndpoint, IpEndpoint)],
-    now: Instant,
-) -> TestLog {
-    let cfg = flowlog.map_or(ProbeConfig::state_only(), |f| f.cfg);
-    take_test_log(dev.tracker(), cfg, streams, now.total_micros().max(0) as u64)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_on(
-    o: &Options,
-    mut dev: FlowProbe<tap::TapDevice>,
-    clock: Clock,
-    fd: std::os::fd::RawFd,
-    mss: u32,
-    ip: netstack::smoltcp::wire::Ipv4Cidr,
-    out: Output,
-    flowlog: Option<FlowLogFile>,
-) -> Result<ExitCode> {
-    let mut host = host::LinuxHost::new();
     let mut seed = [0u8; 8];
-    netstack::host::Host::fill_random(&mut host, &mut seed);
+    machine.fill_random(&mut seed);
     let net = NetConfig { mac: mac_for(ip.address(), 0x42), ip, gateway: o.net.gateway };
-    let mut iface = build_interface(&mut dev, &net, clock.now(), u64::from_le_bytes(seed));
-    let mut sockets = SocketSet::new(vec![]);
-    let mut platform = TapPlatform { clock, fd, out, error: None };
+    let mut stack = Stack::new(dev, &net, Clock::new().now(), u64::from_le_bytes(seed));
+    let setup = Setup { mss: stack.mss(), buffer_budget: DATA_BUF_BUDGET };
+    let mut platform = TapPlatform { clock: Clock::new(), fd, out, error: None };
     crate::signals::install().context("cannot install the SIGINT/SIGTERM/SIGHUP handlers")?;
-    match o.mode.clone() {
-        Some(Mode::Server) => {
-            let mut srv = server::Server::new(server::ServerConfig::from_options(o, mss, VERSION));
-            eprintln!("uniperf: ready: listening on {}:{}", ip.address(), o.port);
-            server::run_with(&mut srv, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform, |b| {
-                let now = b.platform.now();
-                let log = take_log(b.dev, flowlog.as_ref(), b.srv.stream_endpoints(), now);
-                if let Some(f) = &flowlog {
-                    let path = suffixed_path(&f.path, &format!("test{}", b.srv.tests_done()));
-                    report_log_write(&path, f.format, &log);
-                }
-            });
-            platform.result()?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(Mode::Client(host_name)) => {
-            let server: Ipv4Address = host_name.parse().with_context(|| {
-                format!("parameter error - '{host_name}' is not an IPv4 address (uniperf has no DNS resolver)")
-            })?;
-            let cfg = client::ClientConfig::from_options(o, IpAddress::Ipv4(server), mss, VERSION);
-            let mut cl = client::Client::new(cfg, platform.clock.now(), &mut host);
-            let outcome = client::run(&mut cl, &mut iface, &mut dev, &mut sockets, &mut host, &mut platform);
-            if let Some(f) = &flowlog {
-                let log = take_log(&mut dev, Some(f), cl.stream_endpoints(), platform.clock.now());
-                if !report_log_write(&f.path, f.format, &log) {
-                    return Ok(ExitCode::from(1));
-                }
-            }
-            platform.result()?;
-            // iperf3 3.19+ ends an interrupted test with status 0 after its partial report.
-            Ok(if outcome.is_ok() || cl.interrupted() { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
-        None => bail!("parameter error - must either be a client (-c HOST) or server (-s)"),
-    }
+    let ok = driver::run_options::<server::Server, client::Client, _>(
+        &o,
+        &setup,
+        &mut stack,
+        &mut machine,
+        &mut platform,
+        &mut |_, _, _, role, test, log| {
+            let Some((path, format)) = &flowlog else { return true };
+            let path = if role == "server" { suffixed_path(path, &format!("test{test}")) } else { path.clone() };
+            report_log_write(&path, *format, &log)
+        },
+    )
+    .map_err(|e| anyhow!("parameter error - {e}"))?;
+    platform.result()?;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// `dir/log.csv` + `server` → `dir/log.server.csv`; `log` + `test2` → `log.test2`.
@@ -238,18 +185,8 @@ pub fn suffixed_path(path: &Path, tag: &str) -> PathBuf {
 pub fn write_log_file(path: &Path, format: Format, log: &TestLog) -> Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("cannot create flow log '{}'", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut rows = netstack::flowlog::RowWriter::new(format);
-    let mut buf = Vec::with_capacity(1 << 16);
-    rows.header(&mut buf);
-    let mut next = 0;
-    loop {
-        next = netstack::flowlog_ship::write_some(&mut rows, &log.samples, next, &mut buf, 60 * 1024);
-        if buf.is_empty() {
-            break;
-        }
-        w.write_all(&buf).with_context(|| format!("cannot write flow log '{}'", path.display()))?;
-        buf.clear();
-    }
+    netstack::flowlog::ship::write_chunks(format, &log.samples, 60 * 1024, |chunk| w.write_all(chunk))
+        .with_context(|| format!("cannot write flow log '{}'", path.display()))?;
     w.flush().with_context(|| format!("cannot write flow log '{}'", path.display()))?;
     Ok(())
 }
@@ -258,24 +195,25 @@ pub fn write_log_file(path: &Path, format: Format, log: &TestLog) -> Result<()> 
 pub fn report_log_write(path: &Path, format: Format, log: &TestLog) -> bool {
     match write_log_file(path, format, log) {
         Ok(()) => {
-            let flows = netstack::flowlog_ship::final_rows(&log.samples);
-            eprintln!(
-                "uniperf: flow log: {} samples of {flows} flows ({}) written to {}",
+            let flows = netstack::flowlog::ship::final_rows(&log.samples);
+            log::info!(
+                "flow log: {} samples of {flows} flows ({}) written to {}",
                 log.samples.len(),
                 format_name(format),
                 path.display()
             );
             if log.dropped > 0 {
-                eprintln!(
-                    "uniperf: flow log: {} samples were dropped (limit {} per test); use a larger \
+                log::warn!(
+                    "flow log: {} samples were dropped (limit {} per test); use a larger \
                      --flowlog-interval",
-                    log.dropped, HOST_MAX_SAMPLES
+                    log.dropped,
+                    HOST_MAX_SAMPLES
                 );
             }
             true
         }
         Err(e) => {
-            eprintln!("uniperf: error - {e:#}");
+            log::error!("{e:#}");
             false
         }
     }

@@ -7,8 +7,8 @@
 use crate::flowlog_cmd::parse_subcommand;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
+use netstack::flowlog::ship::{ShipHeader, format_name};
 use netstack::flowlog::{Format, parse_log};
-use netstack::flowlog_ship::{ShipHeader, format_name};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,8 @@
 pub mod cli;
 pub mod collect;
 pub mod flowlog_cmd;
-pub mod host;
+pub mod logger;
+pub mod machine;
 pub mod output;
 pub mod plot;
 pub mod signals;

@@ -7,16 +7,12 @@
 
 use crate::cli::{HOST_MAX_SAMPLES, parse_options, report_log_write, suffixed_path};
 use anyhow::{Result, anyhow, bail};
-use netstack::VERSION;
-use netstack::flowlog::{FlowProbe, FlowTracker, ProbeConfig};
-use netstack::flowlog_ship::{TestLog, probe_config, take_test_log};
-use netstack::host::{SimHost, SplitMix64};
+use netstack::driver::FromOptions;
+use netstack::flowlog::ProbeConfig;
+use netstack::flowlog::ship::{TestLog, probe_config, take_test_log};
 use netstack::options::{Mode, Options, Target};
-use netstack::sim::{Direction, End, LinkConfig, SimLink};
-use netstack::smoltcp::iface::{Interface, PollResult, SocketSet};
-use netstack::smoltcp::time::{Duration, Instant};
-use netstack::smoltcp::wire::{IpAddress, Ipv4Address, Ipv4Cidr};
-use netstack::stack::{NetConfig, build_interface, mac_for};
+use netstack::sim::{Direction, LinkConfig, Pair, SERVER_IP};
+use netstack::smoltcp::time::Duration;
 use std::process::ExitCode;
 
 /// Without `--rate` the link still has one: an infinitely fast link lets a whole test happen
@@ -27,16 +23,6 @@ pub const DEFAULT_QUEUE: usize = 8 * 1024 * 1024;
 /// Bound on virtual time past the test's own length, so a wedged simulation ends.
 const SIM_GRACE: Duration = Duration::from_secs(120);
 
-const SERVER_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 1);
-const CLIENT_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 2);
-
-/// One end of the simulation: an interface, its sockets and a host.
-struct Node {
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    host: SimHost,
-}
-
 pub struct SimReport {
     pub output: String,
     pub server_output: String,
@@ -46,26 +32,6 @@ pub struct SimReport {
     pub to_client: netstack::sim::LinkStats,
     /// With `--flowlog`: the client's and the server's flow logs.
     pub flowlogs: Option<(TestLog, TestLog)>,
-}
-
-/// The two stacks' flow trackers. The simulated link hands out a fresh port per poll, so each
-/// poll wraps that port in a probe holding the stack's tracker for the duration of the poll.
-struct Probes {
-    cfg: ProbeConfig,
-    server: FlowTracker,
-    client: FlowTracker,
-}
-
-/// Polls one stack through its probe: the tracker is lent to a probe around this poll's port
-/// (the link hands out a port per poll).
-fn poll_probed(
-    iface: &mut Interface,
-    port: netstack::sim::Port<'_>,
-    sockets: &mut SocketSet<'static>,
-    now: Instant,
-    tracker: &mut FlowTracker,
-) -> bool {
-    iface.poll(now, &mut FlowProbe::with_tracker(port, tracker), sockets) != PollResult::None
 }
 
 pub fn link_config(o: &Options) -> LinkConfig {
@@ -91,102 +57,37 @@ pub fn simulate(o: &Options) -> Result<SimReport> {
     let Some(Mode::Client(_)) = &o.mode else {
         bail!("parameter error - `uniperf sim` runs a client test: give client options (e.g. -t 5 -P 2), not -s");
     };
-    let link_cfg = link_config(o);
-    let mut link = SimLink::new(link_cfg.clone()).map_err(|e| anyhow!("parameter error - link {e}"))?;
-    let mut now = Instant::ZERO;
-    let mut rng = SplitMix64(o.sim.seed ^ 0x5eed);
-    let node = |ip: Ipv4Address, salt: u8, end: End, link: &mut SimLink, rng: &mut SplitMix64| Node {
-        iface: build_interface(
-            &mut link.port(end),
-            &NetConfig { mac: mac_for(ip, salt), ip: Ipv4Cidr::new(ip, 24), gateway: None },
-            Instant::ZERO,
-            rng.next_u64(),
-        ),
-        sockets: SocketSet::new(vec![]),
-        host: SimHost { rng: SplitMix64(rng.next_u64()), name: format!("uniperf-sim {ip}") },
-    };
-    let mut srv_node = node(SERVER_IP, 0x51, End::A, &mut link, &mut rng);
-    let mut cli_node = node(CLIENT_IP, 0xc1, End::B, &mut link, &mut rng);
-    let mss = (link_cfg.mtu - 14 - 40) as u32;
-
-    let mut server = server::Server::new(server::ServerConfig {
-        one_off: true,
-        ..server::ServerConfig::from_options(o, mss, VERSION)
-    });
-    let mut client = client::Client::new(
-        client::ClientConfig::from_options(o, IpAddress::Ipv4(SERVER_IP), mss, VERSION),
-        now,
-        &mut cli_node.host,
-    );
-    let params = o.to_params();
-    let limit = Duration::from_secs((params.time + params.omit) as u64) + SIM_GRACE;
-    let mut output = String::new();
-    let mut server_output = String::new();
-    let mut done_at: Option<Instant> = None;
-    let mut same_instant = 0u32;
     // The probes are always on (they give the reports TCP_INFO); they sample for flow logs
     // only with --flowlog.
-    let cfg = match o.flowlog.path {
+    let probe = match o.flowlog.path {
         Some(_) => probe_config(&o.flowlog, HOST_MAX_SAMPLES),
         None => ProbeConfig::state_only(),
     };
-    let mut probes = Probes { cfg, server: FlowTracker::new(cfg), client: FlowTracker::new(cfg) };
-    loop {
-        let p = &mut probes;
-        let mut progress =
-            poll_probed(&mut srv_node.iface, link.port(End::A), &mut srv_node.sockets, now, &mut p.server);
-        progress |= server.poll(now, &mut srv_node.sockets, &mut srv_node.host, &p.server);
-        progress |= poll_probed(&mut cli_node.iface, link.port(End::B), &mut cli_node.sockets, now, &mut p.client);
-        progress |= client.poll(now, &mut cli_node.iface, &mut cli_node.sockets, &mut cli_node.host, &p.client);
-        output.push_str(&client.take_output());
-        server_output.push_str(&server.take_output());
-
-        if client.outcome().is_some() {
-            let t = *done_at.get_or_insert(now);
-            if (server.finished() && !client.flushing(&cli_node.sockets)) || now - t > Duration::from_secs(5) {
-                break;
-            }
-        }
-        if now > Instant::ZERO + limit {
-            bail!("simulation did not finish within {} s of virtual time", limit.secs());
-        }
-        // Stay at this instant while work is being done; then jump to the next event.
-        if progress && same_instant < 64 {
-            same_instant += 1;
-            continue;
-        }
-        same_instant = 0;
-        let mut next = now + Duration::from_secs(1);
-        for t in [
-            srv_node.iface.poll_at(now, &srv_node.sockets),
-            cli_node.iface.poll_at(now, &cli_node.sockets),
-            link.next_arrival(),
-            server.poll_at(),
-            client.poll_at(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            next = next.min(t);
-        }
-        now = if next > now { next } else { now + Duration::from_micros(1) };
-    }
+    let mut pair = Pair::new(link_config(o), o.sim.seed, probe).map_err(|e| anyhow!("parameter error - link {e}"))?;
+    let setup = pair.setup();
+    let mut server_opts = o.clone();
+    server_opts.mode = Some(Mode::Server);
+    server_opts.server.one_off = true;
+    let mut server = server::Server::new(server::ServerConfig::from_options(&server_opts, &setup));
+    let mut client = client::Client::from_options(o, &setup, pair.now, &mut pair.client.machine)
+        .map_err(|e| anyhow!("parameter error - {e}"))?;
+    let params = o.to_params();
+    let limit = Duration::from_secs((params.time + params.omit) as u64) + SIM_GRACE;
+    pair.run_test(&mut server, &mut client, limit).map_err(|e| anyhow!(e))?;
     let outcome = client.outcome().cloned().unwrap_or(Err("no outcome".into()));
-    let t_us = now.total_micros() as u64;
+    let t_us = pair.now.total_micros() as u64;
     let flowlogs = o.flowlog.path.is_some().then(|| {
-        let p = &mut probes;
-        (
-            take_test_log(&mut p.client, p.cfg, client.stream_endpoints(), t_us),
-            take_test_log(&mut p.server, p.cfg, server.stream_endpoints(), t_us),
-        )
+        let streams = |n: &netstack::sim::Node| n.ended.last().map(|t| t.streams.clone()).unwrap_or_default();
+        let (cs, ss) = (streams(&pair.client), streams(&pair.server));
+        (take_test_log(&mut pair.client.tracker, &cs, t_us), take_test_log(&mut pair.server.tracker, &ss, t_us))
     });
     Ok(SimReport {
-        output,
-        server_output,
+        output: std::mem::take(&mut pair.client.output),
+        server_output: std::mem::take(&mut pair.server.output),
         outcome,
-        virtual_secs: now.total_micros() as f64 / 1e6,
-        to_server: link.stats(Direction::BtoA),
-        to_client: link.stats(Direction::AtoB),
+        virtual_secs: pair.now.total_micros() as f64 / 1e6,
+        to_server: pair.link.stats(Direction::BtoA),
+        to_client: pair.link.stats(Direction::AtoB),
         flowlogs,
     })
 }

@@ -668,7 +668,7 @@ fn malformed_pcaps_are_refused_cleanly() {
     let pcap = scratch("bad.pcap");
     let out = scratch("bad.csv");
     let mut frames = Vec::new();
-    let mut rng = netstack::host::SplitMix64(5);
+    let mut rng = netstack::machine::SplitMix64(5);
     for i in 0..300 {
         let len = (rng.next_u64() % 200) as usize;
         frames.push((i, (0..len).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>()));

@@ -1,7 +1,7 @@
-//! The iperf3 client role as a sans-IO state machine over smoltcp sockets: connect, send the
-//! cookie and parameters, open the data streams one after another, move data until the end
-//! condition, exchange results and report. The platform polls the interface, then calls
-//! [`Client::poll`] until [`Client::outcome`] is known.
+//! The iperf3 client role as a sans-IO state machine over smoltcp sockets: a
+//! [`netstack::driver::Role`] the platform's loop polls after its interface. It connects,
+//! sends the cookie and parameters, opens the data streams one after another, moves data until
+//! the end condition, exchanges results and reports; [`Role::status`] says how it went.
 #![no_std]
 
 extern crate alloc;
@@ -10,21 +10,22 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use netstack::conn::{Outbox, read_some};
-use netstack::flowlog::FlowProbe;
-use netstack::host::{CpuTimes, Host};
-use netstack::platform::{IdleWait, Platform, next_delay};
+use netstack::driver::{EndedTest, FromOptions, Role, RoleIo, Setup};
+use netstack::machine::Machine;
+use netstack::options::{Mode, Options};
 use netstack::proto::{
-    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_RESULTS_LEN, TestParams, TestResults, encode_frame,
+    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_RESULTS_LEN, ServerError, TestParams, TestResults,
+    encode_frame,
 };
-use netstack::report::{ConnectedStream, CpuUtil, ReportConfig, Reporter, TestEndInfo, TestStartInfo};
-use netstack::smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
-use netstack::smoltcp::phy::Device;
+use netstack::report::{ConnectedStream, ReportConfig, Reporter, TestStartInfo};
+use netstack::smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use netstack::smoltcp::socket::tcp;
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::{IpAddress, IpEndpoint};
-use netstack::stack::{Congestion, SocketSpec, data_socket_spec, poll_interleaved, tcp_socket};
-use netstack::stream::{DataStream, MeasureConfig, Measurement, Payload, sender_has_retransmits};
+use netstack::stack::{Congestion, SocketSpec, data_socket_spec, tcp_socket};
+use netstack::stream::DataStream;
 use netstack::tcpinfo::TcpInfoSource;
+use netstack::testrun::TestRun;
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -51,15 +52,14 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// `server` is the parsed `-c` address; the options supply the rest.
-    pub fn from_options(o: &netstack::options::Options, server: IpAddress, mss: u32, version: &str) -> Self {
-        let server_name = match &o.mode {
-            Some(netstack::options::Mode::Client(h)) => h.clone(),
-            _ => server.to_string(),
+    /// The client `-c` asks for; an error if the options are not a client's.
+    pub fn from_options(o: &Options, setup: &Setup) -> Result<Self, String> {
+        let (Some(Mode::Client(name)), Some(server)) = (&o.mode, o.server_address()?) else {
+            return Err(String::from("the options do not describe a client (-c HOST)"));
         };
-        ClientConfig {
+        Ok(ClientConfig {
             server,
-            server_name,
+            server_name: name.clone(),
             port: o.port,
             params: o.to_params(),
             interval: o.output.interval,
@@ -67,55 +67,17 @@ impl ClientConfig {
             connect_timeout: Duration::from_millis(o.test.connect_timeout_ms.unwrap_or(10_000) as u64),
             stall_timeout: Duration::from_secs(30),
             congestion: o.congestion(),
-            mss,
-            version: version.into(),
-            buffer_budget: netstack::stack::DATA_BUF_BUDGET,
+            mss: setup.mss,
+            version: String::from(netstack::VERSION),
+            buffer_budget: setup.buffer_budget,
             cport: o.test.cport,
-        }
+        })
     }
 }
 
-/// Runs the test to its end and returns the outcome: the platform's main loop for the
-/// client role. Keeps polling briefly after the outcome so IPERF_DONE and FIN leave.
-pub fn run<D: Device>(
-    cl: &mut Client,
-    iface: &mut Interface,
-    dev: &mut FlowProbe<D>,
-    sockets: &mut SocketSet<'static>,
-    host: &mut dyn Host,
-    platform: &mut dyn Platform,
-) -> Result<(), String> {
-    let mut idle = IdleWait::default();
-    let mut done_at: Option<Instant> = None;
-    loop {
-        let now = platform.now();
-        if let Some(signal) = platform.interrupted() {
-            cl.interrupt(now, sockets, host, dev.tracker(), signal);
-        }
-        let mut progress = poll_interleaved(iface, dev, sockets, || platform.now()) != PollResult::None;
-        progress |= cl.poll(now, iface, sockets, host, dev.tracker());
-        let out = cl.take_output();
-        if !out.is_empty() {
-            platform.output(&out);
-        }
-        if let Some(outcome) = cl.outcome() {
-            let t = *done_at.get_or_insert(now);
-            if !cl.flushing(sockets) || now - t > Duration::from_millis(500) {
-                let outcome = outcome.clone();
-                let now = platform.now();
-                iface.poll(now, dev, sockets);
-                return outcome;
-            }
-        }
-        if progress {
-            idle.busy(now);
-        } else {
-            let mut delay = next_delay(iface.poll_delay(now, sockets), cl.poll_at(), now);
-            if done_at.is_some() {
-                delay = Some(Duration::from_millis(5));
-            }
-            idle.wait(platform, now, delay);
-        }
+impl FromOptions for Client {
+    fn from_options(o: &Options, setup: &Setup, now: Instant, machine: &mut dyn Machine) -> Result<Self, String> {
+        Ok(Client::new(ClientConfig::from_options(o, setup)?, now, machine))
     }
 }
 
@@ -133,7 +95,11 @@ enum Phase {
 enum CtrlRx {
     State,
     ServerResults(FrameReader),
-    ServerError { buf: [u8; 8], got: usize },
+    /// The body of a SERVER_ERROR message.
+    ServerError {
+        buf: [u8; ServerError::LEN],
+        got: usize,
+    },
 }
 
 pub struct Client {
@@ -144,45 +110,39 @@ pub struct Client {
     rx: CtrlRx,
     phase: Phase,
     cookie: Cookie,
-    congestion: Congestion,
     data_spec_send: SocketSpec,
     data_spec_recv: SocketSpec,
     /// The test cannot run here (e.g. its buffers do not fit); reported at the first poll.
     setup_error: Option<String>,
+    /// Data streams connected before the test starts.
     streams: Vec<DataStream>,
     /// A data stream whose connect is in progress.
     connecting: Option<(SocketHandle, usize)>,
     creating: bool,
-    meas: Option<Measurement>,
-    payload: Option<Payload>,
+    run: Option<TestRun>,
     next_port: u16,
     started: Instant,
     last_progress: Instant,
-    end_secs: f64,
-    cpu_start: CpuTimes,
-    /// Our user and system CPU percentages, as sent in our results.
-    local_cpu: (f64, f64),
     server_results: Option<TestResults>,
     outcome: Option<Result<(), String>>,
-    interrupted: bool,
     /// (iperf3 stream id, local, remote) of each connected data stream.
     stream_endpoints: Vec<(i64, IpEndpoint, IpEndpoint)>,
+    /// The test ended and the platform has not been told yet.
+    ended: Option<EndedTest>,
 }
 
 impl Client {
-    pub fn new(cfg: ClientConfig, now: Instant, host: &mut dyn Host) -> Self {
+    pub fn new(cfg: ClientConfig, now: Instant, machine: &mut dyn Machine) -> Self {
         let mut random = [0u8; COOKIE_LEN - 1 + 2];
-        host.fill_random(&mut random);
+        machine.fill_random(&mut random);
         let mut cookie_bytes = [0u8; COOKIE_LEN - 1];
         cookie_bytes.copy_from_slice(&random[..COOKIE_LEN - 1]);
         let port_seed = u16::from_le_bytes([random[36], random[37]]);
-        // `-C` (already checked by the options) or the build's default.
-        let congestion = cfg.congestion;
         let p = &cfg.params;
         let total = p.total_streams();
-        let budget = cfg.buffer_budget;
-        let send_spec = data_socket_spec(true, false, p.window, total, congestion, p.nodelay, budget);
-        let recv_spec = data_socket_spec(false, true, p.window, total, congestion, p.nodelay, budget);
+        let (budget, cc) = (cfg.buffer_budget, cfg.congestion);
+        let send_spec = data_socket_spec(true, false, p.window, total, cc, p.nodelay, budget);
+        let recv_spec = data_socket_spec(false, true, p.window, total, cc, p.nodelay, budget);
         let mut reporter = Reporter::new(cfg.report.clone());
         reporter.connecting(&cfg.server_name, cfg.port);
         Client {
@@ -196,71 +156,35 @@ impl Client {
             rx: CtrlRx::State,
             phase: Phase::Connecting,
             cookie: Cookie::from_random(&cookie_bytes),
-            congestion,
             streams: Vec::new(),
             connecting: None,
             creating: false,
-            meas: None,
-            payload: None,
+            run: None,
             next_port: 49152 + port_seed % 16000,
             started: now,
             last_progress: now,
-            end_secs: 0.0,
-            cpu_start: host.cpu_times(),
-            local_cpu: (0.0, 0.0),
             server_results: None,
             outcome: None,
-            interrupted: false,
             stream_endpoints: Vec::new(),
+            ended: None,
             cfg,
         }
     }
 
-    /// `Some(Ok)` once the test completed, `Some(Err(message))` once it failed.
+    /// `Some(Ok)` once the test completed (or was interrupted by a signal, which iperf3 3.19+
+    /// treats as a clean end), `Some(Err(message))` once it failed.
     pub fn outcome(&self) -> Option<&Result<(), String>> {
         self.outcome.as_ref()
     }
 
-    pub fn take_output(&mut self) -> String {
-        self.reporter.take_output()
-    }
-
-    /// (iperf3 stream id, local endpoint, remote endpoint) of each data stream connected so
-    /// far: for labelling flow logs.
-    pub fn stream_endpoints(&self) -> &[(i64, IpEndpoint, IpEndpoint)] {
-        &self.stream_endpoints
-    }
-
-    pub fn poll_at(&self) -> Option<Instant> {
-        if self.outcome.is_some() {
-            return None;
-        }
-        // The streams are up and TEST_START is due: keep polling rather than sleep. The test's
-        // clocks start when it is read, and a loop that sleeps wakes up late (about a
-        // millisecond on a busy host), which would start ours after the server's and let a
-        // receiver count, with -O, data this side omitted.
-        let total = self.cfg.params.total_streams() as usize;
-        if self.meas.is_none() && !self.creating && total > 0 && self.streams.len() == total {
-            return Some(self.last_progress);
-        }
-        let mut at = self.last_progress + self.cfg.stall_timeout;
-        if let Some(m) = self.meas.as_ref().and_then(|m| m.poll_at()) {
-            at = at.min(m);
-        }
-        if let Some(end) = self.time_limit() {
-            at = at.min(end);
-        }
-        Some(at)
-    }
-
     /// When a timed test ends: `-t` seconds of measurement after the omit period.
     fn time_limit(&self) -> Option<Instant> {
-        let m = self.meas.as_ref()?;
+        let run = self.run.as_ref()?;
         let p = &self.cfg.params;
         if p.time == 0 || p.send_limit().is_some() {
             return None;
         }
-        m.time_limit(p.time)
+        run.meas.time_limit(p.time)
     }
 
     fn alloc_port(&mut self) -> u16 {
@@ -269,57 +193,33 @@ impl Client {
         p
     }
 
-    pub fn poll(
-        &mut self,
-        now: Instant,
-        iface: &mut Interface,
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-        info: &dyn TcpInfoSource,
-    ) -> bool {
-        if self.outcome.is_some() {
-            return false;
-        }
-        match self.step(now, iface, sockets, host, info) {
-            Ok(progress) => progress,
-            Err(msg) => {
-                self.fail(&msg, sockets);
-                true
-            }
-        }
-    }
-
-    fn step(
-        &mut self,
-        now: Instant,
-        iface: &mut Interface,
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-        info: &dyn TcpInfoSource,
-    ) -> Result<bool, String> {
+    fn step(&mut self, now: Instant, io: &mut RoleIo<'_>) -> Result<bool, String> {
         let mut progress = false;
         if let Some(e) = self.setup_error.take() {
             return Err(e);
         }
-        if self.ctrl.is_none() {
-            let mut s = tcp_socket(&SocketSpec::control());
-            let local = self.alloc_port();
-            s.connect(iface.context(), IpEndpoint::new(self.cfg.server, self.cfg.port), local)
-                .map_err(|e| format!("unable to connect to server: {e}"))?;
-            self.ctrl = Some(sockets.add(s));
-            self.started = now;
-            self.last_progress = now;
-        }
-        let ctrl = self.ctrl.unwrap_or_else(|| unreachable!());
+        let ctrl = match self.ctrl {
+            Some(h) => h,
+            None => {
+                let mut s = tcp_socket(&SocketSpec::control());
+                let local = self.alloc_port();
+                s.connect(io.iface.context(), IpEndpoint::new(self.cfg.server, self.cfg.port), local)
+                    .map_err(|e| format!("unable to connect to server: {e}"))?;
+                let h = io.sockets.add(s);
+                self.ctrl = Some(h);
+                self.started = now;
+                self.last_progress = now;
+                h
+            }
+        };
 
         if let Phase::Connecting = self.phase {
-            let sock = sockets.get_mut::<tcp::Socket>(ctrl);
+            let sock = io.sockets.get_mut::<tcp::Socket>(ctrl);
             match sock.state() {
                 tcp::State::Established => {
                     self.out.push(self.cookie.as_bytes());
                     self.phase = Phase::Control;
                     self.last_progress = now;
-                    self.cpu_start = host.cpu_times();
                     progress = true;
                 }
                 tcp::State::Closed => return Err("unable to connect to server: Connection refused".into()),
@@ -331,23 +231,30 @@ impl Client {
         }
 
         if self.creating {
-            progress |= self.create_streams(now, iface, sockets)?;
+            progress |= self.create_streams(now, io.iface, io.sockets)?;
         }
-        if matches!(self.phase, Phase::Running | Phase::Ending) {
-            progress |= self.move_data(now, sockets);
+        if let Some(run) = self.run.as_mut()
+            && matches!(self.phase, Phase::Running | Phase::Ending)
+        {
+            let sending = matches!(self.phase, Phase::Running);
+            if run.pump(io.sockets, self.cfg.params.bandwidth, now, sending) > 0 {
+                self.last_progress = now;
+                progress = true;
+            }
         }
 
         // Control input.
         let mut buf = [0u8; 4096];
         loop {
-            let sock = sockets.get_mut::<tcp::Socket>(ctrl);
+            let sock = io.sockets.get_mut::<tcp::Socket>(ctrl);
             let n = read_some(sock, &mut buf);
             if n == 0 {
                 if !sock.may_recv() {
+                    // 3.12-3.18 servers close after i_errno alone.
                     if let CtrlRx::ServerError { buf, got } = &self.rx
-                        && *got >= 4
+                        && let Some(e) = ServerError::parse(&buf[..*got])
                     {
-                        return Err(server_error_message(buf));
+                        return Err(e.to_string());
                     }
                     return Err(ErrorCode::CTRL_CLOSE.message().into());
                 }
@@ -355,24 +262,21 @@ impl Client {
             }
             progress = true;
             self.last_progress = now;
-            self.control_input(now, &buf[..n], sockets, host, info)?;
+            self.control_input(now, &buf[..n], io)?;
             if self.outcome.is_some() {
                 return Ok(true);
             }
         }
-        let sock = sockets.get_mut::<tcp::Socket>(ctrl);
-        if !self.out.flush(sock) {
+        if !self.out.flush(io.sockets.get_mut::<tcp::Socket>(ctrl)) {
             return Err(ErrorCode::CTRL_WRITE.message().into());
         }
 
-        if let Phase::Running = self.phase {
-            if let Some(m) = self.meas.as_mut()
-                && let Some(rep) = m.poll_timers(now, info)
-            {
+        if let (Phase::Running, Some(run)) = (&self.phase, self.run.as_mut()) {
+            if let Some(rep) = run.meas.poll_timers(now, io.tcp_info) {
                 self.reporter.interval(rep);
             }
-            if self.end_condition(now, sockets) {
-                self.send_test_end(now, info);
+            if self.end_condition(now, io.sockets) {
+                self.send_test_end(now, io.tcp_info);
                 progress = true;
             }
         }
@@ -382,14 +286,7 @@ impl Client {
         Ok(progress)
     }
 
-    fn control_input(
-        &mut self,
-        now: Instant,
-        mut input: &[u8],
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-        info: &dyn TcpInfoSource,
-    ) -> Result<(), String> {
+    fn control_input(&mut self, now: Instant, mut input: &[u8], io: &mut RoleIo<'_>) -> Result<(), String> {
         while !input.is_empty() {
             match &mut self.rx {
                 CtrlRx::ServerResults(reader) => {
@@ -403,18 +300,20 @@ impl Client {
                     }
                 }
                 CtrlRx::ServerError { buf, got } => {
-                    let n = (8 - *got).min(input.len());
+                    let n = (buf.len() - *got).min(input.len());
                     buf[*got..*got + n].copy_from_slice(&input[..n]);
                     *got += n;
                     input = &input[n..];
-                    if *got == 8 {
-                        return Err(server_error_message(buf));
+                    if *got == buf.len()
+                        && let Some(e) = ServerError::parse(buf)
+                    {
+                        return Err(e.to_string());
                     }
                 }
                 CtrlRx::State => {
                     let byte = input[0];
                     input = &input[1..];
-                    self.state_byte(now, byte, sockets, host, info)?;
+                    self.state_byte(now, byte, io)?;
                     if self.outcome.is_some() {
                         return Ok(());
                     }
@@ -424,16 +323,10 @@ impl Client {
         Ok(())
     }
 
-    fn state_byte(
-        &mut self,
-        now: Instant,
-        byte: u8,
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-        info: &dyn TcpInfoSource,
-    ) -> Result<(), String> {
+    fn state_byte(&mut self, now: Instant, byte: u8, io: &mut RoleIo<'_>) -> Result<(), String> {
         let state = ControlState::from_byte(byte)
             .ok_or_else(|| format!("{} (byte {byte:#04x})", ErrorCode::MESSAGE.message()))?;
+        log::debug!("client: control state {state:?} in phase {:?}", self.phase);
         match state {
             ControlState::ParamExchange => {
                 let json = self.cfg.params.to_json();
@@ -444,23 +337,24 @@ impl Client {
                 if self.streams.len() != self.cfg.params.total_streams() as usize {
                     return Err("the server started the test before all streams were connected".into());
                 }
-                self.start_measuring(now, host);
+                self.start_measuring(now, io.machine);
             }
             ControlState::TestRunning => {
-                if self.meas.is_none() {
-                    self.start_measuring(now, host);
+                if self.run.is_none() {
+                    self.start_measuring(now, io.machine);
                 }
                 self.phase = Phase::Running;
             }
-            ControlState::ExchangeResults => self.send_results(now, host),
-            ControlState::DisplayResults => self.display_results(sockets)?,
+            ControlState::ExchangeResults => self.send_results(now, io.machine),
+            ControlState::DisplayResults => self.display_results(io.sockets)?,
             ControlState::AccessDenied => return Err(ErrorCode::ACCESS_DENIED.message().into()),
-            ControlState::ServerError => self.rx = CtrlRx::ServerError { buf: [0; 8], got: 0 },
+            ControlState::ServerError => self.rx = CtrlRx::ServerError { buf: [0; ServerError::LEN], got: 0 },
             ControlState::ServerTerminate => {
-                // As iperf3: show what we measured, then the error; answer IPERF_DONE.
-                self.partial_report(now, host, info);
+                // As iperf3: show what we measured, then the error; answer IPERF_DONE, which
+                // must leave before the connection closes.
+                self.partial_report(now, io);
                 self.out.push(&[ControlState::IperfDone.to_byte()]);
-                return Err(ErrorCode::SERVER_TERM.message().into());
+                self.end_with_error(ErrorCode::SERVER_TERM.message(), io.sockets, true);
             }
             other => return Err(format!("{} ({other:?})", ErrorCode::MESSAGE.message())),
         }
@@ -484,8 +378,7 @@ impl Client {
                     if sock.send_slice(self.cookie.as_bytes()) != Ok(COOKIE_LEN) {
                         return Err(ErrorCode::STREAM_CONNECT.message().into());
                     }
-                    let sends = p.client_sends(index);
-                    let mut stream = DataStream::new(h, index, sends);
+                    let mut stream = DataStream::new(h, index, p.client_sends(index));
                     if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
                         stream = stream.with_endpoints(l, r);
                         self.stream_endpoints.push((stream.id, l, r));
@@ -506,8 +399,7 @@ impl Client {
             return Ok(true);
         }
         let index = self.streams.len();
-        let sends = p.client_sends(index);
-        let spec = if sends { self.data_spec_send } else { self.data_spec_recv };
+        let spec = if p.client_sends(index) { self.data_spec_send } else { self.data_spec_recv };
         let mut s = tcp_socket(&spec);
         // --cport: stream i binds PORT + i (the receive half of --bidir follows the send half).
         let local = match self.cfg.cport {
@@ -520,39 +412,23 @@ impl Client {
         Ok(true)
     }
 
-    fn start_measuring(&mut self, now: Instant, host: &mut dyn Host) {
+    fn start_measuring(&mut self, now: Instant, machine: &mut dyn Machine) {
         let p = &self.cfg.params;
-        self.payload = Some(Payload::new(p.len as usize, p.repeating_payload, host));
         let streams = core::mem::take(&mut self.streams);
-        let cfg = MeasureConfig {
-            omit_secs: p.omit,
-            interval_secs: self.cfg.interval,
-            send_limit: p.send_limit(),
-            rcv_buf: self.data_spec_recv.rx,
-        };
-        self.meas = Some(Measurement::new(streams, now, cfg));
-        self.cpu_start = host.cpu_times();
-        let spec = if !p.reverse || p.bidirectional { self.data_spec_send } else { self.data_spec_recv };
+        let cc = self.cfg.congestion;
+        let run = TestRun::start(streams, now, p, self.cfg.interval, self.data_spec_recv.rx, cc, machine);
+        self.run = Some(run);
+        let spec = if p.client_sends_any() { self.data_spec_send } else { self.data_spec_recv };
         self.reporter.test_start(TestStartInfo {
             version: self.cfg.version.clone(),
-            system_info: host.system_info(),
-            timestamp_ms: host.unix_time_ms(),
+            system_info: machine.system_info(),
+            timestamp_ms: machine.unix_time_ms(),
             interval: self.cfg.interval,
             peer_host: self.cfg.server_name.clone(),
             peer_port: self.cfg.port,
             cookie: self.cookie.to_text(),
-            ..TestStartInfo::for_test(p, &spec, self.congestion, self.cfg.mss)
+            ..TestStartInfo::for_test(p, &spec, cc, self.cfg.mss)
         });
-    }
-
-    fn move_data(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {
-        let (Some(m), Some(payload)) = (self.meas.as_mut(), self.payload.as_ref()) else { return false };
-        let sending = matches!(self.phase, Phase::Running);
-        let moved = m.pump(sockets, payload, self.cfg.params.bandwidth, now, sending);
-        if moved > 0 {
-            self.last_progress = now;
-        }
-        moved > 0
     }
 
     /// iperf3's end test: past the omit period, `-t` has run out, or `-n`/`-k` is done. A
@@ -561,7 +437,8 @@ impl Client {
     /// once that many arrived; with `--bidir` both directions must be done, so both ends of
     /// both directions report the exact count.
     fn end_condition(&self, now: Instant, sockets: &SocketSet<'static>) -> bool {
-        let Some(m) = &self.meas else { return false };
+        let Some(run) = &self.run else { return false };
+        let m = &run.meas;
         if m.omitting(now) {
             return false;
         }
@@ -577,30 +454,16 @@ impl Client {
     }
 
     fn send_test_end(&mut self, now: Instant, info: &dyn TcpInfoSource) {
-        if let Some(m) = self.meas.as_mut() {
-            if let Some(rep) = m.finish(now, info) {
-                self.reporter.interval(rep);
-            }
-            self.end_secs = m.elapsed(now);
+        if let Some(rep) = self.run.as_mut().and_then(|r| r.end(now, info)) {
+            self.reporter.interval(rep);
         }
         self.out.push(&[ControlState::TestEnd.to_byte()]);
         self.phase = Phase::Ending;
     }
 
-    fn send_results(&mut self, now: Instant, host: &mut dyn Host) {
-        let Some(m) = &self.meas else { return };
-        let (user, system) = self.cpu_start.percent_until(host.cpu_times(), (now - m.started).total_micros());
-        let results = TestResults {
-            cpu_util_total: user + system,
-            cpu_util_user: user,
-            cpu_util_system: system,
-            sender_has_retransmits: sender_has_retransmits(&m.streams),
-            congestion_used: Some(self.congestion.name().to_string()),
-            server_output_text: None,
-            server_output_json: None,
-            streams: m.streams.iter().map(|s| s.result(self.end_secs)).collect(),
-        };
-        self.local_cpu = (user, system);
+    fn send_results(&mut self, now: Instant, machine: &mut dyn Machine) {
+        let Some(run) = self.run.as_mut() else { return };
+        let results = run.results(now, machine);
         self.out.push(&encode_frame(results.to_json().as_bytes()));
         self.rx = CtrlRx::ServerResults(FrameReader::new(MAX_RESULTS_LEN));
         self.phase = Phase::Done;
@@ -611,92 +474,29 @@ impl Client {
             .server_results
             .take()
             .ok_or_else(|| String::from("the server asked to display results before sending them"))?;
-        let Some(m) = &self.meas else { return Err("results before the test ran".into()) };
-        let mut streams = Vec::with_capacity(m.streams.len());
-        for s in &m.streams {
-            streams.push(
-                s.end_summary(self.end_secs, &remote.streams, remote.sender_has_retransmits == 1)
-                    .map_err(|c| format!("{} ({})", c.message(), s.id))?,
-            );
-        }
-        let we_send = m.streams.iter().any(|s| s.sends);
-        let we_receive = m.streams.iter().any(|s| !s.sends);
-        let ours = Some(self.congestion.name().to_string());
-        let theirs = remote.congestion_used.clone();
-        self.reporter.test_end(TestEndInfo {
-            streams,
-            cpu: CpuUtil {
-                host_total: self.local_cpu.0 + self.local_cpu.1,
-                host_user: self.local_cpu.0,
-                host_system: self.local_cpu.1,
-                remote_total: remote.cpu_util_total,
-                remote_user: remote.cpu_util_user,
-                remote_system: remote.cpu_util_system,
-            },
-            sender_tcp_congestion: if we_send { ours.clone() } else { theirs.clone() },
-            receiver_tcp_congestion: if we_receive { ours } else { theirs },
-        });
+        let Some(run) = &self.run else { return Err("results before the test ran".into()) };
+        let summary = run.summary(&remote).map_err(|(code, id)| format!("{} ({id})", code.message()))?;
+        self.reporter.test_end(summary);
         if remote.server_output_text.is_some() || remote.server_output_json.is_some() {
             self.reporter.server_output(remote.server_output_text, remote.server_output_json);
         }
         self.reporter.finish();
         self.out.push(&[ControlState::IperfDone.to_byte()]);
         self.finish_sockets(sockets, true);
-        self.outcome = Some(Ok(()));
+        self.set_outcome(Ok(()));
         Ok(())
     }
 
     /// The test is cut short (a signal here, SERVER_TERMINATE from the peer): the final
     /// partial interval and a summary of what this side measured, the peer's half as zero,
     /// as iperf3 prints them. Nothing if no data stream ever ran.
-    fn partial_report(&mut self, now: Instant, host: &mut dyn Host, info: &dyn TcpInfoSource) {
-        let Some(m) = self.meas.as_mut() else { return };
-        if matches!(self.phase, Phase::Running) {
-            if let Some(rep) = m.finish(now, info) {
-                self.reporter.interval(rep);
-            }
-            self.end_secs = m.elapsed(now);
+    fn partial_report(&mut self, now: Instant, io: &mut RoleIo<'_>) {
+        let Some(run) = self.run.as_mut() else { return };
+        let (rep, summary) = run.partial(now, io.machine, io.tcp_info);
+        if let Some(rep) = rep {
+            self.reporter.interval(rep);
         }
-        let (user, system) = self.cpu_start.percent_until(host.cpu_times(), (now - m.started).total_micros());
-        let streams = m.streams.iter().map(|s| s.partial_summary(self.end_secs)).collect();
-        let ours = Some(self.congestion.name().to_string());
-        self.reporter.test_end(TestEndInfo {
-            streams,
-            cpu: CpuUtil { host_total: user + system, host_user: user, host_system: system, ..CpuUtil::default() },
-            sender_tcp_congestion: ours.clone(),
-            receiver_tcp_congestion: ours,
-        });
-    }
-
-    /// The platform caught `signal` (e.g. "Interrupt(2)"): report what was measured, tell the
-    /// server CLIENT_TERMINATE, reset the data streams and close. The outcome is the iperf3
-    /// 3.19+ one: `interrupt - the client has terminated by signal …`, a clean exit.
-    pub fn interrupt(
-        &mut self,
-        now: Instant,
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-        info: &dyn TcpInfoSource,
-        signal: &str,
-    ) {
-        if self.outcome.is_some() {
-            return;
-        }
-        self.partial_report(now, host, info);
-        if !matches!(self.phase, Phase::Connecting) {
-            self.out.push(&[ControlState::ClientTerminate.to_byte()]);
-        }
-        let msg = format!("interrupt - {} by signal {signal}", ErrorCode::CLIENT_TERM.message());
-        self.reporter.ended(&msg);
-        self.reporter.finish();
-        self.finish_sockets(sockets, true);
-        self.interrupted = true;
-        self.outcome = Some(Err(msg));
-    }
-
-    /// True when the test ended because the platform caught a signal (iperf3 3.19+ exits 0).
-    pub fn interrupted(&self) -> bool {
-        self.interrupted
+        self.reporter.test_end(summary);
     }
 
     fn finish_sockets(&mut self, sockets: &mut SocketSet<'static>, graceful: bool) {
@@ -706,8 +506,8 @@ impl Client {
             if graceful { sock.close() } else { sock.abort() }
         }
         let mut handles: Vec<SocketHandle> = self.streams.iter().map(|s| s.handle).collect();
-        if let Some(m) = &self.meas {
-            handles.extend(m.streams.iter().map(|s| s.handle));
+        if let Some(run) = &self.run {
+            handles.extend(run.meas.streams.iter().map(|s| s.handle));
         }
         if let Some((h, _)) = self.connecting {
             handles.push(h);
@@ -717,16 +517,89 @@ impl Client {
         }
     }
 
-    fn fail(&mut self, msg: &str, sockets: &mut SocketSet<'static>) {
-        self.reporter.error(msg);
-        self.reporter.finish();
-        self.finish_sockets(sockets, false);
-        self.outcome = Some(Err(msg.to_string()));
+    fn set_outcome(&mut self, outcome: Result<(), String>) {
+        self.outcome = Some(outcome);
+        self.ended = Some(EndedTest { number: 1, streams: self.stream_endpoints.clone() });
     }
 
-    /// True while control bytes (IPERF_DONE, FIN) still need to leave; the platform keeps
-    /// polling the interface briefly after the outcome so the server sees a clean end.
-    pub fn flushing(&self, sockets: &SocketSet<'static>) -> bool {
+    /// Reports `msg` as the error the test ended with; the control connection closes
+    /// (`graceful`, after what is queued) or is reset.
+    fn end_with_error(&mut self, msg: &str, sockets: &mut SocketSet<'static>, graceful: bool) {
+        self.reporter.error(msg);
+        self.reporter.finish();
+        self.finish_sockets(sockets, graceful);
+        self.set_outcome(Err(msg.to_string()));
+    }
+}
+
+impl Role for Client {
+    fn poll(&mut self, now: Instant, io: &mut RoleIo<'_>) -> bool {
+        if self.outcome.is_some() {
+            return false;
+        }
+        match self.step(now, io) {
+            Ok(progress) => progress,
+            Err(msg) => {
+                self.end_with_error(&msg, io.sockets, false);
+                true
+            }
+        }
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        // The streams are up and TEST_START is due: keep polling rather than sleep. The test's
+        // clocks start when it is read, and a loop that sleeps wakes up late (about a
+        // millisecond on a busy host), which would start ours after the server's and let a
+        // receiver count, with -O, data this side omitted.
+        let total = self.cfg.params.total_streams() as usize;
+        if self.run.is_none() && !self.creating && total > 0 && self.streams.len() == total {
+            return Some(self.last_progress);
+        }
+        let mut at = self.last_progress + self.cfg.stall_timeout;
+        if let Some(m) = self.run.as_ref().and_then(|r| r.meas.poll_at()) {
+            at = at.min(m);
+        }
+        if let Some(end) = self.time_limit() {
+            at = at.min(end);
+        }
+        if matches!(self.phase, Phase::Connecting) {
+            at = at.min(self.started + self.cfg.connect_timeout);
+        }
+        Some(at)
+    }
+
+    fn take_output(&mut self) -> String {
+        self.reporter.take_output()
+    }
+
+    /// Report what was measured, tell the server CLIENT_TERMINATE, reset the data streams and
+    /// close. iperf3 3.19+ then says `interrupt - the client has terminated by signal …` and
+    /// exits 0, and so do we.
+    fn interrupt(&mut self, now: Instant, io: &mut RoleIo<'_>, signal: &str) {
+        if self.outcome.is_some() {
+            return;
+        }
+        self.partial_report(now, io);
+        if !matches!(self.phase, Phase::Connecting) {
+            self.out.push(&[ControlState::ClientTerminate.to_byte()]);
+        }
+        let msg = format!("interrupt - {} by signal {signal}", ErrorCode::CLIENT_TERM.message());
+        self.reporter.ended(&msg);
+        self.reporter.finish();
+        self.finish_sockets(io.sockets, true);
+        self.set_outcome(Ok(()));
+    }
+
+    fn done(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    /// True while control bytes (IPERF_DONE, FIN) still need to leave, so the server sees a
+    /// clean end.
+    fn flushing(&self, sockets: &SocketSet<'static>) -> bool {
         match self.ctrl {
             Some(h) => {
                 let s = sockets.get::<tcp::Socket>(h);
@@ -737,14 +610,15 @@ impl Client {
             None => false,
         }
     }
-}
 
-fn server_error_message(buf: &[u8; 8]) -> String {
-    let code = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    let errno = i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    let mut m = format!("server error - {}", ErrorCode(code).message());
-    if errno != 0 {
-        m.push_str(&format!(" (errno {errno})"));
+    fn take_ended_test(&mut self) -> Option<EndedTest> {
+        self.ended.take()
     }
-    m
+
+    fn status(&self) -> Result<(), &str> {
+        match &self.outcome {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
 }

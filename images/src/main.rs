@@ -33,20 +33,16 @@ mod traps;
 pub use paging::map_identity;
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
-use netstack::VERSION;
-use netstack::flowlog::RowWriter;
+use netstack::driver::{self, Platform, Setup, Stack};
+use netstack::flowlog::ship::{Collector, ShipHeader, TestLog, format_name, probe_config};
 use netstack::flowlog::{FlowProbe, FlowSample, ProbeConfig};
-use netstack::flowlog_ship::{Collector, ShipHeader, TestLog, format_name, probe_config, take_test_log};
-use netstack::options::{FlowLogOptions, Mode, Options, Target, split_cmdline, usage};
-use netstack::smoltcp::iface::Interface;
-use netstack::smoltcp::iface::SocketSet;
+use netstack::machine::Machine;
+use netstack::options::{FlowLogOptions, Options, Target, split_cmdline, usage};
 use netstack::smoltcp::time::Duration;
-use netstack::smoltcp::wire::IpEndpoint;
-use netstack::smoltcp::wire::{EthernetAddress, IpAddress, Ipv4Address};
-use netstack::stack::{NetConfig, build_interface};
-use platform::{ImageHost, ImagePlatform};
+use netstack::smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint};
+use netstack::stack::NetConfig;
+use platform::{ImageMachine, ImagePlatform};
 
 const PLATFORM_NOTE: &str = "This is the uniperf unikernel: its options come from the kernel command line \
 (QEMU -append, xl extra=) and it needs an address for its NIC (--ip ADDR/PREFIX, optionally \
@@ -115,7 +111,7 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
         }
     };
     let boot_unix = rtc::unix_time();
-    let mut host = ImageHost::new(&hv, boot_unix);
+    let mut machine = ImageMachine::new(&hv, boot_unix);
     println!(
         "uniperf: clock: TSC {}.{:03} MHz ({}), {}, RTC {}",
         cal.hz / 1_000_000,
@@ -124,7 +120,7 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
         hv.name(),
         if boot_unix.is_some() { "present" } else { "absent" }
     );
-    println!("uniperf: random: {}", if host.uses_rdrand() { "RDRAND" } else { "TSC-seeded SplitMix64" });
+    println!("uniperf: random: {}", if machine.uses_rdrand() { "RDRAND" } else { "TSC-seeded SplitMix64" });
 
     let cmdline = match info.cmdline() {
         Ok(c) => c,
@@ -146,22 +142,12 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
         return exit::SUCCESS;
     }
     if o.version {
-        console::write_str(&netstack::version_text(&netstack::host::Host::system_info(&host)));
+        console::write_str(&netstack::version_text(&machine.system_info()));
         return exit::SUCCESS;
     }
+    platform::init_log(o.output.debug);
     let Some(ip) = o.net.ip else {
         return param_error("the image needs --ip ADDR/PREFIX for its NIC (e.g. --ip 198.18.0.2/24)");
-    };
-    let server_addr = match &o.mode {
-        Some(Mode::Client(host_name)) => match host_name.parse::<Ipv4Address>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                return param_error(&alloc::format!(
-                    "'{host_name}' is not an IPv4 address (uniperf has no DNS resolver)"
-                ));
-            }
-        },
-        _ => None,
     };
 
     let nic = match net::open(cmdline) {
@@ -191,31 +177,20 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
                 None => String::from("printed to the console after each test"),
             }
         );
-        FlowLogOut { opts: o.flowlog.clone(), cfg, tests: 0 }
+        FlowLogOut { opts: o.flowlog.clone(), cfg }
     });
     let cfg = flowlog.as_ref().map_or(ProbeConfig::state_only(), |f| f.cfg);
     let dev = FlowProbe::new(dev, cfg).with_frame_clock(platform::frame_clock);
-    run_roles(&o, dev, &mut host, ip, server_addr, entry_tsc, flowlog)
+    run_roles(&o, dev, &mut machine, ip, entry_tsc, flowlog)
 }
 
-/// The device the roles poll: the NIC behind `--mtu`, inside the flow probe.
-type ImageDevice = FlowProbe<mtu::MtuLimit<net::Nic>>;
+/// The NIC behind `--mtu`: what the stack's flow probe wraps.
+type ImageNic = mtu::MtuLimit<net::Nic>;
 
-/// The test just ended: its log, and a fresh tracker for the next.
-fn take_log(
-    dev: &mut ImageDevice,
-    cfg: ProbeConfig,
-    streams: &[(i64, IpEndpoint, IpEndpoint)],
-    now_us: u64,
-) -> TestLog {
-    take_test_log(dev.tracker(), cfg, streams, now_us)
-}
-
-/// Where each test's flow log goes, and how many have gone.
+/// Where each test's flow log goes.
 struct FlowLogOut {
     opts: FlowLogOptions,
     cfg: ProbeConfig,
-    tests: u32,
 }
 
 /// How long one upload may take, connection and close included.
@@ -223,32 +198,27 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Prints (`--flowlog console`) and/or sends (`--flowlog-collect`) the log of the test that
 /// just ended; false if sending failed.
-#[allow(clippy::too_many_arguments)]
 fn flowlog_out(
-    out: &mut FlowLogOut,
-    role: &str,
-    streams: &[(i64, IpEndpoint, IpEndpoint)],
-    iface: &mut Interface,
-    dev: &mut ImageDevice,
-    sockets: &mut SocketSet<'static>,
-    host: &mut dyn netstack::host::Host,
-    platform: &mut dyn netstack::platform::Platform,
+    out: &FlowLogOut,
+    role: &'static str,
+    test: u32,
+    log: TestLog,
+    stack: &mut Stack<ImageNic>,
+    machine: &mut dyn Machine,
+    platform: &mut dyn Platform,
 ) -> bool {
-    out.tests += 1;
-    let now_us = platform.now().total_micros().max(0) as u64;
-    let log = take_log(dev, out.cfg, streams, now_us);
     let header = ShipHeader {
         role: String::from(role),
-        test: out.tests,
+        test,
         format: out.opts.format,
         samples: log.samples.len() as u64,
         dropped: log.dropped,
     };
     if log.dropped > 0 {
-        println!(
-            "uniperf: flow log: test {}: {} samples dropped (memory limit); use a larger --flowlog-interval \
+        log::warn!(
+            "flow log: test {test}: {} samples dropped (memory limit); use a larger --flowlog-interval \
              or more guest memory",
-            out.tests, log.dropped
+            log.dropped
         );
     }
     if out.opts.path.as_deref() == Some("console") {
@@ -258,17 +228,16 @@ fn flowlog_out(
         return true;
     };
     let mut r = [0u8; 2];
-    host.fill_random(&mut r);
+    machine.fill_random(&mut r);
     // Below the client role's 49152.. range and away from the iperf3 port.
     let local_port = 32768 + u16::from_le_bytes(r) % 16384;
     let to = Collector { endpoint: IpEndpoint::new(IpAddress::Ipv4(addr), port), local_port, timeout: UPLOAD_TIMEOUT };
-    match netstack::flowlog_ship::ship(iface, dev.inner_mut(), sockets, platform, &to, &header, &log.samples) {
+    match netstack::flowlog::ship::ship(stack, machine, platform, &to, &header, &log.samples) {
         Ok(rep) => {
             let us = rep.transfer.total_micros().max(1);
-            println!(
-                "uniperf: flow log: {role} test {}: {} samples ({} bytes, {}) sent to {addr}:{port} in {}.{:03} s \
-                 = {} samples/s, {} Mbit/s (connect {} ms, formatting {} ms, drain {} ms)",
-                header.test,
+            log::info!(
+                "flow log: {role} test {test}: {} samples ({} bytes, {}) sent to {addr}:{port} in {}.{:03} s \
+                 = {} samples/s, {} Mbit/s (connect {} ms, drain {} ms)",
                 rep.samples,
                 rep.bytes,
                 format_name(header.format),
@@ -277,16 +246,12 @@ fn flowlog_out(
                 rep.samples_per_sec(),
                 rep.bytes * 8 / us,
                 rep.connect.total_millis(),
-                rep.formatting.total_millis(),
                 rep.drain.total_millis()
             );
             true
         }
         Err(e) => {
-            println!(
-                "uniperf: error - flow log of {role} test {}: {e} (--flowlog console prints logs on the console)",
-                header.test
-            );
+            log::error!("flow log of {role} test {test}: {e} (--flowlog console prints logs on the console)");
             false
         }
     }
@@ -296,42 +261,30 @@ fn flowlog_out(
 fn print_log(header: &ShipHeader, samples: &[FlowSample]) {
     console::write_str("----- BEGIN UNIPERF FLOWLOG -----\n");
     console::write_str(&header.to_line());
-    let mut rows = RowWriter::new(header.format);
-    let mut buf = Vec::with_capacity(16 * 1024);
-    rows.header(&mut buf);
-    let mut next = 0;
-    loop {
-        console::write_bytes(&buf);
-        buf.clear();
-        next = netstack::flowlog_ship::write_some(&mut rows, samples, next, &mut buf, 12 * 1024);
-        if buf.is_empty() {
-            break;
-        }
-    }
+    let _ = netstack::flowlog::ship::write_chunks(header.format, samples, 12 * 1024, |chunk| {
+        console::write_bytes(chunk);
+        Ok::<(), ()>(())
+    });
     console::write_str("----- END UNIPERF FLOWLOG -----\n");
 }
 
 fn run_roles(
     o: &Options,
-    mut dev: ImageDevice,
-    host: &mut ImageHost,
+    dev: FlowProbe<ImageNic>,
+    machine: &mut ImageMachine,
     ip: netstack::smoltcp::wire::Ipv4Cidr,
-    server_addr: Option<Ipv4Address>,
     entry_tsc: u64,
-    mut flowlog: Option<FlowLogOut>,
+    flowlog: Option<FlowLogOut>,
 ) -> u8 {
     let mac = EthernetAddress(dev.inner().inner().mac());
     let ip_mtu = dev.inner().ip_mtu();
     let text = !o.output.json && !o.output.json_stream;
     let stamps = o.output.timestamps.as_deref().filter(|_| text);
-    let mut platform = ImagePlatform::with_timestamps(stamps, host.boot_unix());
+    let mut platform = ImagePlatform::with_timestamps(stamps, machine.boot_unix());
     let mut seed = [0u8; 8];
-    netstack::host::Host::fill_random(host, &mut seed);
+    machine.fill_random(&mut seed);
     let net = NetConfig { mac, ip, gateway: o.net.gateway };
-    let now = netstack::platform::Platform::now(&mut platform);
-    let mut iface = build_interface(&mut dev, &net, now, u64::from_le_bytes(seed));
-    let mut sockets = SocketSet::new(Vec::new());
-    let mss = (ip_mtu - 40) as u32;
+    let mut stack = Stack::new(dev, &net, platform.now(), u64::from_le_bytes(seed));
     println!(
         "uniperf: net: {ip}{}, IP MTU {ip_mtu}; booted in {} ms",
         o.net.gateway.map(|g| alloc::format!(" via {g}")).unwrap_or_default(),
@@ -344,44 +297,24 @@ fn run_roles(
     // 4 MiB block). A test that cannot fit is refused, not allowed to exhaust the heap.
     let free = mem::heap_usage().1;
     let budget = if flowlog.is_some() { free / 8 * 3 } else { free / 2 };
-    let mut code = match (o.mode.clone(), server_addr) {
-        (Some(Mode::Client(_)), Some(server)) => {
-            let cfg = client::ClientConfig {
-                buffer_budget: budget,
-                ..client::ClientConfig::from_options(o, IpAddress::Ipv4(server), mss, VERSION)
-            };
-            let start = netstack::platform::Platform::now(&mut platform);
-            let mut cl = client::Client::new(cfg, start, host);
-            let outcome = client::run(&mut cl, &mut iface, &mut dev, &mut sockets, host, &mut platform);
-            let mut code = if outcome.is_ok() { exit::SUCCESS } else { exit::FAILURE };
-            if let Some(out) = flowlog.as_mut() {
-                let streams = cl.stream_endpoints();
-                if !flowlog_out(out, "client", streams, &mut iface, &mut dev, &mut sockets, host, &mut platform) {
-                    code = exit::FAILURE;
-                }
-            }
-            code
-        }
-        _ => {
-            let mut srv = server::Server::new(server::ServerConfig {
-                buffer_budget: budget,
-                ..server::ServerConfig::from_options(o, mss, VERSION)
-            });
-            println!("uniperf: ready: listening on {}:{}", ip.address(), o.port);
-            server::run_with(&mut srv, &mut iface, &mut dev, &mut sockets, host, &mut platform, |b| {
-                let streams: Vec<_> = b.srv.stream_endpoints().to_vec();
-                match flowlog.as_mut() {
-                    Some(out) => {
-                        flowlog_out(out, "server", &streams, b.iface, b.dev, b.sockets, b.host, b.platform);
-                    }
-                    // Still start the next test with a fresh tracker.
-                    None => drop(take_log(b.dev, ProbeConfig::state_only(), &streams, 0)),
-                }
-            });
-            exit::SUCCESS
-        }
+    let setup = Setup { mss: stack.mss(), buffer_budget: budget };
+    let ran = driver::run_options::<server::Server, client::Client, _>(
+        o,
+        &setup,
+        &mut stack,
+        machine,
+        &mut platform,
+        &mut |stack, machine, platform, role, test, log| match &flowlog {
+            Some(out) => flowlog_out(out, role, test, log, stack, machine, platform),
+            None => true,
+        },
+    );
+    let mut code = match ran {
+        Ok(true) => exit::SUCCESS,
+        Ok(false) => exit::FAILURE,
+        Err(e) => return param_error(&e),
     };
-    let nic = dev.inner().inner();
+    let nic = stack.dev.inner().inner();
     if let Some(fault) = nic.fault() {
         println!("uniperf: error - the NIC stopped: {fault}");
         code = exit::FAILURE;

@@ -35,11 +35,9 @@ pub struct Region {
 /// What the loader told us, copied into the boot stack frame.
 pub struct BootInfo {
     pub version: u32,
-    cmdline: [u8; CMDLINE_MAX],
-    cmdline_len: usize,
+    cmdline: heapless::Vec<u8, CMDLINE_MAX>,
     pub cmdline_truncated: bool,
-    memmap: [Region; MEMMAP_MAX],
-    memmap_len: usize,
+    memmap: heapless::Vec<Region, MEMMAP_MAX>,
 }
 
 impl BootInfo {
@@ -55,34 +53,31 @@ impl BootInfo {
         debug_assert_eq!(si.raw().magic, START_MAGIC_VALUE);
         let mut info = BootInfo {
             version: si.raw().version,
-            cmdline: [0; CMDLINE_MAX],
-            cmdline_len: 0,
+            cmdline: heapless::Vec::new(),
             cmdline_truncated: false,
-            memmap: [Region::default(); MEMMAP_MAX],
-            memmap_len: 0,
+            memmap: heapless::Vec::new(),
         };
         if let Some(c) = si.cmdline() {
             let bytes = c.to_bytes();
             let n = bytes.len().min(CMDLINE_MAX);
-            info.cmdline[..n].copy_from_slice(&bytes[..n]);
-            info.cmdline_len = n;
+            // Cannot fail: at most CMDLINE_MAX bytes.
+            let _ = info.cmdline.extend_from_slice(&bytes[..n]);
             info.cmdline_truncated = n < bytes.len();
         }
         let map: &[MemmapTableEntry] = si.memmap();
-        for (dst, e) in info.memmap.iter_mut().zip(map) {
-            *dst = Region { addr: e.addr, size: e.size, ram: e.ty() == MemmapType::Ram };
+        for e in map.iter().take(MEMMAP_MAX) {
+            let _ = info.memmap.push(Region { addr: e.addr, size: e.size, ram: e.ty() == MemmapType::Ram });
         }
-        info.memmap_len = map.len().min(MEMMAP_MAX);
         Ok(info)
     }
 
     /// The kernel command line as text (non-UTF-8 bytes make it an error for the parser).
     pub fn cmdline(&self) -> Result<&str, core::str::Utf8Error> {
-        core::str::from_utf8(&self.cmdline[..self.cmdline_len])
+        core::str::from_utf8(&self.cmdline)
     }
 
     pub fn memmap(&self) -> &[Region] {
-        &self.memmap[..self.memmap_len]
+        &self.memmap
     }
 }
 

@@ -1,13 +1,14 @@
-//! The image as a `netstack` platform and host: the TSC clock, an idle wait that spins
-//! (there are no interrupts, so the loop must come back soon to poll the NIC), the console
-//! for reports, busy time as CPU time, the CMOS date, and RDRAND where the CPU has it.
+//! The image as a `netstack` platform ([`ImagePlatform`]: the TSC clock, an idle wait that
+//! spins — there are no interrupts, so the loop must come back soon to poll the NIC — and the
+//! console for reports) and machine ([`ImageMachine`]: busy time as CPU time, the CMOS date,
+//! RDRAND where the CPU has it), and the console as the `log` facade's sink.
 
 use crate::{clock, console, cpu};
 use alloc::format;
 use alloc::string::String;
 use core::arch::x86_64::_rdrand64_step;
-use netstack::host::{CpuTimes, Host, SplitMix64};
-use netstack::platform::Platform;
+use netstack::driver::Platform;
+use netstack::machine::{CpuTimes, Machine, SplitMix64};
 use netstack::report::time::{stamp_lines, strftime_utc};
 use netstack::smoltcp::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ impl ImagePlatform {
     }
 }
 
-/// Microseconds spent in [`ImagePlatform::idle`], for [`ImageHost`]'s CPU-time reports.
+/// Microseconds spent in [`ImagePlatform::idle`], for [`ImageMachine`]'s CPU-time reports.
 static IDLE_US: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Microseconds spent idling since boot.
@@ -74,14 +75,14 @@ impl Platform for ImagePlatform {
 }
 
 /// CPU time, date, description and randomness for the roles.
-pub struct ImageHost {
+pub struct ImageMachine {
     info: String,
     boot_unix: Option<u64>,
     rdrand: bool,
     fallback: SplitMix64,
 }
 
-impl ImageHost {
+impl ImageMachine {
     /// `boot_unix` is the RTC date read when the clock started (at `now_us() == 0`, roughly).
     pub fn new(hv: &cpu::Hypervisor, boot_unix: Option<u64>) -> Self {
         let hz = clock::tsc_hz();
@@ -92,7 +93,7 @@ impl ImageHost {
             hz / 10_000_000 % 100
         );
         let seed = clock::ticks() ^ boot_unix.unwrap_or(0).rotate_left(32) ^ 0x0075_6e69_7065_7266;
-        ImageHost { info, boot_unix, rdrand: cpu::has_rdrand(), fallback: SplitMix64(seed) }
+        ImageMachine { info, boot_unix, rdrand: cpu::has_rdrand(), fallback: SplitMix64(seed) }
     }
 
     /// The Unix time at boot, if the platform has a date.
@@ -118,7 +119,7 @@ fn rdrand64() -> Option<u64> {
     None
 }
 
-impl Host for ImageHost {
+impl Machine for ImageMachine {
     fn cpu_times(&mut self) -> CpuTimes {
         // The CPU is ours alone: whatever was not spent idling was work.
         let busy = clock::now_us().saturating_sub(idle_us());
@@ -141,4 +142,35 @@ impl Host for ImageHost {
             chunk.copy_from_slice(&r.to_le_bytes()[..chunk.len()]);
         }
     }
+}
+
+/// uniperf's own diagnostics on the console, as `uniperf: …`.
+struct ConsoleLog;
+
+static LOGGER: ConsoleLog = ConsoleLog;
+
+impl log::Log for ConsoleLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        match r.level() {
+            log::Level::Error => crate::println!("uniperf: error - {}", r.args()),
+            log::Level::Warn => crate::println!("uniperf: warning - {}", r.args()),
+            log::Level::Info => crate::println!("uniperf: {}", r.args()),
+            _ => crate::println!("uniperf: debug: {}: {}", r.target(), r.args()),
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Routes the `log` facade to the console: info and above, debug too with `-d`.
+pub fn init_log(debug: bool) {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info });
 }

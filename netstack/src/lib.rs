@@ -10,17 +10,17 @@ extern crate alloc;
 extern crate std;
 
 pub mod conn;
+pub mod driver;
 pub mod flowlog;
-pub mod flowlog_ship;
-pub mod host;
+pub mod machine;
 pub mod options;
-pub mod platform;
 pub mod proto;
 pub mod report;
 pub mod sim;
 pub mod stack;
 pub mod stream;
 pub mod tcpinfo;
+pub mod testrun;
 pub mod units;
 pub mod virtio_net_hdr;
 

@@ -1,7 +1,7 @@
 //! TCP data streams: moving payload through a smoltcp socket as fast as it will take it,
 //! and the per-stream counters behind interval and end reports. Shared by both roles.
 
-use crate::host::Host;
+use crate::machine::Machine;
 use crate::proto::{ErrorCode, StreamResult};
 use crate::report::{EndSide, EndStream, EndTcpInfo};
 use crate::tcpinfo::{SenderTally, TcpInfo, TcpInfoSource};
@@ -19,7 +19,7 @@ pub struct Payload {
 }
 
 impl Payload {
-    pub fn new(len: usize, repeating: bool, host: &mut dyn Host) -> Self {
+    pub fn new(len: usize, repeating: bool, machine: &mut dyn Machine) -> Self {
         let len = len.max(1);
         let mut buf = vec![0u8; len];
         if repeating {
@@ -27,7 +27,7 @@ impl Payload {
                 *b = b'0' + (i % 10) as u8;
             }
         } else {
-            host.fill_random(&mut buf);
+            machine.fill_random(&mut buf);
         }
         Payload { buf }
     }

@@ -1,7 +1,8 @@
-//! The iperf3 server role as a sans-IO state machine over smoltcp sockets. The platform polls
-//! the interface, then calls [`Server::poll`]; the server accepts control and data
-//! connections, runs one test at a time (others get ACCESS_DENIED), and returns to listening
-//! after every test, error or vanished client — it never panics on what a client sends.
+//! The iperf3 server role as a sans-IO state machine over smoltcp sockets: a
+//! [`netstack::driver::Role`] the platform's loop polls after its interface. It accepts
+//! control and data connections, runs one test at a time (others get ACCESS_DENIED), and
+//! returns to listening after every test, error or vanished client — it never panics on what a
+//! client sends.
 #![no_std]
 
 extern crate alloc;
@@ -10,22 +11,21 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use netstack::conn::{Outbox, read_some};
-use netstack::flowlog::FlowProbe;
-use netstack::host::{CpuTimes, Host};
-use netstack::platform::{IdleWait, Platform, next_delay};
+use netstack::driver::{EndedTest, FromOptions, Role, RoleIo, Setup};
+use netstack::machine::Machine;
+use netstack::options::Options;
 use netstack::proto::{
-    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN, Protocol, TestParams,
-    TestResults, check_cookie_prefix, encode_frame,
+    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN, Protocol, ServerError,
+    TestParams, TestResults, check_cookie_prefix, encode_frame,
 };
-use netstack::report::{ConnectedStream, CpuUtil, ReportConfig, Reporter, TestEndInfo, TestStartInfo};
-use netstack::smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
-use netstack::smoltcp::phy::Device;
+use netstack::report::{ConnectedStream, ReportConfig, Reporter, TestStartInfo};
+use netstack::smoltcp::iface::{SocketHandle, SocketSet};
 use netstack::smoltcp::socket::tcp;
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::IpEndpoint;
-use netstack::stack::{Congestion, SocketSpec, data_socket_spec, poll_interleaved, tcp_socket};
-use netstack::stream::{DataStream, MeasureConfig, Measurement, Payload, sender_has_retransmits};
-use netstack::tcpinfo::TcpInfoSource;
+use netstack::stack::{Congestion, SocketSpec, data_socket_spec, tcp_socket};
+use netstack::stream::DataStream;
+use netstack::testrun::TestRun;
 
 /// How the platform configured this server.
 #[derive(Clone, Debug)]
@@ -49,7 +49,7 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    pub fn from_options(o: &netstack::options::Options, mss: u32, version: &str) -> Self {
+    pub fn from_options(o: &Options, setup: &Setup) -> Self {
         ServerConfig {
             port: o.port,
             one_off: o.server.one_off,
@@ -57,86 +57,16 @@ impl ServerConfig {
             interval: o.output.interval,
             report: o.report_config(netstack::report::Side::Server),
             congestion: o.congestion(),
-            mss,
-            version: version.into(),
-            buffer_budget: netstack::stack::DATA_BUF_BUDGET,
+            mss: setup.mss,
+            version: String::from(netstack::VERSION),
+            buffer_budget: setup.buffer_budget,
         }
     }
 }
 
-/// Serves until a `-1` server has served its test (forever otherwise): the platform's main
-/// loop for the server role.
-pub fn run<D: Device>(
-    srv: &mut Server,
-    iface: &mut Interface,
-    dev: &mut FlowProbe<D>,
-    sockets: &mut SocketSet<'static>,
-    host: &mut dyn Host,
-    platform: &mut dyn Platform,
-) {
-    run_with(srv, iface, dev, sockets, host, platform, |_: &mut BetweenTests<'_, D>| {});
-}
-
-/// What [`run_with`]'s hook gets after each test: everything the loop owns, so the platform
-/// can e.g. write or send that test's flow log over the same interface.
-pub struct BetweenTests<'a, D: Device> {
-    pub srv: &'a mut Server,
-    pub iface: &'a mut Interface,
-    pub dev: &'a mut FlowProbe<D>,
-    pub sockets: &'a mut SocketSet<'static>,
-    pub host: &'a mut dyn Host,
-    pub platform: &'a mut dyn Platform,
-}
-
-/// [`run`], calling `after_test` each time a test has ended (completed, failed or dropped;
-/// [`Server::tests_done`] has counted it), before the server goes back to serving.
-pub fn run_with<D: Device, F: FnMut(&mut BetweenTests<'_, D>)>(
-    srv: &mut Server,
-    iface: &mut Interface,
-    dev: &mut FlowProbe<D>,
-    sockets: &mut SocketSet<'static>,
-    host: &mut dyn Host,
-    platform: &mut dyn Platform,
-    mut after_test: F,
-) {
-    let mut idle = IdleWait::default();
-    let mut tests_seen = srv.tests_done();
-    loop {
-        let now = platform.now();
-        if let Some(signal) = platform.interrupted() {
-            srv.interrupt(now, sockets, host, dev.tracker(), signal);
-        }
-        let mut progress = poll_interleaved(iface, dev, sockets, || platform.now()) != PollResult::None;
-        progress |= srv.poll(now, sockets, host, dev.tracker());
-        let out = srv.take_output();
-        if !out.is_empty() {
-            platform.output(&out);
-        }
-        if srv.tests_done() != tests_seen {
-            tests_seen = srv.tests_done();
-            after_test(&mut BetweenTests { srv, iface, dev, sockets, host, platform });
-            continue;
-        }
-        if srv.finished() {
-            // Let the last words, FINs and RSTs leave (at least 200 ms, at most 1 s).
-            let start = platform.now();
-            loop {
-                let now = platform.now();
-                let settled = now - start >= Duration::from_millis(200) && !srv.flushing(sockets);
-                if settled || now - start >= Duration::from_secs(1) {
-                    return;
-                }
-                poll_interleaved(iface, dev, sockets, || platform.now());
-                srv.poll(now, sockets, host, dev.tracker());
-                platform.idle(Some(Duration::from_millis(10)));
-            }
-        }
-        if progress {
-            idle.busy(now);
-        } else {
-            let delay = next_delay(iface.poll_delay(now, sockets), srv.poll_at(), now);
-            idle.wait(platform, now, delay);
-        }
+impl FromOptions for Server {
+    fn from_options(o: &Options, setup: &Setup, _now: Instant, _machine: &mut dyn Machine) -> Result<Self, String> {
+        Ok(Server::new(ServerConfig::from_options(o, setup)))
     }
 }
 
@@ -144,6 +74,8 @@ pub fn run_with<D: Device, F: FnMut(&mut BetweenTests<'_, D>)>(
 const LINGER: Duration = Duration::from_secs(3);
 /// iperf3's safety margin after `time + omit` before a server gives up on a test.
 const SAFETY_MARGIN: Duration = Duration::from_secs(40);
+/// How long data streams linger after SERVER_TERMINATE before they are reset.
+const TERMINATE_GRACE: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
 enum Phase {
@@ -164,12 +96,9 @@ struct Test {
     congestion: Congestion,
     data_spec: SocketSpec,
     pending_streams: Vec<DataStream>,
-    meas: Option<Measurement>,
-    payload: Option<Payload>,
+    run: Option<TestRun>,
     last_progress: Instant,
     safety_deadline: Option<Instant>,
-    end_secs: f64,
-    cpu_start: CpuTimes,
 }
 
 struct Pending {
@@ -189,6 +118,13 @@ struct Closing {
     quiet_until: Option<Instant>,
 }
 
+impl Closing {
+    /// A socket already closed or aborted: it stays until its FIN or RST has left.
+    fn closed(handle: SocketHandle, now: Instant) -> Self {
+        Closing { handle, out: Outbox::default(), since: now, close_sent: true, seen_gone: false, quiet_until: None }
+    }
+}
+
 /// How [`Server::release`] ends a test's data streams.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Release {
@@ -197,14 +133,17 @@ enum Release {
     Terminate,
 }
 
-/// How long data streams linger after SERVER_TERMINATE before they are reset.
-const TERMINATE_GRACE: Duration = Duration::from_millis(250);
-
-impl Closing {
-    /// A socket already closed or aborted: it stays until its FIN or RST has left.
-    fn closed(handle: SocketHandle, now: Instant) -> Self {
-        Closing { handle, out: Outbox::default(), since: now, close_sent: true, seen_gone: false, quiet_until: None }
-    }
+/// Why a test stops early.
+#[derive(Debug)]
+enum Stop {
+    /// Protocol error: send SERVER_ERROR with this code.
+    Fail(ErrorCode, String),
+    /// The client went away.
+    Abort(String),
+    /// IPERF_DONE after DISPLAY_RESULTS.
+    Done,
+    /// CLIENT_TERMINATE: the client was interrupted.
+    Terminated,
 }
 
 pub struct Server {
@@ -217,6 +156,8 @@ pub struct Server {
     tests_done: u32,
     /// (iperf3 stream id, local, remote) of the current or last test's data streams.
     stream_endpoints: Vec<(i64, IpEndpoint, IpEndpoint)>,
+    /// A test ended and the platform has not been told yet.
+    ended: Option<EndedTest>,
     reporter: Reporter,
     finished: bool,
 }
@@ -234,63 +175,19 @@ impl Server {
             test: None,
             tests_done: 0,
             stream_endpoints: Vec::new(),
+            ended: None,
             reporter,
             finished: false,
         }
     }
 
-    /// Text or JSON produced since the last call.
-    pub fn take_output(&mut self) -> String {
-        self.reporter.take_output()
-    }
-
-    /// True after a `-1` server has served its test.
+    /// True after a `-1` server has served its test, or after a signal.
     pub fn finished(&self) -> bool {
         self.finished
     }
 
     pub fn tests_done(&self) -> u32 {
         self.tests_done
-    }
-
-    /// (iperf3 stream id, local endpoint, remote endpoint) of each data stream of the current
-    /// test, or of the last one until the next starts: for labelling flow logs.
-    pub fn stream_endpoints(&self) -> &[(i64, IpEndpoint, IpEndpoint)] {
-        &self.stream_endpoints
-    }
-
-    /// The next instant a timer needs the server polled.
-    pub fn poll_at(&self) -> Option<Instant> {
-        let t = self.test.as_ref()?;
-        let mut at = t.last_progress + self.cfg.idle_timeout;
-        if let Some(m) = t.meas.as_ref().and_then(|m| m.poll_at()) {
-            at = at.min(m);
-        }
-        Some(at)
-    }
-
-    /// Does all pending work; returns true if any byte moved (poll again soon).
-    pub fn poll(
-        &mut self,
-        now: Instant,
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-        info: &dyn TcpInfoSource,
-    ) -> bool {
-        if self.finished {
-            // Closing connections still deliver their last words (SERVER_TERMINATE, FIN).
-            self.reap_closing(now, sockets);
-            return false;
-        }
-        let mut progress = false;
-        self.keep_listeners(sockets);
-        progress |= self.accept(now, sockets);
-        progress |= self.read_cookies(now, sockets, host);
-        if self.test.is_some() {
-            progress |= self.drive_test(now, sockets, host, info);
-        }
-        self.reap_closing(now, sockets);
-        progress
     }
 
     // ---- listening and accepting -------------------------------------------------------
@@ -336,8 +233,7 @@ impl Server {
         let mut i = 0;
         while i < self.listeners.len() {
             let h = self.listeners[i];
-            let state = sockets.get::<tcp::Socket>(h).state();
-            if state == tcp::State::Listen {
+            if sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen {
                 i += 1;
                 continue;
             }
@@ -353,12 +249,12 @@ impl Server {
 
     /// Every new connection starts with a cookie. Until it has arrived we cannot tell a
     /// control connection from a data stream, so we read it before deciding.
-    fn read_cookies(&mut self, now: Instant, sockets: &mut SocketSet<'static>, host: &mut dyn Host) -> bool {
+    fn read_cookies(&mut self, now: Instant, io: &mut RoleIo<'_>) -> bool {
         let mut progress = false;
         let mut i = 0;
         while i < self.pending.len() {
             let p = &mut self.pending[i];
-            let sock = sockets.get_mut::<tcp::Socket>(p.handle);
+            let sock = io.sockets.get_mut::<tcp::Socket>(p.handle);
             let n = read_some(sock, &mut p.cookie[p.got..]);
             p.got += n;
             progress |= n > 0;
@@ -368,22 +264,20 @@ impl Server {
                     && !matches!(sock.state(), tcp::State::SynReceived));
             // Not an iperf3 client (an iperf 2 header, a scanner): reset it at once, so it
             // cannot mistake our ACKs for a test.
-            let not_iperf3 = check_cookie_prefix(&p.cookie[..p.got]).err();
-            if let Some(why) = not_iperf3 {
-                let peer = sock.remote_endpoint();
+            if let Err(why) = check_cookie_prefix(&p.cookie[..p.got]) {
+                let from = sock.remote_endpoint().map(|e| format!(" from {e}")).unwrap_or_default();
+                sock.abort();
                 let h = p.handle;
                 self.pending.swap_remove(i);
-                sockets.get_mut::<tcp::Socket>(h).abort();
                 self.closing.push(Closing::closed(h, now));
-                let from = peer.map(|e| format!(" from {e}")).unwrap_or_default();
                 self.reporter.warning(&format!("reset a connection{from}: {why}"));
                 continue;
             }
             if p.got < COOKIE_LEN {
                 if dead || now - p.since > self.cfg.idle_timeout {
+                    sock.abort();
                     let h = p.handle;
                     self.pending.swap_remove(i);
-                    sockets.get_mut::<tcp::Socket>(h).abort();
                     self.closing.push(Closing::closed(h, now));
                 } else {
                     i += 1;
@@ -392,9 +286,9 @@ impl Server {
             }
             let p = self.pending.swap_remove(i);
             match Cookie::from_wire(&p.cookie) {
-                Some(cookie) => self.classify(now, p.handle, cookie, sockets, host),
+                Some(cookie) => self.classify(now, p.handle, cookie, io.sockets),
                 None => {
-                    sockets.get_mut::<tcp::Socket>(p.handle).abort();
+                    io.sockets.get_mut::<tcp::Socket>(p.handle).abort();
                     self.closing.push(Closing::closed(p.handle, now));
                 }
             }
@@ -402,24 +296,16 @@ impl Server {
         progress
     }
 
-    fn classify(
-        &mut self,
-        now: Instant,
-        handle: SocketHandle,
-        cookie: Cookie,
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-    ) {
+    fn classify(&mut self, now: Instant, handle: SocketHandle, cookie: Cookie, sockets: &mut SocketSet<'static>) {
         match &mut self.test {
-            None => self.start_test(now, handle, cookie, sockets, host),
+            None => self.start_test(now, handle, cookie, sockets),
             Some(t)
                 if matches!(t.phase, Phase::CreateStreams)
                     && t.cookie == cookie
                     && t.pending_streams.len() < t.params.total_streams() as usize =>
             {
                 let index = t.pending_streams.len();
-                let sends = t.params.server_sends(index);
-                let mut stream = DataStream::new(handle, index, sends);
+                let mut stream = DataStream::new(handle, index, t.params.server_sends(index));
                 let sock = sockets.get::<tcp::Socket>(handle);
                 if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
                     stream = stream.with_endpoints(l, r);
@@ -440,14 +326,7 @@ impl Server {
 
     // ---- one test ------------------------------------------------------------------------
 
-    fn start_test(
-        &mut self,
-        now: Instant,
-        ctrl: SocketHandle,
-        cookie: Cookie,
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-    ) {
+    fn start_test(&mut self, now: Instant, ctrl: SocketHandle, cookie: Cookie, sockets: &mut SocketSet<'static>) {
         let sock = sockets.get_mut::<tcp::Socket>(ctrl);
         sock.set_nagle_enabled(false);
         let peer =
@@ -466,66 +345,38 @@ impl Server {
             congestion: self.cfg.congestion,
             data_spec: SocketSpec::control(),
             pending_streams: Vec::new(),
-            meas: None,
-            payload: None,
+            run: None,
             last_progress: now,
             safety_deadline: None,
-            end_secs: 0.0,
-            cpu_start: host.cpu_times(),
         });
     }
 
-    fn drive_test(
-        &mut self,
-        now: Instant,
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-        info: &dyn TcpInfoSource,
-    ) -> bool {
+    fn drive_test(&mut self, now: Instant, io: &mut RoleIo<'_>) -> bool {
         let Some(t) = self.test.as_mut() else { return false };
         let mut progress = false;
-        let ctrl_ok = {
-            let sock = sockets.get_mut::<tcp::Socket>(t.ctrl);
-            t.out.flush(sock)
-        };
+        let ctrl_ok = t.out.flush(io.sockets.get_mut::<tcp::Socket>(t.ctrl));
 
         // Data first, so a TEST_END read below sees every byte that arrived before it.
-        if matches!(t.phase, Phase::Running) {
-            progress |= self.move_data(now, sockets);
+        if let (Phase::Running, Some(run)) = (&t.phase, t.run.as_mut())
+            && run.pump(io.sockets, t.params.bandwidth, now, true) > 0
+        {
+            t.last_progress = now;
+            progress = true;
         }
         // Control input for the current phase.
         let mut buf = [0u8; 2048];
         let eof = loop {
             let Some(t) = self.test.as_mut() else { return progress };
-            let sock = sockets.get_mut::<tcp::Socket>(t.ctrl);
+            let sock = io.sockets.get_mut::<tcp::Socket>(t.ctrl);
             let n = read_some(sock, &mut buf);
             if n == 0 {
                 break !sock.may_recv();
             }
             progress = true;
             t.last_progress = now;
-            match self.control_input(now, &buf[..n], sockets, host, info) {
-                Ok(()) => {}
-                Err(Stop::Fail(code, msg)) => {
-                    self.fail_test(now, code, &msg, sockets);
-                    return true;
-                }
-                Err(Stop::Abort(msg)) => {
-                    self.abort_test(now, &msg, sockets);
-                    return true;
-                }
-                Err(Stop::Terminated) => {
-                    // As iperf3: what we measured, then "the client has terminated".
-                    self.partial_report(now, host, info);
-                    self.reporter.ended(ErrorCode::CLIENT_TERM.message());
-                    self.release(now, sockets, Release::Reset);
-                    self.next_test();
-                    return true;
-                }
-                Err(Stop::Done) => {
-                    self.complete_test(now, sockets);
-                    return true;
-                }
+            if let Err(stop) = self.control_input(now, &buf[..n], io) {
+                self.stop(now, stop, io);
+                return true;
             }
             if self.test.is_none() {
                 return true;
@@ -534,55 +385,38 @@ impl Server {
         let Some(t) = self.test.as_mut() else { return progress };
         if matches!(t.phase, Phase::AwaitDone) && (eof || !ctrl_ok) {
             // The client closed after DISPLAY_RESULTS without IPERF_DONE: still a clean end.
-            self.complete_test(now, sockets);
+            self.stop(now, Stop::Done, io);
             return true;
         }
         if eof || !ctrl_ok {
-            self.abort_test(now, "the client has unexpectedly closed the connection", sockets);
+            self.stop(now, Stop::Abort(String::from("the client has unexpectedly closed the connection")), io);
             return true;
         }
 
         // Phase transitions that wait on something other than control input.
         if matches!(t.phase, Phase::CreateStreams) && t.pending_streams.len() == t.params.total_streams() as usize {
-            self.begin_running(now, sockets, host);
+            self.begin_running(now, io);
             progress = true;
         }
 
         let Some(t) = self.test.as_mut() else { return progress };
-        if let Some(m) = t.meas.as_mut()
-            && matches!(t.phase, Phase::Running)
-            && let Some(rep) = m.poll_timers(now, info)
+        if let (Phase::Running, Some(run)) = (&t.phase, t.run.as_mut())
+            && let Some(rep) = run.meas.poll_timers(now, io.tcp_info)
         {
             self.reporter.interval(rep);
         }
         let Some(t) = self.test.as_mut() else { return progress };
         if t.safety_deadline.is_some_and(|d| now >= d) {
-            self.abort_test(now, "the test ran past its length; the client did not end it", sockets);
+            let why = String::from("the test ran past its length; the client did not end it");
+            self.stop(now, Stop::Abort(why), io);
         } else if now - t.last_progress > self.cfg.idle_timeout {
-            let msg = format!("no data from the client for {} s; dropping the test", self.cfg.idle_timeout.secs());
-            self.abort_test(now, &msg, sockets);
+            let why = format!("no data from the client for {} s; dropping the test", self.cfg.idle_timeout.secs());
+            self.stop(now, Stop::Abort(why), io);
         }
         progress
     }
 
-    fn move_data(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {
-        let Some(t) = self.test.as_mut() else { return false };
-        let (Some(m), Some(payload)) = (t.meas.as_mut(), t.payload.as_ref()) else { return false };
-        let moved = m.pump(sockets, payload, t.params.bandwidth, now, true);
-        if moved > 0 {
-            t.last_progress = now;
-        }
-        moved > 0
-    }
-
-    fn control_input(
-        &mut self,
-        now: Instant,
-        mut input: &[u8],
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-        info: &dyn TcpInfoSource,
-    ) -> Result<(), Stop> {
+    fn control_input(&mut self, now: Instant, mut input: &[u8], io: &mut RoleIo<'_>) -> Result<(), Stop> {
         while !input.is_empty() {
             let Some(t) = self.test.as_mut() else { return Ok(()) };
             match &mut t.phase {
@@ -604,31 +438,26 @@ impl Server {
                         let body = body.map_err(|e| Stop::Fail(ErrorCode::RECV_RESULTS, format!("{e}")))?;
                         let results = TestResults::parse(&body)
                             .map_err(|e| Stop::Fail(ErrorCode::RECV_RESULTS, format!("bad results: {e}")))?;
-                        self.exchange_results(now, results, host)?;
+                        self.exchange_results(now, results, io)?;
                     }
                 }
                 Phase::CreateStreams | Phase::Running | Phase::AwaitDone => {
                     let byte = input[0];
                     input = &input[1..];
-                    self.control_byte(now, byte, sockets, info)?;
+                    self.control_byte(now, byte, io)?;
                 }
             }
         }
         Ok(())
     }
 
-    fn control_byte(
-        &mut self,
-        now: Instant,
-        byte: u8,
-        sockets: &mut SocketSet<'static>,
-        info: &dyn TcpInfoSource,
-    ) -> Result<(), Stop> {
+    fn control_byte(&mut self, now: Instant, byte: u8, io: &mut RoleIo<'_>) -> Result<(), Stop> {
         let Some(t) = self.test.as_mut() else { return Ok(()) };
+        log::debug!("server: control byte {byte:#04x} in phase {:?}", t.phase);
         match (ControlState::from_byte(byte), &t.phase) {
             (Some(ControlState::TestStart), _) => Ok(()),
             (Some(ControlState::TestEnd), Phase::Running) => {
-                self.end_running(now, sockets, info);
+                self.end_running(now, io);
                 Ok(())
             }
             (Some(ControlState::IperfDone), Phase::AwaitDone) => Err(Stop::Done),
@@ -665,11 +494,11 @@ impl Server {
                 "the client asked for MSS {mss}; smoltcp cannot set a socket's MSS, so the interface's is used"
             ));
         }
-        let server_sends = params.reverse || params.bidirectional;
-        let server_receives = !params.reverse || params.bidirectional;
+        // Listeners exist before a stream's direction is known, so every data socket gets
+        // the buffers of both directions the test uses.
         t.data_spec = data_socket_spec(
-            server_sends,
-            server_receives,
+            params.client_receives_any(),
+            params.client_sends_any(),
             params.window,
             params.total_streams(),
             congestion,
@@ -684,48 +513,39 @@ impl Server {
         Ok(())
     }
 
-    fn begin_running(&mut self, now: Instant, sockets: &mut SocketSet<'static>, host: &mut dyn Host) {
+    fn begin_running(&mut self, now: Instant, io: &mut RoleIo<'_>) {
         let Some(t) = self.test.as_mut() else { return };
         let streams = core::mem::take(&mut t.pending_streams);
-        t.payload = Some(Payload::new(t.params.len as usize, t.params.repeating_payload, host));
-        let cfg = MeasureConfig {
-            omit_secs: t.params.omit,
-            interval_secs: self.cfg.interval,
-            send_limit: t.params.send_limit(),
-            rcv_buf: t.data_spec.rx,
-        };
-        t.meas = Some(Measurement::new(streams, now, cfg));
+        let run = TestRun::start(streams, now, &t.params, self.cfg.interval, t.data_spec.rx, t.congestion, io.machine);
+        t.run = Some(run);
         if t.params.time > 0 {
             t.safety_deadline = Some(now + Duration::from_secs((t.params.time + t.params.omit) as u64) + SAFETY_MARGIN);
         }
-        t.cpu_start = host.cpu_times();
         t.out.push(&[ControlState::TestStart.to_byte(), ControlState::TestRunning.to_byte()]);
         t.phase = Phase::Running;
-        let p = &t.params;
         let info = TestStartInfo {
             version: self.cfg.version.clone(),
-            system_info: host.system_info(),
-            timestamp_ms: host.unix_time_ms(),
+            system_info: io.machine.system_info(),
+            timestamp_ms: io.machine.unix_time_ms(),
             interval: self.cfg.interval,
             peer_host: t.peer.addr.to_string(),
             peer_port: t.peer.port,
             cookie: t.cookie.to_text(),
-            ..TestStartInfo::for_test(p, &t.data_spec, t.congestion, self.cfg.mss)
+            ..TestStartInfo::for_test(&t.params, &t.data_spec, t.congestion, self.cfg.mss)
         };
         self.reporter.test_start(info);
-        self.keep_listeners(sockets);
+        self.keep_listeners(io.sockets);
     }
 
     /// TEST_END: take the final sample, close the data streams, ask for the client's results.
-    fn end_running(&mut self, now: Instant, sockets: &mut SocketSet<'static>, info: &dyn TcpInfoSource) {
+    fn end_running(&mut self, now: Instant, io: &mut RoleIo<'_>) {
         let Some(t) = self.test.as_mut() else { return };
-        if let Some(m) = t.meas.as_mut() {
-            if let Some(rep) = m.finish(now, info) {
+        if let Some(run) = t.run.as_mut() {
+            if let Some(rep) = run.end(now, io.tcp_info) {
                 self.reporter.interval(rep);
             }
-            t.end_secs = m.elapsed(now);
-            for s in &m.streams {
-                sockets.get_mut::<tcp::Socket>(s.handle).close();
+            for s in &run.meas.streams {
+                io.sockets.get_mut::<tcp::Socket>(s.handle).close();
             }
         }
         t.safety_deadline = None;
@@ -733,44 +553,15 @@ impl Server {
         t.phase = Phase::Results(FrameReader::new(MAX_RESULTS_LEN));
     }
 
-    fn exchange_results(&mut self, now: Instant, remote: TestResults, host: &mut dyn Host) -> Result<(), Stop> {
+    /// The client's results arrived: report, answer with ours (and our output if asked).
+    fn exchange_results(&mut self, now: Instant, remote: TestResults, io: &mut RoleIo<'_>) -> Result<(), Stop> {
         let Some(t) = self.test.as_mut() else { return Ok(()) };
-        let Some(m) = t.meas.as_ref() else { return Ok(()) };
-        let mut streams = Vec::with_capacity(m.streams.len());
-        for s in &m.streams {
-            let e = s
-                .end_summary(t.end_secs, &remote.streams, remote.sender_has_retransmits == 1)
-                .map_err(|code| Stop::Fail(code, format!("the client's results lack stream id {}", s.id)))?;
-            streams.push(e);
-        }
-        let (user, system) = t.cpu_start.percent_until(host.cpu_times(), (now - m.started).total_micros());
-        let we_send = m.streams.iter().any(|s| s.sends);
-        let we_receive = m.streams.iter().any(|s| !s.sends);
-        let ours = Some(t.congestion.name().to_string());
-        let theirs = remote.congestion_used.clone();
-        self.reporter.test_end(TestEndInfo {
-            streams,
-            cpu: CpuUtil {
-                host_total: user + system,
-                host_user: user,
-                host_system: system,
-                remote_total: remote.cpu_util_total,
-                remote_user: remote.cpu_util_user,
-                remote_system: remote.cpu_util_system,
-            },
-            sender_tcp_congestion: if we_send { ours.clone() } else { theirs.clone() },
-            receiver_tcp_congestion: if we_receive { ours.clone() } else { theirs },
-        });
-        let mut results = TestResults {
-            cpu_util_total: user + system,
-            cpu_util_user: user,
-            cpu_util_system: system,
-            sender_has_retransmits: sender_has_retransmits(&m.streams),
-            congestion_used: ours,
-            server_output_text: None,
-            server_output_json: None,
-            streams: m.streams.iter().map(|s| s.result(t.end_secs)).collect(),
-        };
+        let Some(run) = t.run.as_mut() else { return Ok(()) };
+        let mut results = run.results(now, io.machine);
+        let summary = run
+            .summary(&remote)
+            .map_err(|(code, id)| Stop::Fail(code, format!("the client's results lack stream id {id}")))?;
+        self.reporter.test_end(summary);
         if t.params.get_server_output {
             if self.cfg.report.format == netstack::report::OutputFormat::Text {
                 results.server_output_text = Some(self.reporter.text_so_far());
@@ -786,80 +577,62 @@ impl Server {
 
     // ---- ending a test -------------------------------------------------------------------
 
-    /// The test is cut short (CLIENT_TERMINATE, or a signal here): the final partial interval
-    /// and a summary of what this side measured, the client's half as zero, as iperf3 prints
-    /// them. Nothing before the data streams ran.
-    fn partial_report(&mut self, now: Instant, host: &mut dyn Host, info: &dyn TcpInfoSource) {
-        let Some(t) = self.test.as_mut() else { return };
-        let Some(m) = t.meas.as_mut() else { return };
-        if matches!(t.phase, Phase::Running) {
-            if let Some(rep) = m.finish(now, info) {
-                self.reporter.interval(rep);
+    /// The test is cut short: what this side measured, as iperf3 prints it (nothing before
+    /// the data streams ran).
+    fn partial_report(&mut self, now: Instant, io: &mut RoleIo<'_>) {
+        let Some(run) = self.test.as_mut().and_then(|t| t.run.as_mut()) else { return };
+        let (rep, summary) = run.partial(now, io.machine, io.tcp_info);
+        if let Some(rep) = rep {
+            self.reporter.interval(rep);
+        }
+        self.reporter.test_end(summary);
+    }
+
+    /// Ends the current test for `why` and gets ready for the next.
+    fn stop(&mut self, now: Instant, why: Stop, io: &mut RoleIo<'_>) {
+        log::debug!("server: test {} ends: {why:?}", self.tests_done + 1);
+        let how = match why {
+            Stop::Done => Release::Graceful,
+            Stop::Fail(code, msg) => {
+                // The client broke the protocol: tell it why with SERVER_ERROR, then close.
+                self.reporter.error(&msg);
+                if let Some(t) = self.test.as_mut() {
+                    t.out.push(&ServerError::new(code).to_wire());
+                }
+                Release::Reset
             }
-            t.end_secs = m.elapsed(now);
-        }
-        let (user, system) = t.cpu_start.percent_until(host.cpu_times(), (now - m.started).total_micros());
-        let streams = m.streams.iter().map(|s| s.partial_summary(t.end_secs)).collect();
-        let ours = Some(t.congestion.name().to_string());
-        self.reporter.test_end(TestEndInfo {
-            streams,
-            cpu: CpuUtil { host_total: user + system, host_user: user, host_system: system, ..CpuUtil::default() },
-            sender_tcp_congestion: ours.clone(),
-            receiver_tcp_congestion: ours,
-        });
-    }
-
-    /// The platform caught `signal` (e.g. "Interrupt(2)"): during a test, report what was
-    /// measured and tell the client SERVER_TERMINATE; then reset every connection and stop
-    /// serving, with iperf3 3.19+'s `interrupt - the server has terminated by signal …`.
-    pub fn interrupt(
-        &mut self,
-        now: Instant,
-        sockets: &mut SocketSet<'static>,
-        host: &mut dyn Host,
-        info: &dyn TcpInfoSource,
-        signal: &str,
-    ) {
-        if self.finished {
-            return;
-        }
-        self.partial_report(now, host, info);
-        if let Some(t) = self.test.as_mut() {
-            t.out.push(&[ControlState::ServerTerminate.to_byte()]);
-        }
-        self.reporter.ended(&format!("interrupt - {} by signal {signal}", ErrorCode::SERVER_TERM.message()));
-        if self.test.is_some() {
-            self.release(now, sockets, Release::Terminate);
-        }
-        for p in self.pending.drain(..) {
-            sockets.get_mut::<tcp::Socket>(p.handle).abort();
-            self.closing.push(Closing::closed(p.handle, now));
-        }
-        for h in self.listeners.drain(..) {
-            sockets.remove(h);
-        }
+            Stop::Abort(msg) => {
+                // The client vanished or stalled: drop everything and listen again.
+                self.reporter.error(&msg);
+                Release::Reset
+            }
+            Stop::Terminated => {
+                // As iperf3: what we measured, then "the client has terminated".
+                self.partial_report(now, io);
+                self.reporter.ended(ErrorCode::CLIENT_TERM.message());
+                Release::Reset
+            }
+        };
+        self.release(now, io.sockets, how);
         self.reporter.finish();
-        self.finished = true;
-    }
-
-    /// True while closing connections still have something to say (SERVER_TERMINATE, FIN,
-    /// RST): the platform polls the interface until then, briefly, before it exits.
-    pub fn flushing(&self, sockets: &SocketSet<'static>) -> bool {
-        self.closing.iter().any(|c| {
-            let s = sockets.get::<tcp::Socket>(c.handle);
-            !c.out.is_empty() || (s.send_queue() > 0 && s.may_send()) || !matches!(s.state(), tcp::State::Closed)
-        })
+        self.tests_done += 1;
+        self.ended = Some(EndedTest { number: self.tests_done, streams: self.stream_endpoints.clone() });
+        if self.cfg.one_off {
+            self.finished = true;
+        } else {
+            self.reporter.server_listening(self.cfg.port, self.tests_done + 1);
+        }
     }
 
     /// Ends the current test's connections: the control connection delivers what it still
     /// has to say and closes; the data streams close (`Release::Graceful`), reset at once
     /// (`Reset`), or (`Terminate`) close and reset after [`TERMINATE_GRACE`], so the client
     /// reads SERVER_TERMINATE before its data streams fail.
-    fn release(&mut self, now: Instant, sockets: &mut SocketSet<'static>, how: Release) -> Option<Test> {
-        let mut t = self.test.take()?;
+    fn release(&mut self, now: Instant, sockets: &mut SocketSet<'static>, how: Release) {
+        let Some(mut t) = self.test.take() else { return };
         let mut data: Vec<SocketHandle> = t.pending_streams.iter().map(|s| s.handle).collect();
-        if let Some(m) = &t.meas {
-            data.extend(m.streams.iter().map(|s| s.handle));
+        if let Some(run) = &t.run {
+            data.extend(run.meas.streams.iter().map(|s| s.handle));
         }
         for h in data {
             let sock = sockets.get_mut::<tcp::Socket>(h);
@@ -876,42 +649,6 @@ impl Server {
         }
         let out = core::mem::take(&mut t.out);
         self.closing.push(Closing { close_sent: false, out, ..Closing::closed(t.ctrl, now) });
-        Some(t)
-    }
-
-    fn next_test(&mut self) {
-        self.reporter.finish();
-        self.tests_done += 1;
-        if self.cfg.one_off {
-            self.finished = true;
-        } else {
-            self.reporter.server_listening(self.cfg.port, self.tests_done + 1);
-        }
-    }
-
-    fn complete_test(&mut self, now: Instant, sockets: &mut SocketSet<'static>) {
-        self.release(now, sockets, Release::Graceful);
-        self.next_test();
-    }
-
-    /// The client broke the protocol: tell it why with SERVER_ERROR, then close.
-    fn fail_test(&mut self, now: Instant, code: ErrorCode, msg: &str, sockets: &mut SocketSet<'static>) {
-        self.reporter.error(msg);
-        if let Some(t) = self.test.as_mut() {
-            let mut frame = [0u8; 9];
-            frame[0] = ControlState::ServerError.to_byte();
-            frame[1..5].copy_from_slice(&code.0.to_be_bytes());
-            t.out.push(&frame);
-        }
-        self.release(now, sockets, Release::Reset);
-        self.next_test();
-    }
-
-    /// The client vanished, stalled or terminated: drop everything and listen again.
-    fn abort_test(&mut self, now: Instant, msg: &str, sockets: &mut SocketSet<'static>) {
-        self.reporter.error(msg);
-        self.release(now, sockets, Release::Reset);
-        self.next_test();
     }
 
     /// Flushes what closing sockets still have to say, sends FIN, discards late data, and
@@ -963,13 +700,77 @@ impl Server {
     }
 }
 
-enum Stop {
-    /// Protocol error: send SERVER_ERROR with this code.
-    Fail(ErrorCode, String),
-    /// The client went away or terminated.
-    Abort(String),
-    /// IPERF_DONE after DISPLAY_RESULTS.
-    Done,
-    /// CLIENT_TERMINATE: the client was interrupted.
-    Terminated,
+impl Role for Server {
+    /// Does all pending work; returns true if any byte moved (poll again soon).
+    fn poll(&mut self, now: Instant, io: &mut RoleIo<'_>) -> bool {
+        if self.finished {
+            // Closing connections still deliver their last words (SERVER_TERMINATE, FIN).
+            self.reap_closing(now, io.sockets);
+            return false;
+        }
+        let mut progress = false;
+        self.keep_listeners(io.sockets);
+        progress |= self.accept(now, io.sockets);
+        progress |= self.read_cookies(now, io);
+        if self.test.is_some() {
+            progress |= self.drive_test(now, io);
+        }
+        self.reap_closing(now, io.sockets);
+        progress
+    }
+
+    /// The next instant a timer needs the server polled.
+    fn poll_at(&self) -> Option<Instant> {
+        let t = self.test.as_ref()?;
+        let mut at = t.last_progress + self.cfg.idle_timeout;
+        if let Some(m) = t.run.as_ref().and_then(|r| r.meas.poll_at()) {
+            at = at.min(m);
+        }
+        Some(at)
+    }
+
+    fn take_output(&mut self) -> String {
+        self.reporter.take_output()
+    }
+
+    /// During a test, report what was measured and tell the client SERVER_TERMINATE; then
+    /// reset every connection and stop serving, with iperf3 3.19+'s `interrupt - the server
+    /// has terminated by signal …`.
+    fn interrupt(&mut self, now: Instant, io: &mut RoleIo<'_>, signal: &str) {
+        if self.finished {
+            return;
+        }
+        self.partial_report(now, io);
+        if let Some(t) = self.test.as_mut() {
+            t.out.push(&[ControlState::ServerTerminate.to_byte()]);
+        }
+        self.reporter.ended(&format!("interrupt - {} by signal {signal}", ErrorCode::SERVER_TERM.message()));
+        self.release(now, io.sockets, Release::Terminate);
+        for p in self.pending.drain(..) {
+            io.sockets.get_mut::<tcp::Socket>(p.handle).abort();
+            self.closing.push(Closing::closed(p.handle, now));
+        }
+        for h in self.listeners.drain(..) {
+            io.sockets.remove(h);
+        }
+        self.reporter.finish();
+        self.finished = true;
+    }
+
+    fn done(&self) -> bool {
+        self.finished
+    }
+
+    /// True while closing connections still have something to say (SERVER_TERMINATE, FIN,
+    /// RST).
+    fn flushing(&self, sockets: &SocketSet<'static>) -> bool {
+        self.closing.iter().any(|c| {
+            let s = sockets.get::<tcp::Socket>(c.handle);
+            !c.out.is_empty() || (s.send_queue() > 0 && s.may_send()) || !matches!(s.state(), tcp::State::Closed)
+        })
+    }
+
+    fn take_ended_test(&mut self) -> Option<EndedTest> {
+        self.ended.take()
+    }
 }

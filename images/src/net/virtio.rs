@@ -209,6 +209,16 @@ impl Slots {
     }
 }
 
+/// Slot ids: at most one per descriptor of a ring.
+type SlotList = heapless::Vec<u16, QUEUE_SIZE>;
+
+/// Puts a slot id back on a list. The lists hold ids of one ring's buffers, each at most once,
+/// so one can never be full when a slot comes back.
+fn give_back(list: &mut SlotList, slot: u16) {
+    let pushed = list.push(slot);
+    debug_assert!(pushed.is_ok(), "slot list overflow");
+}
+
 struct RxRing {
     /// Posted buffers: `QUEUE_SIZE` of 2 KiB, or `BIG_RX_BUFS` of 64 KiB with GUEST_TSO4.
     slots: Slots,
@@ -216,8 +226,9 @@ struct RxRing {
     slot_of_token: [u16; QUEUE_SIZE],
     /// The slot whose frame was last handed to smoltcp; re-posted on the next call.
     in_hand: Option<u16>,
-    /// Slots smoltcp is done with, waiting to be re-posted as one batch.
-    done: Vec<u16>,
+    /// Slots smoltcp is done with, waiting to be re-posted as one batch (never more than the
+    /// ring holds).
+    done: SlotList,
     /// How many finished slots make a batch.
     repost_batch: usize,
 }
@@ -227,8 +238,8 @@ struct RxRing {
 struct TxPool {
     small: Slots,
     big: Option<Slots>,
-    free_small: Vec<u16>,
-    free_big: Vec<u16>,
+    free_small: SlotList,
+    free_big: SlotList,
     slot_of_token: [u16; QUEUE_SIZE],
     /// Bytes (header + frame) posted from each slot; `complete_tx` wants the same slice.
     posted_len: [u32; QUEUE_SIZE],
@@ -262,9 +273,9 @@ impl TxPool {
 
     fn release(&mut self, slot: u16) {
         if usize::from(slot) < self.small.count {
-            self.free_small.push(slot);
+            give_back(&mut self.free_small, slot);
         } else {
-            self.free_big.push(slot);
+            give_back(&mut self.free_big, slot);
         }
     }
 
@@ -390,7 +401,7 @@ impl Nic {
                 slots: rx_slots,
                 slot_of_token: [NO_SLOT; QUEUE_SIZE],
                 in_hand: None,
-                done: Vec::with_capacity(usize::from(rx_count)),
+                done: SlotList::new(),
                 repost_batch,
             },
             tx: TxPool {
@@ -414,7 +425,9 @@ impl Nic {
             stats: NicStats::default(),
             fault: None,
         };
-        nic.rx.done.extend(0..rx_count);
+        for slot in 0..rx_count {
+            give_back(&mut nic.rx.done, slot);
+        }
         nic.repost_rx();
         match nic.fault.take() {
             Some(fault) => Err(format!("virtio-net ({location}): posting receive buffers: {fault}")),
@@ -522,7 +535,7 @@ impl Nic {
                     let (header, frame) = buf[..written].split_at(self.hdr_len);
                     if self.rx_csum_offload && !csum::rx_checksum_acceptable(header, frame) {
                         self.stats.rx_bad_checksum += 1;
-                        self.rx.done.push(slot);
+                        give_back(&mut self.rx.done, slot);
                         continue;
                     }
                     if frame.len() > self.max_frame {
@@ -533,7 +546,7 @@ impl Nic {
                 // Popped but unusable: no frame after the header, or longer than the buffer.
                 Ok(_) => {
                     self.stats.rx_bad += 1;
-                    self.rx.done.push(slot);
+                    give_back(&mut self.rx.done, slot);
                 }
                 Err(e) => {
                     self.set_fault(format!("completing a receive: {e}"));
@@ -553,7 +566,7 @@ impl Device for Nic {
         // smoltcp polls ingress first: whatever the last poll queued for sending goes now.
         self.flush();
         if let Some(slot) = self.rx.in_hand.take() {
-            self.rx.done.push(slot);
+            give_back(&mut self.rx.done, slot);
         }
         // Re-post in batches: when the device starves it asks for a kick on every buffer.
         if self.rx.done.len() >= self.rx.repost_batch || self.queues.peek_rx().is_none() {

@@ -6,6 +6,7 @@
 mod format;
 mod probe;
 mod rows;
+pub mod ship;
 mod tracker;
 
 #[cfg(test)]

@@ -1,27 +1,28 @@
-//! The Linux host: process CPU time, wall clock, `uname` and /dev/urandom.
+//! The Linux machine as the roles see it: process CPU time, wall clock, `uname` and
+//! /dev/urandom.
 
-use netstack::host::{CpuTimes, Host};
+use netstack::machine::{CpuTimes, Machine, SplitMix64};
 use std::io::Read;
 
-pub struct LinuxHost {
+pub struct LinuxMachine {
     urandom: Option<std::fs::File>,
-    fallback: netstack::host::SplitMix64,
+    fallback: SplitMix64,
 }
 
-impl Default for LinuxHost {
+impl Default for LinuxMachine {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl LinuxHost {
+impl LinuxMachine {
     pub fn new() -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
             ^ (std::process::id() as u64) << 32;
-        LinuxHost { urandom: std::fs::File::open("/dev/urandom").ok(), fallback: netstack::host::SplitMix64(seed) }
+        LinuxMachine { urandom: std::fs::File::open("/dev/urandom").ok(), fallback: SplitMix64(seed) }
     }
 }
 
@@ -29,7 +30,7 @@ fn tv_us(tv: libc::timeval) -> u64 {
     tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64
 }
 
-impl Host for LinuxHost {
+impl Machine for LinuxMachine {
     fn cpu_times(&mut self) -> CpuTimes {
         // SAFETY: getrusage fills the zeroed struct we pass.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };

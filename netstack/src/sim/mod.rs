@@ -20,6 +20,11 @@
 //! [`SimLink::port`], so no `Rc<RefCell<…>>` is needed. Frame buffers are recycled through a
 //! per-lane pool: in steady state no packet allocates.
 
+mod pair;
+mod script;
+pub use pair::{CLIENT_IP, Node, Pair, SERVER_IP};
+pub use script::{RawConn, RawPeer};
+
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
@@ -28,7 +33,7 @@ use alloc::vec::Vec;
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::time::{Duration, Instant};
 
-use crate::host::SplitMix64;
+use crate::machine::SplitMix64;
 
 /// Smallest allowed `mtu`: the IPv4 minimum datagram every host must accept (576) plus the
 /// 14-byte Ethernet header.

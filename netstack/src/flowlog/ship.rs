@@ -10,10 +10,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 
-use crate::flowlog::{Event, FlowId, FlowSample, FlowTracker, Format, ProbeConfig, RowWriter, Sampling};
+use super::{Event, FlowId, FlowSample, FlowTracker, Format, ProbeConfig, RowWriter, Sampling};
+use crate::driver::{self, Platform, Role, RoleIo, Stack};
+use crate::machine::Machine;
 use crate::options::FlowLogOptions;
-use crate::platform::Platform;
-use smoltcp::iface::{Interface, SocketSet};
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
@@ -59,12 +60,8 @@ pub struct TestLog {
     pub dropped: u64,
 }
 
-pub fn take_test_log(
-    tracker: &mut FlowTracker,
-    cfg: ProbeConfig,
-    streams: &[(i64, IpEndpoint, IpEndpoint)],
-    t_us: u64,
-) -> TestLog {
+pub fn take_test_log(tracker: &mut FlowTracker, streams: &[(i64, IpEndpoint, IpEndpoint)], t_us: u64) -> TestLog {
+    let cfg = *tracker.config();
     let mut old = core::mem::replace(tracker, FlowTracker::new(cfg));
     let labels: Vec<(FlowId, i64)> = streams.iter().filter_map(|(id, l, r)| Some((flow_of(l, r)?, *id))).collect();
     for (flow, id) in &labels {
@@ -96,6 +93,28 @@ pub fn write_some(
         i += 1;
     }
     i
+}
+
+/// A whole log in `format` (header line, then one row per sample), handed to `out` in chunks
+/// of about `chunk` bytes: how a file or a console gets a log without holding it all as text.
+pub fn write_chunks<E>(
+    format: Format,
+    samples: &[FlowSample],
+    chunk: usize,
+    mut out: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut rows = RowWriter::new(format);
+    let mut buf = Vec::with_capacity(chunk + 1024);
+    rows.header(&mut buf);
+    let mut next = 0;
+    loop {
+        next = write_some(&mut rows, samples, next, &mut buf, chunk);
+        if buf.is_empty() {
+            return Ok(());
+        }
+        out(&buf)?;
+        buf.clear();
+    }
 }
 
 /// What an upload says about itself, as one line:
@@ -171,8 +190,6 @@ pub struct ShipReport {
     pub connect: Duration,
     /// Connection established to the last byte and FIN acknowledged.
     pub transfer: Duration,
-    /// Part of `transfer` spent turning samples into text.
-    pub formatting: Duration,
     /// Part of `transfer` after the last byte was queued: sending what was buffered, and the
     /// collector's close.
     pub drain: Duration,
@@ -195,147 +212,206 @@ pub struct Collector {
     pub timeout: Duration,
 }
 
-/// Sends one log to a collector over `iface`, polling it (and `dev`) in a loop of its own
-/// until the collector has everything and has closed, or `timeout`. Other sockets in
-/// `sockets` keep being served by the same polls. `dev` should be the bare NIC (not the flow
-/// probe), so the upload does not log itself.
-pub fn ship<D: Device + ?Sized>(
-    iface: &mut Interface,
-    dev: &mut D,
-    sockets: &mut SocketSet<'static>,
-    platform: &mut dyn Platform,
-    to: &Collector,
-    header: &ShipHeader,
-    samples: &[FlowSample],
-) -> Result<ShipReport, String> {
-    let mut sock = tcp::Socket::new(
-        tcp::SocketBuffer::new(alloc::vec![0; 4096]),
-        tcp::SocketBuffer::new(alloc::vec![0; SHIP_TX_BUF]),
-    );
-    sock.set_nagle_enabled(false);
-    sock.set_congestion_control(tcp::CongestionControl::Reno);
-    let start = platform.now();
-    sock.connect(iface.context(), to.endpoint, to.local_port)
-        .map_err(|e| format!("cannot connect to the collector {}: {e}", to.endpoint))?;
-    let handle = sockets.add(sock);
-    let result = ship_loop(iface, dev, sockets, platform, to, handle, start, header, samples);
-    let sock = sockets.get_mut::<tcp::Socket>(handle);
-    if result.is_err() {
-        sock.abort();
-        let now = platform.now();
-        iface.poll(now, dev, sockets);
-    }
-    sockets.remove(handle);
-    result
+/// One log on its way to a collector, as a [`Role`] the platform's loop drives: connect, stream
+/// the header line and the rows (formatted a chunk at a time, so the interface sends between
+/// chunks), close, and be done once the collector has acknowledged everything and closed its
+/// side (so it has read it all), or on error or timeout.
+pub struct Upload<'a> {
+    to: Collector,
+    samples: &'a [FlowSample],
+    rows: RowWriter,
+    /// Bytes formatted and not yet all in the socket, from `offset`.
+    staged: Vec<u8>,
+    offset: usize,
+    /// Next sample to format.
+    next: usize,
+    bytes: u64,
+    handle: Option<SocketHandle>,
+    start: Option<Instant>,
+    established: Option<Instant>,
+    closed: Option<Instant>,
+    outcome: Option<Result<ShipReport, String>>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn ship_loop<D: Device + ?Sized>(
-    iface: &mut Interface,
-    dev: &mut D,
-    sockets: &mut SocketSet<'static>,
-    platform: &mut dyn Platform,
-    to: &Collector,
-    handle: smoltcp::iface::SocketHandle,
-    start: Instant,
-    header: &ShipHeader,
-    samples: &[FlowSample],
-) -> Result<ShipReport, String> {
-    let deadline = start + to.timeout;
-    let mut rows = RowWriter::new(header.format);
-    let mut staged: Vec<u8> = Vec::with_capacity(64 * 1024);
-    staged.extend_from_slice(header.to_line().as_bytes());
-    rows.header(&mut staged);
-    let mut offset = 0; // bytes of `staged` already in the socket
-    let mut next = 0; // next sample to format
-    let mut bytes = 0u64;
-    let mut established: Option<Instant> = None;
-    let mut closed: Option<Instant> = None;
-    let mut formatting = Duration::ZERO;
-    loop {
-        let now = platform.now();
-        iface.poll(now, dev, sockets);
-        let sock = sockets.get_mut::<tcp::Socket>(handle);
-        if established.is_none() {
+impl<'a> Upload<'a> {
+    pub fn new(to: Collector, header: &ShipHeader, samples: &'a [FlowSample]) -> Self {
+        let rows = RowWriter::new(header.format);
+        let mut staged = Vec::with_capacity(64 * 1024);
+        staged.extend_from_slice(header.to_line().as_bytes());
+        rows.header(&mut staged);
+        Upload {
+            to,
+            samples,
+            rows,
+            staged,
+            offset: 0,
+            next: 0,
+            bytes: 0,
+            handle: None,
+            start: None,
+            established: None,
+            closed: None,
+            outcome: None,
+        }
+    }
+
+    /// How it went, once [`Role::done`].
+    pub fn outcome(&self) -> Option<&Result<ShipReport, String>> {
+        self.outcome.as_ref()
+    }
+
+    /// The upload socket is no longer needed: it leaves the set (reset first after a failure).
+    pub fn remove(&mut self, sockets: &mut SocketSet<'static>) {
+        if let Some(h) = self.handle.take() {
+            sockets.remove(h);
+        }
+    }
+
+    fn fail(&mut self, why: String, sock: &mut tcp::Socket) {
+        sock.abort();
+        self.outcome = Some(Err(why));
+    }
+
+    fn step(&mut self, now: Instant, sock: &mut tcp::Socket) {
+        if self.established.is_none() {
             match sock.state() {
                 tcp::State::SynSent | tcp::State::SynReceived => {}
                 tcp::State::Closed => {
-                    return Err(format!("the collector {} refused the connection", to.endpoint));
+                    return self.fail(format!("the collector {} refused the connection", self.to.endpoint), sock);
                 }
-                _ => established = Some(now),
+                _ => self.established = Some(now),
             }
         }
-        if established.is_some() && closed.is_none() {
-            // Keep the send buffer full, formatting one chunk per pass so the interface gets
-            // to send between chunks (formatting is most of the work in a slow guest).
+        if self.established.is_some() && self.closed.is_none() {
             let mut formatted = false;
             while sock.can_send() {
-                if offset == staged.len() {
+                if self.offset == self.staged.len() {
                     if formatted {
                         break;
                     }
                     formatted = true;
-                    staged.clear();
-                    offset = 0;
-                    let t = platform.now();
-                    next = write_some(&mut rows, samples, next, &mut staged, 60 * 1024);
-                    formatting += platform.now() - t;
-                    if staged.is_empty() {
+                    self.staged.clear();
+                    self.offset = 0;
+                    self.next = write_some(&mut self.rows, self.samples, self.next, &mut self.staged, 60 * 1024);
+                    if self.staged.is_empty() {
                         break;
                     }
                 }
-                match sock.send_slice(&staged[offset..]) {
+                match sock.send_slice(&self.staged[self.offset..]) {
                     Ok(0) => break,
                     Ok(n) => {
-                        offset += n;
-                        bytes += n as u64;
+                        self.offset += n;
+                        self.bytes += n as u64;
                     }
-                    Err(_) => return Err(String::from("the collector connection broke during the upload")),
+                    Err(_) => return self.fail(String::from("the collector connection broke during the upload"), sock),
                 }
             }
-            if offset == staged.len() && next == samples.len() {
+            if self.offset == self.staged.len() && self.next == self.samples.len() {
                 sock.close();
-                closed = Some(now);
+                self.closed = Some(now);
             }
         }
-        // Done once the collector has acknowledged everything and closed its side (so it has
-        // read it all: an early RST could cost the peer unread data).
-        if let Some(closed_at) = closed
-            && matches!(sock.state(), tcp::State::TimeWait | tcp::State::Closed)
-            && sock.send_queue() == 0
-        {
-            let t0 = established.unwrap_or(start);
-            return Ok(ShipReport {
-                samples: samples.len() as u64,
-                bytes,
-                connect: t0 - start,
-                transfer: now - t0,
-                formatting,
-                drain: now - closed_at,
-            });
+        if let Some(closed_at) = self.closed {
+            if matches!(sock.state(), tcp::State::TimeWait | tcp::State::Closed) && sock.send_queue() == 0 {
+                let start = self.start.unwrap_or(now);
+                let t0 = self.established.unwrap_or(start);
+                self.outcome = Some(Ok(ShipReport {
+                    samples: self.samples.len() as u64,
+                    bytes: self.bytes,
+                    connect: t0 - start,
+                    transfer: now - t0,
+                    drain: now - closed_at,
+                }));
+                return;
+            }
+            if sock.state() == tcp::State::Closed {
+                return self.fail(String::from("the collector reset the connection"), sock);
+            }
         }
-        if closed.is_some() && sock.state() == tcp::State::Closed {
-            return Err(String::from("the collector reset the connection"));
-        }
-        if now >= deadline {
-            let what = if established.is_none() {
+        if self.start.is_some_and(|s| now >= s + self.to.timeout) {
+            let what = if self.established.is_none() {
                 "no connection"
-            } else if closed.is_some() {
+            } else if self.closed.is_some() {
                 "sent everything but the collector did not close"
             } else {
                 "upload unfinished"
             };
-            return Err(format!(
-                "the upload to {} timed out after {} s ({what}, {bytes} bytes sent)",
-                to.endpoint,
-                to.timeout.secs()
-            ));
-        }
-        let delay = iface.poll_delay(now, sockets).map(|d| d.min(Duration::from_millis(1)));
-        if sockets.get::<tcp::Socket>(handle).send_queue() == 0 || delay != Some(Duration::ZERO) {
-            platform.idle(delay.or(Some(Duration::from_millis(1))));
+            let why = format!(
+                "the upload to {} timed out after {} s ({what}, {} bytes sent)",
+                self.to.endpoint,
+                self.to.timeout.secs(),
+                self.bytes
+            );
+            self.fail(why, sock);
         }
     }
+}
+
+impl Role for Upload<'_> {
+    fn poll(&mut self, now: Instant, io: &mut RoleIo<'_>) -> bool {
+        if self.outcome.is_some() {
+            return false;
+        }
+        let handle = match self.handle {
+            Some(h) => h,
+            None => {
+                let mut sock = tcp::Socket::new(
+                    tcp::SocketBuffer::new(alloc::vec![0; 4096]),
+                    tcp::SocketBuffer::new(alloc::vec![0; SHIP_TX_BUF]),
+                );
+                sock.set_nagle_enabled(false);
+                sock.set_congestion_control(tcp::CongestionControl::Reno);
+                self.start = Some(now);
+                if let Err(e) = sock.connect(io.iface.context(), self.to.endpoint, self.to.local_port) {
+                    self.outcome = Some(Err(format!("cannot connect to the collector {}: {e}", self.to.endpoint)));
+                    return false;
+                }
+                let h = io.sockets.add(sock);
+                self.handle = Some(h);
+                h
+            }
+        };
+        let before = (self.bytes, self.established, self.closed);
+        let sock = io.sockets.get_mut::<tcp::Socket>(handle);
+        self.step(now, sock);
+        (self.bytes, self.established, self.closed) != before || self.outcome.is_some()
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        // Poll at least every millisecond while sending: the socket takes more as ACKs come.
+        self.start.map(|s| (s + self.to.timeout).min(s + Duration::from_millis(1)))
+    }
+
+    fn done(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    fn flushing(&self, sockets: &SocketSet<'static>) -> bool {
+        // A failed upload's RST must leave before the socket is removed.
+        self.handle.is_some_and(|h| {
+            let s = sockets.get::<tcp::Socket>(h);
+            !matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait)
+        })
+    }
+}
+
+/// Sends one log to a collector with the platform's own stack and loop, then removes the
+/// upload's socket. The stack's other sockets are served meanwhile. The upload passes through
+/// the flow probe, which starts afresh afterwards so the next test's log holds no upload rows.
+pub fn ship<D: Device>(
+    stack: &mut Stack<D>,
+    machine: &mut dyn Machine,
+    platform: &mut dyn Platform,
+    to: &Collector,
+    header: &ShipHeader,
+    samples: &[FlowSample],
+) -> Result<ShipReport, String> {
+    let mut upload = Upload::new(*to, header, samples);
+    driver::run(stack, &mut upload, machine, platform, &mut |_, _, _, _| {});
+    upload.remove(&mut stack.sockets);
+    let tracker = stack.dev.tracker();
+    *tracker = FlowTracker::new(*tracker.config());
+    upload.outcome.unwrap_or_else(|| Err(String::from("the upload ended without an outcome")))
 }
 
 /// Rows of `samples` that are `final` rows (one per flow): a quick sanity figure for logs.

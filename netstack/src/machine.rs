@@ -1,6 +1,7 @@
-//! What the platform tells the role state machines about the world outside the network:
-//! CPU time, wall-clock time, a system description and randomness. The unikernel, the Linux
-//! CLI and the simulator each implement this once.
+//! The machine a role runs on, as the roles see it: CPU time, the date, a description of the
+//! system and randomness. (How the loop runs — clock, waiting, output, signals — is the
+//! platform's part, in [`crate::driver`].) The unikernel, the Linux CLI and the simulator
+//! each implement this once.
 
 use alloc::string::String;
 
@@ -22,7 +23,7 @@ impl CpuTimes {
     }
 }
 
-pub trait Host {
+pub trait Machine {
     /// CPU time used by this program so far; zeros where the platform cannot tell.
     fn cpu_times(&mut self) -> CpuTimes {
         CpuTimes::default()
@@ -64,13 +65,13 @@ impl SplitMix64 {
     }
 }
 
-/// A host for simulations: fixed description, seeded randomness, no CPU accounting.
-pub struct SimHost {
+/// A machine for simulations: fixed description, seeded randomness, no CPU accounting.
+pub struct SimMachine {
     pub rng: SplitMix64,
     pub name: String,
 }
 
-impl Host for SimHost {
+impl Machine for SimMachine {
     fn system_info(&self) -> String {
         self.name.clone()
     }
