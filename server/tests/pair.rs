@@ -1,0 +1,414 @@
+//! In-process tests of the server role: a uniperf client, or a scripted misbehaving one
+//! ([`RawPeer`]), against the server over the seeded simulated link, on virtual time. No root,
+//! no TAP, no Python: they run everywhere and cover what the TAP misbehaviour tests and the
+//! fidelity tests cover against stock peers — every error path of the control protocol, stalls
+//! and resets at each phase, and exact `-n`/`-k`/`-O` accounting — and after every failure a
+//! good client must still be served.
+
+use client::Client;
+use netstack::driver::{FromOptions, Role, Setup};
+use netstack::flowlog::ProbeConfig;
+use netstack::options::{Options, Target};
+use netstack::proto::{
+    COOKIE_LEN, ControlState, Cookie, ErrorCode, ServerError, TestParams, TestResults, encode_frame,
+};
+use netstack::sim::{LinkConfig, Pair, RawPeer, SERVER_IP};
+use netstack::smoltcp::time::Duration;
+use netstack::smoltcp::wire::{IpAddress, IpEndpoint};
+use serde_json::Value;
+use server::Server;
+
+const PORT: u16 = 5201;
+const IDLE_SECS: u64 = 2;
+
+fn options(args: &str) -> Options {
+    let o = Options::parse(args.split_whitespace(), Target::Tap).unwrap_or_else(|e| panic!("{args}: {e}"));
+    o.validate().unwrap_or_else(|e| panic!("{args}: {e}"));
+    o
+}
+
+fn server_at() -> IpEndpoint {
+    IpEndpoint::new(IpAddress::Ipv4(SERVER_IP), PORT)
+}
+
+/// A server on a 1 Gbit/s link with 1 ms one-way delay, and helpers to run clients at it.
+struct Bench {
+    pair: Pair,
+    server: Server,
+    setup: Setup,
+}
+
+impl Bench {
+    fn new(server_args: &str) -> Bench {
+        let link = LinkConfig {
+            delay: Duration::from_millis(1),
+            rate_bps: Some(1_000_000_000),
+            queue_bytes: 4 << 20,
+            seed: 7,
+            ..LinkConfig::default()
+        };
+        let mut pair = Pair::new(link, 11, ProbeConfig::state_only()).unwrap();
+        let setup = pair.setup();
+        let o = options(&format!("-s --idle-timeout {IDLE_SECS} {server_args}"));
+        let server = Server::from_options(&o, &setup, pair.now, &mut pair.server.machine).unwrap();
+        Bench { pair, server, setup }
+    }
+
+    fn client(&mut self, args: &str) -> Client {
+        let o = options(&format!("-c {SERVER_IP} {args}"));
+        Client::from_options(&o, &self.setup, self.pair.now, &mut self.pair.client.machine).unwrap()
+    }
+
+    /// Runs a uniperf client test to its end; returns (client output, server output).
+    fn run(&mut self, args: &str) -> (String, String, Result<(), String>) {
+        let mut cl = self.client(args);
+        self.pair.run_test(&mut self.server, &mut cl, Duration::from_secs(120)).unwrap();
+        let status = cl.status().map_err(String::from);
+        (std::mem::take(&mut self.pair.client.output), std::mem::take(&mut self.pair.server.output), status)
+    }
+
+    /// Runs a -J test that must succeed; returns both JSON documents.
+    fn run_json(&mut self, args: &str) -> (Value, Value) {
+        let (c, s, status) = self.run(&format!("-J {args}"));
+        status.unwrap_or_else(|e| panic!("{args}: {e}\n{c}\n{s}"));
+        (json(&c), json(&s))
+    }
+
+    /// Runs the raw peer (as the client side) until `until` holds, at most `limit`.
+    fn raw_until(&mut self, peer: &mut RawPeer, limit: Duration, until: impl Fn(&RawPeer) -> bool) {
+        let deadline = self.pair.now + limit;
+        loop {
+            let progress = self.pair.step(&mut self.server, peer);
+            if until(peer) || self.pair.now > deadline {
+                return;
+            }
+            self.pair.advance(progress, &self.server, peer);
+        }
+    }
+
+    /// After whatever went before, a good client is served in full.
+    fn good_client_is_served(&mut self, after: &str) {
+        let (c, s, status) = self.run("-n 1M");
+        assert!(status.is_ok(), "after {after}: the next client failed: {status:?}\n{c}\n{s}");
+        assert!(c.contains("sender") && c.contains("receiver"), "after {after}: no summary:\n{c}");
+    }
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{text}"))
+}
+
+/// `end.sum*` objects of a -J document that carry bytes: (key, bytes).
+fn sums(doc: &Value) -> Vec<(String, u64)> {
+    let end = doc["end"].as_object().expect("end");
+    let mut v: Vec<(String, u64)> = end
+        .iter()
+        .filter(|(k, _)| k.starts_with("sum"))
+        .filter_map(|(k, s)| Some((k.clone(), s.get("bytes")?.as_u64()?)))
+        .collect();
+    v.sort();
+    v
+}
+
+fn cookie(tag: u8) -> Cookie {
+    Cookie::from_random(&[tag; COOKIE_LEN - 1])
+}
+
+/// What a server sent after a SERVER_ERROR byte, as its error.
+fn server_error(rx: &[u8]) -> ServerError {
+    let at = rx.iter().position(|&b| b == ControlState::ServerError.to_byte()).unwrap_or_else(|| {
+        panic!("no SERVER_ERROR in {rx:02x?}");
+    });
+    ServerError::parse(&rx[at + 1..]).unwrap_or_else(|| panic!("short SERVER_ERROR in {rx:02x?}"))
+}
+
+// ---- fidelity: exact counts, omit, intervals ------------------------------------------------
+
+#[test]
+fn exact_byte_and_block_counts_in_every_direction() {
+    let mut b = Bench::new("-J");
+    for dir in ["", "-R", "--bidir", "-P 3", "-R -P 2"] {
+        for (limit, want) in [("-n 3M", 3 << 20), ("-k 40 -l 100K", 40 * 100 * 1024)] {
+            let args = format!("{limit} {dir}");
+            let (c, s) = b.run_json(&args);
+            let (cs, ss) = (sums(&c), sums(&s));
+            assert!(!cs.is_empty() && cs.len() == ss.len(), "{args}: {cs:?} vs {ss:?}");
+            for (k, bytes) in &cs {
+                assert_eq!(*bytes, want as u64, "{args}: client's {k}");
+            }
+            for (k, bytes) in &ss {
+                assert_eq!(*bytes, want as u64, "{args}: server's {k}");
+            }
+        }
+    }
+}
+
+#[test]
+fn omitted_data_is_excluded_on_both_sides_alike() {
+    for dir in ["", "-R", "--bidir"] {
+        let mut b = Bench::new("-J");
+        let (c, s) = b.run_json(&format!("-t 2 -O 1 {dir}"));
+        let (cs, ss) = (sums(&c), sums(&s));
+        // Both ends print the same pair of figures per direction ...
+        assert_eq!(cs, ss, "{dir}: client and server disagree");
+        // ... and no receiver counts more than its sender sent.
+        let get = |k: &str| cs.iter().find(|(n, _)| n == k).map(|(_, b)| *b);
+        for (sent, received) in [("sum_sent", "sum_received"), ("sum_sent_bidir_reverse", "sum_received_bidir_reverse")]
+        {
+            if let (Some(tx), Some(rx)) = (get(sent), get(received)) {
+                assert!(rx > 0 && rx <= tx, "{dir}: receiver {rx} vs sender {tx}");
+            }
+        }
+        assert_eq!(c["start"]["test_start"]["omit"], 1);
+    }
+}
+
+#[test]
+fn server_reports_the_trailing_interval_as_the_client_does() {
+    let mut b = Bench::new("-J -i 0.1");
+    // 20 MB at 1 Gbit/s ends between interval boundaries.
+    let (c, s) = b.run_json("-n 20M -i 0.1");
+    let intervals = |d: &Value| d["intervals"].as_array().expect("intervals").len();
+    assert_eq!(intervals(&s), intervals(&c), "server and client interval counts");
+    let total: u64 = s["intervals"].as_array().unwrap().iter().map(|i| i["sum"]["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(total, 20 << 20, "the server's intervals add up to what it received");
+}
+
+#[test]
+fn interrupted_client_ends_the_test_on_both_sides() {
+    let mut b = Bench::new("");
+    let mut cl = b.client("-t 5");
+    let started = b.pair.now;
+    b.pair
+        .run_until(&mut b.server, &mut cl, Duration::from_secs(10), |p, _, _| {
+            p.now >= started + Duration::from_millis(1500)
+        })
+        .unwrap();
+    let now = b.pair.now;
+    b.pair.client.interrupt(now, &mut cl, "Interrupt(2)");
+    b.pair.run_test(&mut b.server, &mut cl, Duration::from_secs(5)).unwrap();
+    let (c, s) = (std::mem::take(&mut b.pair.client.output), std::mem::take(&mut b.pair.server.output));
+    assert!(cl.status().is_ok(), "iperf3 3.19+ ends an interrupted client cleanly");
+    assert!(c.contains("interrupt - the client has terminated by signal Interrupt(2)"), "{c}");
+    assert!(c.contains("sender"), "the client prints what it measured:\n{c}");
+    assert!(s.contains("the client has terminated"), "{s}");
+    assert!(s.contains("receiver"), "the server prints what it measured:\n{s}");
+    b.good_client_is_served("a client interrupted mid-test");
+}
+
+#[test]
+fn interrupted_server_tells_the_client() {
+    let mut b = Bench::new("");
+    let mut cl = b.client("-t 5 -R");
+    let started = b.pair.now;
+    b.pair
+        .run_until(&mut b.server, &mut cl, Duration::from_secs(10), |p, _, _| {
+            p.now >= started + Duration::from_millis(1500)
+        })
+        .unwrap();
+    let now = b.pair.now;
+    b.pair.server.interrupt(now, &mut b.server, "Terminated(15)");
+    b.pair.run_test(&mut b.server, &mut cl, Duration::from_secs(5)).unwrap();
+    let (c, s) = (&b.pair.client.output, &b.pair.server.output);
+    assert!(b.server.done());
+    assert!(s.contains("interrupt - the server has terminated by signal Terminated(15)"), "{s}");
+    assert_eq!(cl.status(), Err(ErrorCode::SERVER_TERM.message()));
+    assert!(c.contains("sender") || c.contains("receiver"), "the client prints a partial report:\n{c}");
+}
+
+// ---- misbehaving clients ---------------------------------------------------------------------
+
+#[test]
+fn not_an_iperf3_cookie_is_reset_at_once() {
+    let mut b = Bench::new("");
+    // iperf 2's client header starts with binary flags and ports; a scanner with a request line.
+    for first in [&[0u8, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x13, 0x89][..], b"GET / HTTP/1.1\r\n"] {
+        let mut peer = RawPeer::client();
+        let i = peer.connect(server_at(), 40000);
+        peer.send(i, first);
+        b.raw_until(&mut peer, Duration::from_millis(200), |p| p.conn(i).gone);
+        let c = peer.conn(i);
+        assert!(c.reset, "{first:02x?}: not reset: {c:?}");
+        assert!(c.rx.is_empty(), "{first:02x?}: the server answered {:02x?}", c.rx);
+        assert!(b.pair.server.output.contains("reset a connection"), "{}", b.pair.server.output);
+        b.good_client_is_served("a connection that is not iperf3");
+    }
+}
+
+#[test]
+fn stalls_before_and_after_the_cookie_are_dropped_after_the_idle_timeout() {
+    let mut b = Bench::new("");
+    let mut peer = RawPeer::client();
+    let silent = peer.connect(server_at(), 40001);
+    let after_cookie = peer.connect(server_at(), 40002);
+    peer.send(after_cookie, cookie(b'a').as_bytes());
+    b.raw_until(&mut peer, Duration::from_millis(100), |p| p.conn(after_cookie).rx.len() == 1);
+    assert_eq!(peer.conn(after_cookie).rx, [ControlState::ParamExchange.to_byte()]);
+    let limit = Duration::from_secs(IDLE_SECS + 1);
+    let ended = |p: &RawPeer, i: usize| p.conn(i).gone || p.conn(i).peer_closed;
+    b.raw_until(&mut peer, limit, |p| ended(p, silent) && ended(p, after_cookie));
+    assert!(ended(&peer, silent), "a silent connection outlived the idle timeout");
+    assert!(ended(&peer, after_cookie), "a stall after the cookie outlived the idle timeout");
+    b.good_client_is_served("two stalled connections");
+}
+
+#[test]
+fn many_stalled_connections_do_not_starve_the_server() {
+    let mut b = Bench::new("");
+    let mut peer = RawPeer::client();
+    let conns: Vec<usize> = (0..8).map(|k| peer.connect(server_at(), 41000 + k)).collect();
+    b.raw_until(&mut peer, Duration::from_millis(100), |p| conns.iter().all(|&i| p.conn(i).established));
+    assert!(conns.iter().all(|&i| peer.conn(i).established), "a burst of connects was refused");
+    b.raw_until(&mut peer, Duration::from_secs(IDLE_SECS + 1), |p| conns.iter().all(|&i| p.conn(i).gone));
+    assert!(conns.iter().all(|&i| peer.conn(i).gone));
+    b.good_client_is_served("eight stalled connections");
+}
+
+/// Connects, sends a cookie and `params` (raw bytes after the cookie); returns the peer and
+/// what the server answered within a second.
+fn after_params(b: &mut Bench, params: &[u8], port: u16) -> (RawPeer, usize) {
+    let mut peer = RawPeer::client();
+    let i = peer.connect(server_at(), port);
+    peer.send(i, cookie(b'p').as_bytes());
+    peer.send(i, params);
+    b.raw_until(&mut peer, Duration::from_secs(1), |p| p.conn(i).gone || p.conn(i).peer_closed);
+    (peer, i)
+}
+
+#[test]
+fn bad_parameters_get_server_error_with_iperf3_codes() {
+    let mut b = Bench::new("");
+    let udp = TestParams { protocol: netstack::proto::Protocol::Udp, len: 1460, ..TestParams::default() };
+    let not_json = encode_frame(b"{\"tcp\": true, \"time\": ");
+    let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
+        ("oversized length", vec![0x7f, 0xff, 0xff, 0xff], ErrorCode::RECV_PARAMS),
+        ("malformed JSON", not_json.clone(), TestParams::parse(&not_json[4..]).unwrap_err().0),
+        ("UDP before UDP exists", encode_frame(udp.to_json().as_bytes()), ErrorCode::PROTOCOL),
+        (
+            "too many streams",
+            encode_frame(TestParams { parallel: 1000, ..TestParams::default() }.to_json().as_bytes()),
+            ErrorCode::NUM_STREAMS,
+        ),
+    ];
+    for (k, (what, bytes, code)) in cases.into_iter().enumerate() {
+        let (peer, i) = after_params(&mut b, &bytes, 42000 + k as u16);
+        let c = peer.conn(i);
+        assert_eq!(c.rx.first(), Some(&ControlState::ParamExchange.to_byte()), "{what}: {:02x?}", c.rx);
+        assert_eq!(server_error(&c.rx).code, code, "{what}: {:02x?}", c.rx);
+        assert!(c.peer_closed || c.gone, "{what}: the connection stayed open");
+        b.good_client_is_served(what);
+    }
+}
+
+/// A raw client that gets as far as TEST_RUNNING with one data stream of a `-t 1` test
+/// (reverse: the server sends); returns the peer, its control and data connection indexes.
+fn raw_running_test(b: &mut Bench, reverse: bool) -> (RawPeer, usize, usize) {
+    let mut peer = RawPeer::client();
+    let ck = cookie(b'r');
+    let ctrl = peer.connect(server_at(), 43000);
+    peer.send(ctrl, ck.as_bytes());
+    let params = TestParams { time: 1, reverse, ..TestParams::default() };
+    peer.send(ctrl, &encode_frame(params.to_json().as_bytes()));
+    let create = ControlState::CreateStreams.to_byte();
+    b.raw_until(&mut peer, Duration::from_secs(1), |p| p.conn(ctrl).rx.contains(&create));
+    assert!(peer.conn(ctrl).rx.contains(&create), "no CREATE_STREAMS: {:02x?}", peer.conn(ctrl).rx);
+    let data = peer.connect(server_at(), 43001);
+    peer.send(data, ck.as_bytes());
+    let running = ControlState::TestRunning.to_byte();
+    b.raw_until(&mut peer, Duration::from_secs(1), |p| p.conn(ctrl).rx.contains(&running));
+    assert!(peer.conn(ctrl).rx.contains(&running), "no TEST_RUNNING: {:02x?}", peer.conn(ctrl).rx);
+    (peer, ctrl, data)
+}
+
+#[test]
+fn unknown_state_byte_ends_the_test_with_server_error() {
+    let mut b = Bench::new("");
+    let (mut peer, ctrl, _) = raw_running_test(&mut b, false);
+    peer.send(ctrl, &[0x42]);
+    b.raw_until(&mut peer, Duration::from_secs(1), |p| p.conn(ctrl).peer_closed || p.conn(ctrl).gone);
+    assert_eq!(server_error(&peer.conn(ctrl).rx).code, ErrorCode::MESSAGE);
+    b.good_client_is_served("an unknown state byte");
+}
+
+#[test]
+fn client_reset_mid_test_frees_the_server() {
+    let mut b = Bench::new("");
+    let (mut peer, _, data) = raw_running_test(&mut b, false);
+    peer.send(data, &[0x55; 100_000]);
+    b.raw_until(&mut peer, Duration::from_millis(200), |_| false);
+    peer.vanish();
+    b.raw_until(&mut peer, Duration::from_millis(100), |_| false);
+    assert!(b.pair.server.output.contains("error"), "the server said nothing:\n{}", b.pair.server.output);
+    b.good_client_is_served("a client reset mid-test");
+}
+
+#[test]
+fn client_that_stops_reading_is_dropped() {
+    let mut b = Bench::new("");
+    let (mut peer, ctrl, data) = raw_running_test(&mut b, true);
+    peer.conn_mut(data).stop_reading = true;
+    peer.conn_mut(ctrl).stop_reading = true;
+    // The server sends until the window is full, then waits; it must give up on its own (its
+    // idle timeout, or iperf3's safety margin after time + omit) rather than wait for good.
+    b.raw_until(&mut peer, Duration::from_secs(60), |p| p.conn(data).gone);
+    assert!(peer.conn(data).reset, "the server still holds the stalled test: {:?}", peer.conn(data));
+    b.good_client_is_served("a client that stopped reading");
+}
+
+#[test]
+fn results_without_the_streams_of_the_test_are_refused() {
+    let mut b = Bench::new("");
+    let (mut peer, ctrl, data) = raw_running_test(&mut b, false);
+    peer.send(data, &[0x55; 10_000]);
+    b.raw_until(&mut peer, Duration::from_millis(1100), |_| false);
+    peer.send(ctrl, &[ControlState::TestEnd.to_byte()]);
+    let exchange = ControlState::ExchangeResults.to_byte();
+    b.raw_until(&mut peer, Duration::from_secs(1), |p| p.conn(ctrl).rx.contains(&exchange));
+    let results = TestResults { streams: Vec::new(), ..TestResults::default() };
+    peer.send(ctrl, &encode_frame(results.to_json().as_bytes()));
+    b.raw_until(&mut peer, Duration::from_secs(1), |p| p.conn(ctrl).peer_closed || p.conn(ctrl).gone);
+    assert_eq!(server_error(&peer.conn(ctrl).rx).code, ErrorCode::STREAM_ID);
+    b.good_client_is_served("results without streams");
+}
+
+#[test]
+fn second_client_during_a_test_is_told_busy() {
+    let mut b = Bench::new("");
+    let mut cl = b.client("-t 2");
+    let started = b.pair.now;
+    b.pair
+        .run_until(&mut b.server, &mut cl, Duration::from_secs(5), |p, _, _| {
+            p.now >= started + Duration::from_millis(500)
+        })
+        .unwrap();
+    // The busy client shares the client stack with the running test.
+    let mut busy = RawPeer::client();
+    let i = busy.connect(server_at(), 44000);
+    busy.send(i, cookie(b'b').as_bytes());
+    let mut both = Both(&mut cl, &mut busy);
+    b.pair.run_until(&mut b.server, &mut both, Duration::from_secs(1), |_, _, _| false).ok();
+    let Both(cl, busy) = both;
+    assert_eq!(busy.conn(i).rx, [ControlState::AccessDenied.to_byte()]);
+    assert!(busy.conn(i).peer_closed || busy.conn(i).gone);
+    b.pair.run_test(&mut b.server, cl, Duration::from_secs(10)).unwrap();
+    assert!(cl.status().is_ok(), "the running test was disturbed: {:?}", cl.status());
+}
+
+/// Two roles on one stack, polled in turn (the real client and a raw one).
+struct Both<'a>(&'a mut Client, &'a mut RawPeer);
+
+impl Role for Both<'_> {
+    fn poll(&mut self, now: netstack::smoltcp::time::Instant, io: &mut netstack::driver::RoleIo<'_>) -> bool {
+        let a = self.0.poll(now, io);
+        self.1.poll(now, io) | a
+    }
+    fn poll_at(&self) -> Option<netstack::smoltcp::time::Instant> {
+        self.0.poll_at()
+    }
+    fn done(&self) -> bool {
+        false
+    }
+    fn flushing(&self, _: &netstack::smoltcp::iface::SocketSet<'static>) -> bool {
+        false
+    }
+}
