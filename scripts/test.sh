@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test entry point (CI runs it through .ci/run, as root, with CI=true): setup, release
-# build, the unikernel image (scripts/build-image.sh), every test of the workspace (the
+# The test entry point (CI runs it through .ci/run, as root, with CI=true): setup, formatting
+# and lints (rustfmt, clippy -D warnings on the workspace and the image), release build, the
+# unikernel image (scripts/build-image.sh), every test of the workspace (the
 # network-namespace/TAP tests and the image-under-QEMU tests too when root; under CI=true they
 # fail rather than skip without root, QEMU or the image), and the no_std build of the libraries.
 # Every step runs even if an earlier one failed; the exit status says whether all passed.
@@ -20,6 +21,10 @@ step() {
     fi
 }
 
+step "rustfmt" cargo fmt --all --check
+step "image rustfmt" bash -c 'cd images && cargo fmt --check'
+step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "image clippy" bash -c 'cd images && env -u CARGO_TARGET_DIR cargo clippy --release -- -D warnings'
 step "release build" cargo build --release
 # The image tests (tests/image.rs) boot what this builds.
 step "image build" scripts/build-image.sh

@@ -63,6 +63,14 @@ struct Totals {
     s2c: (u64, u64),
 }
 
+/// What a stock client sends for `-n`/`-k` = `n`: exactly `n`, except that 3.12 checks the count
+/// before every message of a batch of ten but the last, so when a short write has shifted the
+/// batches it sends one block (128 KiB) more — its own quirk, seen against any server.
+fn assert_stock_sent(peer: Peer, sent: u64, n: u64, what: &str) {
+    let overshoot = if peer == Peer::V312 { 128 * 1024 } else { 0 };
+    assert!(sent == n || sent == n + overshoot, "{what}: stock client sent {sent}, asked for {n}");
+}
+
 fn totals(client: &Value, server: &Value, reverse: bool, bidir: bool) -> Totals {
     let get = |v: &Value, k: &str| json_u64(v, &["end", k, "bytes"]);
     if bidir {
@@ -90,11 +98,11 @@ fn server_receives_count(peer: Peer, args: &[&str], n: u64) {
     let _l = data_lock();
     let (c, s) = stock_client(peer, args);
     let t = totals(&c, &s, false, false);
-    assert_eq!(t.c2s.0, n, "{args:?}: stock client sent");
+    assert_stock_sent(peer, t.c2s.0, n, &format!("{args:?}"));
     if peer == Peer::V322 {
         assert_eq!(t.c2s.1, n, "{args:?}: uniperf server received (3.22 waits for its data)");
     } else {
-        assert!(t.c2s.1 <= n && t.c2s.1 > 0, "{args:?}: uniperf server received {}", t.c2s.1);
+        assert!(t.c2s.1 <= t.c2s.0 && t.c2s.1 > 0, "{args:?}: uniperf server received {}", t.c2s.1);
     }
 }
 
@@ -126,11 +134,11 @@ fn server_bidir_count(peer: Peer) {
     let _l = data_lock();
     let (c, s) = stock_client(peer, &["--bidir", "-n", "50M"]);
     let t = totals(&c, &s, false, true);
-    assert_eq!(t.c2s.0, N50M, "stock client sent");
+    assert_stock_sent(peer, t.c2s.0, N50M, "--bidir -n 50M");
     if peer == Peer::V322 {
         assert_eq!((t.c2s.1, t.s2c.0, t.s2c.1), (N50M, N50M, N50M), "{t:?}");
     } else {
-        assert!(t.c2s.1 <= N50M && t.s2c.0 <= N50M && t.s2c.1 <= t.s2c.0, "{t:?}");
+        assert!(t.c2s.1 <= t.c2s.0 && t.s2c.0 <= N50M && t.s2c.1 <= t.s2c.0, "{t:?}");
     }
 }
 
@@ -262,7 +270,8 @@ fn client_interrupted(peer: Peer, sig: &str, name: &str) {
     let mut server = start_peer_server(peer, &ns, &[], LIFE);
     let argv = [UNIPERF, "-c", KERNEL_IP, "--tap", "tap0", "--ip", "198.18.0.2/24", "-t", "30"];
     let mut client = ns.spawn("uniperf-client", &argv, Duration::from_secs(60));
-    client.wait_for_stdout_line(" 1.00-2.00 ", Duration::from_secs(20));
+    // The second interval report (its end may read 2.00 or 2.01 on a busy host).
+    client.wait_for_stdout_line(" 1.00-2.0", Duration::from_secs(20));
     signal(client.pid(), sig);
     let done = client.wait_timeout(Duration::from_secs(5));
     assert_eq!(done.code(), Some(0), "interrupted client:\n{}", done.describe());
@@ -294,7 +303,8 @@ fn server_interrupted(peer: Peer, sig: &str, name: &str) {
     let bin = peer.bin();
     let argv = [bin.as_str(), "-c", UNIPERF_IP, "-t", "30", "--forceflush"];
     let mut client = ns.spawn("iperf3-client", &argv, Duration::from_secs(60));
-    client.wait_for_stdout_line(" 1.00-2.00 ", Duration::from_secs(20));
+    // The second interval report (its end may read 2.00 or 2.01 on a busy host).
+    client.wait_for_stdout_line(" 1.00-2.0", Duration::from_secs(20));
     signal(server.pid(), sig);
     let started = Instant::now();
     let c = client.wait_timeout(Duration::from_secs(5));
