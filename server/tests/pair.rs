@@ -178,12 +178,7 @@ fn server_reports_the_trailing_interval_as_the_client_does() {
 fn interrupted_client_ends_the_test_on_both_sides() {
     let mut b = Bench::new("");
     let mut cl = b.client("-t 5");
-    let started = b.pair.now;
-    b.pair
-        .run_until(&mut b.server, &mut cl, Duration::from_secs(10), |p, _, _| {
-            p.now >= started + Duration::from_millis(1500)
-        })
-        .unwrap();
+    b.pair.run_for(&mut b.server, &mut cl, Duration::from_millis(1500));
     let now = b.pair.now;
     b.pair.client.interrupt(now, &mut cl, "Interrupt(2)");
     b.pair.run_test(&mut b.server, &mut cl, Duration::from_secs(5)).unwrap();
@@ -200,12 +195,7 @@ fn interrupted_client_ends_the_test_on_both_sides() {
 fn interrupted_server_tells_the_client() {
     let mut b = Bench::new("");
     let mut cl = b.client("-t 5 -R");
-    let started = b.pair.now;
-    b.pair
-        .run_until(&mut b.server, &mut cl, Duration::from_secs(10), |p, _, _| {
-            p.now >= started + Duration::from_millis(1500)
-        })
-        .unwrap();
+    b.pair.run_for(&mut b.server, &mut cl, Duration::from_millis(1500));
     let now = b.pair.now;
     b.pair.server.interrupt(now, &mut b.server, "Terminated(15)");
     b.pair.run_test(&mut b.server, &mut cl, Duration::from_secs(5)).unwrap();
@@ -375,12 +365,7 @@ fn results_without_the_streams_of_the_test_are_refused() {
 fn second_client_during_a_test_is_told_busy() {
     let mut b = Bench::new("");
     let mut cl = b.client("-t 2");
-    let started = b.pair.now;
-    b.pair
-        .run_until(&mut b.server, &mut cl, Duration::from_secs(5), |p, _, _| {
-            p.now >= started + Duration::from_millis(500)
-        })
-        .unwrap();
+    b.pair.run_for(&mut b.server, &mut cl, Duration::from_millis(500));
     // The busy client shares the client stack with the running test.
     let mut busy = RawPeer::client();
     let i = busy.connect(server_at(), 44000);
