@@ -2,7 +2,7 @@
 //! and the congestion-control choice behind `-C`.
 
 use alloc::vec;
-use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
@@ -50,9 +50,9 @@ pub fn build_interface<D: Device + ?Sized>(device: &mut D, net: &NetConfig, now:
 /// whole batch (~250 µs at 40 Gbit/s) to be read, the flow probe timed that wait as RTT, and
 /// the window opened late. `now` is read before each step so timers and stamps stay fresh.
 ///
-/// It returns after the egress pass that follows a socket's state change, so the role runs
-/// before more frames are read: a listener that took a SYN is replaced before the next SYN
-/// (smoltcp has no backlog; reading on would answer a burst of connects with RSTs).
+/// It returns after the egress pass that follows a SYN taken by a listening socket, so the
+/// role runs before more frames are read and can put a new listener in its place (smoltcp has
+/// no backlog: reading on would answer a burst of connects with RSTs).
 pub fn poll_interleaved<D: Device + ?Sized>(
     iface: &mut Interface,
     device: &mut D,
@@ -61,8 +61,10 @@ pub fn poll_interleaved<D: Device + ?Sized>(
 ) -> PollResult {
     let mut result = PollResult::None;
     iface.poll_maintenance(now());
+    let listening = Listeners::of(sockets);
     loop {
         let mut ingress = false;
+        let mut listener_taken = false;
         loop {
             match iface.poll_ingress_single(now(), device, sockets) {
                 PollIngressSingleResult::None => break,
@@ -70,17 +72,57 @@ pub fn poll_interleaved<D: Device + ?Sized>(
                 PollIngressSingleResult::SocketStateChanged => {
                     ingress = true;
                     result = PollResult::SocketStateChanged;
-                    break;
+                    if listening.one_taken(sockets) {
+                        listener_taken = true;
+                        break;
+                    }
                 }
             }
         }
         match iface.poll_egress(now(), device, sockets) {
-            PollResult::SocketStateChanged => return PollResult::SocketStateChanged,
-            _ if result == PollResult::SocketStateChanged => return result,
+            PollResult::SocketStateChanged => result = PollResult::SocketStateChanged,
             PollResult::None if !ingress => return result,
             PollResult::None => {}
         }
+        if listener_taken {
+            return result;
+        }
     }
+}
+
+/// The listening TCP sockets when a poll began, checked after every frame a socket took
+/// (a handful of handles, so a data frame costs a state read or two, not a walk of the set).
+enum Listeners {
+    Few(heapless::Vec<SocketHandle, 8>),
+    /// More than fit above: count them all.
+    Many(usize),
+}
+
+impl Listeners {
+    fn of(sockets: &SocketSet<'_>) -> Self {
+        let mut few = heapless::Vec::new();
+        let mut overflow = false;
+        for h in listening(sockets) {
+            overflow |= few.push(h).is_err();
+        }
+        if overflow { Listeners::Many(listening(sockets).count()) } else { Listeners::Few(few) }
+    }
+
+    fn one_taken(&self, sockets: &SocketSet<'_>) -> bool {
+        match self {
+            Listeners::Few(handles) => {
+                handles.iter().any(|&h| sockets.get::<tcp::Socket>(h).state() != tcp::State::Listen)
+            }
+            Listeners::Many(n) => listening(sockets).count() < *n,
+        }
+    }
+}
+
+fn listening<'s>(sockets: &'s SocketSet<'_>) -> impl Iterator<Item = SocketHandle> + 's {
+    sockets.iter().filter_map(|(h, s)| match s {
+        smoltcp::socket::Socket::Tcp(t) if t.state() == tcp::State::Listen => Some(h),
+        _ => None,
+    })
 }
 
 /// A locally administered MAC derived from the IP, so two stacks never collide by accident.
