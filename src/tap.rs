@@ -304,9 +304,11 @@ impl Device for TapDevice {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.mtu;
         if self.offload {
-            // The kernel finishes our TCP checksums and vouches for the ones it sends us
-            // (they may be partial in GRO-merged frames).
+            // The kernel finishes our TCP checksums and vouches for the TCP and UDP ones it
+            // sends us (they may be partial: it never computed them for a local receiver).
             caps.checksum.tcp = phy::Checksum::None;
+            // UDP from the host stack may carry a partial checksum too; we compute ours.
+            caps.checksum.udp = phy::Checksum::Tx;
             caps.segmentation.tcpv4 = core::num::NonZeroUsize::new(OFFLOAD_FRAME);
         }
         // Without offloads the kernel delivers checksummed frames and wants valid ones.

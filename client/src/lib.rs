@@ -13,17 +13,18 @@ use netstack::conn::{Outbox, read_some};
 use netstack::driver::{EndedTest, FromOptions, Role, RoleIo, Setup};
 use netstack::machine::Machine;
 use netstack::options::{Mode, Options};
+use netstack::proto::udp::{CONNECT_MSG, CONNECT_REPLY, LEGACY_CONNECT_REPLY};
 use netstack::proto::{
-    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_RESULTS_LEN, ServerError, TestParams, TestResults,
-    encode_frame,
+    COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_RESULTS_LEN, Protocol, ServerError, TestParams,
+    TestResults, encode_frame, limits,
 };
 use netstack::report::{ConnectedStream, ReportConfig, Reporter, TestStartInfo};
 use netstack::smoltcp::iface::{Interface, SocketHandle, SocketSet};
-use netstack::smoltcp::socket::tcp;
+use netstack::smoltcp::socket::{tcp, udp};
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::{IpAddress, IpEndpoint};
-use netstack::stack::{Congestion, SocketSpec, data_socket_spec, tcp_socket};
-use netstack::stream::DataStream;
+use netstack::stack::{Congestion, SocketSpec, UdpSpec, data_socket_spec, tcp_socket, udp_socket};
+use netstack::stream::{DataStream, UdpStream};
 use netstack::tcpinfo::TcpInfoSource;
 use netstack::testrun::TestRun;
 
@@ -57,11 +58,16 @@ impl ClientConfig {
         let (Some(Mode::Client(name)), Some(server)) = (&o.mode, o.server_address()?) else {
             return Err(String::from("the options do not describe a client (-c HOST)"));
         };
+        let mut params = o.to_params();
+        // iperf3's UDP datagrams default to the control connection's MSS: one per frame.
+        if params.protocol == Protocol::Udp && o.test.len.is_none() {
+            params.len = (setup.mss as i64).clamp(limits::UDP_LEN.min, limits::UDP_LEN.max) as u32;
+        }
         Ok(ClientConfig {
             server,
             server_name: name.clone(),
             port: o.port,
-            params: o.to_params(),
+            params,
             interval: o.output.interval,
             report: o.report_config(netstack::report::Side::Client),
             connect_timeout: Duration::from_millis(o.test.connect_timeout_ms.unwrap_or(10_000) as u64),
@@ -80,6 +86,9 @@ impl FromOptions for Client {
         Ok(Client::new(ClientConfig::from_options(o, setup)?, now, machine))
     }
 }
+
+/// How long a UDP stream waits for the server's answer to "9876" (iperf3's socket timeout).
+const UDP_SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 enum Phase {
@@ -116,8 +125,11 @@ pub struct Client {
     setup_error: Option<String>,
     /// Data streams connected before the test starts.
     streams: Vec<DataStream>,
-    /// A data stream whose connect is in progress.
+    /// A data stream whose connect is in progress, and since when.
     connecting: Option<(SocketHandle, usize)>,
+    connecting_since: Instant,
+    /// UDP tests: the buffers of each stream's socket.
+    udp_spec: Option<UdpSpec>,
     creating: bool,
     run: Option<TestRun>,
     next_port: u16,
@@ -141,15 +153,26 @@ impl Client {
         let p = &cfg.params;
         let total = p.total_streams();
         let (budget, cc) = (cfg.buffer_budget, cfg.congestion);
-        let send_spec = data_socket_spec(true, false, p.window, total, cc, p.nodelay, budget);
-        let recv_spec = data_socket_spec(false, true, p.window, total, cc, p.nodelay, budget);
+        let udp_spec = (p.protocol == Protocol::Udp)
+            .then(|| UdpSpec::for_streams(p.stream_rate(), p.len as usize, 1, budget / total.max(1) as usize));
+        let (send_spec, recv_spec) = if udp_spec.is_some() {
+            (Ok(SocketSpec::control()), Ok(SocketSpec::control()))
+        } else {
+            (
+                data_socket_spec(true, false, p.window, total, cc, p.nodelay, budget),
+                data_socket_spec(false, true, p.window, total, cc, p.nodelay, budget),
+            )
+        };
+        let udp_error = udp_spec.as_ref().and_then(|r| r.as_ref().err().cloned());
         let mut reporter = Reporter::new(cfg.report.clone());
         reporter.connecting(&cfg.server_name, cfg.port);
         Client {
             // Each stream carries data one way only, so only that direction gets a big buffer.
             data_spec_send: send_spec.clone().unwrap_or(SocketSpec::control()),
             data_spec_recv: recv_spec.clone().unwrap_or(SocketSpec::control()),
-            setup_error: send_spec.and(recv_spec).err(),
+            setup_error: send_spec.and(recv_spec).err().or(udp_error),
+            udp_spec: udp_spec.and_then(Result::ok),
+            connecting_since: now,
             reporter,
             ctrl: None,
             out: Outbox::default(),
@@ -237,7 +260,7 @@ impl Client {
             && matches!(self.phase, Phase::Running | Phase::Ending)
         {
             let sending = matches!(self.phase, Phase::Running);
-            if run.pump(io.sockets, self.cfg.params.bandwidth, now, sending) > 0 {
+            if run.pump(io.sockets, self.cfg.params.bandwidth, now, sending, io.clock) > 0 {
                 self.last_progress = now;
                 progress = true;
             }
@@ -369,6 +392,9 @@ impl Client {
         iface: &mut Interface,
         sockets: &mut SocketSet<'static>,
     ) -> Result<bool, String> {
+        if let Some(spec) = self.udp_spec {
+            return self.create_udp_streams(now, iface, sockets, spec);
+        }
         let p = &self.cfg.params;
         let total = p.total_streams() as usize;
         if let Some((h, index)) = self.connecting {
@@ -412,6 +438,69 @@ impl Client {
         Ok(true)
     }
 
+    /// UDP streams, one after another as iperf3 opens them: a socket on the stream's port
+    /// sends "9876" to the server's port and waits for "6789" (or the legacy answer). With
+    /// `-R` a server may already send data before its answer; that is skipped. No answer in
+    /// [`UDP_SETUP_TIMEOUT`] ends the test.
+    fn create_udp_streams(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+        spec: UdpSpec,
+    ) -> Result<bool, String> {
+        let p = &self.cfg.params;
+        let total = p.total_streams() as usize;
+        let server = IpEndpoint::new(self.cfg.server, self.cfg.port);
+        if let Some((h, index)) = self.connecting {
+            let sock = sockets.get_mut::<udp::Socket>(h);
+            let mut answered = false;
+            while let Ok((data, meta)) = sock.recv() {
+                if meta.endpoint == server && (data == CONNECT_REPLY || data == LEGACY_CONNECT_REPLY) {
+                    answered = true;
+                    break;
+                }
+            }
+            if !answered {
+                if now - self.connecting_since > UDP_SETUP_TIMEOUT {
+                    return Err(format!(
+                        "{}: the server did not answer the UDP stream set-up in {} s",
+                        ErrorCode::STREAM_READ.message(),
+                        UDP_SETUP_TIMEOUT.secs()
+                    ));
+                }
+                return Ok(false);
+            }
+            let sends = p.client_sends(index);
+            let udp = UdpStream::new(server, p.len as usize, p.udp_counters_64bit, p.stream_rate());
+            let mut stream = DataStream::new_udp(h, index, sends, udp);
+            if let Some(ip) = iface.ipv4_addr() {
+                let local = IpEndpoint::new(ip.into(), sock.endpoint().port);
+                stream = stream.with_endpoints(local, server);
+                self.stream_endpoints.push((stream.id, local, server));
+                self.reporter.stream_connected(ConnectedStream::new(stream.socket_no, local, server));
+            }
+            self.streams.push(stream);
+            self.connecting = None;
+            self.last_progress = now;
+        }
+        if self.streams.len() == total {
+            self.creating = false;
+            return Ok(true);
+        }
+        let index = self.streams.len();
+        let local = match self.cfg.cport {
+            Some(base) => base + index as u16,
+            None => self.alloc_port(),
+        };
+        let mut sock = udp_socket(&spec);
+        sock.bind(local).map_err(|e| format!("{}: {e}", ErrorCode::STREAM_CONNECT.message()))?;
+        sock.send_slice(&CONNECT_MSG, server).map_err(|e| format!("{}: {e}", ErrorCode::STREAM_WRITE.message()))?;
+        self.connecting = Some((sockets.add(sock), index));
+        self.connecting_since = now;
+        Ok(true)
+    }
+
     fn start_measuring(&mut self, now: Instant, machine: &mut dyn Machine) {
         let p = &self.cfg.params;
         let streams = core::mem::take(&mut self.streams);
@@ -449,7 +538,7 @@ impl Client {
         let we_send = m.streams.iter().any(|s| s.sends);
         let we_receive = m.streams.iter().any(|s| !s.sends);
         let sent_done = !we_send || (m.send_complete() && m.all_acked(sockets));
-        let received_done = !we_receive || m.received() >= limit;
+        let received_done = !we_receive || m.receive_complete(limit);
         sent_done && received_done
     }
 
@@ -476,6 +565,9 @@ impl Client {
             .ok_or_else(|| String::from("the server asked to display results before sending them"))?;
         let Some(run) = &self.run else { return Err("results before the test ran".into()) };
         let summary = run.summary(&remote).map_err(|(code, id)| format!("{} ({id})", code.message()))?;
+        for note in run.udp_notes(self.cfg.params.stream_rate()) {
+            self.reporter.warning(&note);
+        }
         self.reporter.test_end(summary);
         if remote.server_output_text.is_some() || remote.server_output_json.is_some() {
             self.reporter.server_output(remote.server_output_text, remote.server_output_json);
@@ -513,7 +605,13 @@ impl Client {
             handles.push(h);
         }
         for h in handles {
-            sockets.get_mut::<tcp::Socket>(h).abort();
+            // UDP sockets have nothing to reset: they stop listening.
+            match sockets.get_mut::<netstack::smoltcp::socket::Socket>(h) {
+                netstack::smoltcp::socket::Socket::Tcp(t) => t.abort(),
+                netstack::smoltcp::socket::Socket::Udp(u) => u.close(),
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
         }
     }
 
@@ -561,6 +659,9 @@ impl Role for Client {
         let mut at = self.last_progress + self.cfg.stall_timeout;
         if let Some(m) = self.run.as_ref().and_then(|r| r.meas.poll_at()) {
             at = at.min(m);
+        }
+        if let (Phase::Running, Some(t)) = (&self.phase, self.run.as_ref().and_then(|r| r.meas.next_send_at())) {
+            at = at.min(t);
         }
         if let Some(end) = self.time_limit() {
             at = at.min(end);

@@ -46,6 +46,8 @@ pub struct RoleIo<'a> {
     pub machine: &'a mut dyn Machine,
     /// TCP_INFO of the role's connections (the flow probe).
     pub tcp_info: &'a dyn TcpInfoSource,
+    /// The platform's clock, read afresh (UDP datagrams carry the time they were written).
+    pub clock: &'a mut dyn FnMut() -> Instant,
 }
 
 /// A test that ended: which one, and its data streams (iperf3 id, local, remote), for
@@ -183,10 +185,10 @@ pub fn step<D: Device, T: BorrowMut<FlowTracker>>(
     sockets: &mut SocketSet<'static>,
     role: &mut dyn Role,
     machine: &mut dyn Machine,
-    clock: impl FnMut() -> Instant,
+    mut clock: impl FnMut() -> Instant,
 ) -> bool {
-    let mut progress = poll_interleaved(iface, dev, sockets, clock) != PollResult::None;
-    let mut io = RoleIo { iface, sockets, machine, tcp_info: dev.tracker() };
+    let mut progress = poll_interleaved(iface, dev, sockets, &mut clock, |d| d.take_syn()) != PollResult::None;
+    let mut io = RoleIo { iface, sockets, machine, tcp_info: dev.tracker(), clock: &mut clock };
     progress |= role.poll(now, &mut io);
     progress
 }
@@ -240,8 +242,13 @@ pub fn run<D: Device>(
     loop {
         let now = platform.now();
         if let Some(signal) = platform.interrupted() {
-            let mut io =
-                RoleIo { iface: &mut stack.iface, sockets: &mut stack.sockets, machine, tcp_info: stack.dev.tracker() };
+            let mut io = RoleIo {
+                iface: &mut stack.iface,
+                sockets: &mut stack.sockets,
+                machine,
+                tcp_info: stack.dev.tracker(),
+                clock: &mut || now,
+            };
             role.interrupt(now, &mut io, signal);
         }
         let progress = stack.step(now, role, machine, platform);

@@ -21,6 +21,7 @@ pub mod stack;
 pub mod stream;
 pub mod tcpinfo;
 pub mod testrun;
+pub mod udp;
 pub mod units;
 pub mod virtio_net_hdr;
 

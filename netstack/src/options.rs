@@ -6,7 +6,7 @@
 //! an option touches that table and the field it sets. Errors are one sentence naming the
 //! option.
 
-use crate::proto::{DEFAULT_TCP_BLKSIZE, Protocol, TestParams, limits};
+use crate::proto::{DEFAULT_TCP_BLKSIZE, DEFAULT_UDP_BLKSIZE, DEFAULT_UDP_RATE, Protocol, TestParams, limits};
 use crate::stack::Congestion;
 use crate::units::{parse_rate, parse_rate_burst, parse_size};
 use alloc::format;
@@ -155,12 +155,21 @@ pub struct TestOptions {
     pub cport: Option<u16>,
     pub zerocopy: bool,
     pub skip_rx_copy: bool,
+    /// `--udp-counters-64bit`.
+    pub udp_counters_64bit: bool,
+    /// `--pacing-timer`, µs (sent as iperf3 does; our pacer needs no timer).
+    pub pacing_timer: Option<u32>,
+    /// `--fq-rate`, bit/s per stream.
+    pub fq_rate: Option<u64>,
 }
 
 impl Default for TestOptions {
     fn default() -> Self {
         TestOptions {
             udp: false,
+            udp_counters_64bit: false,
+            pacing_timer: None,
+            fq_rate: None,
             connect_timeout_ms: None,
             bitrate: 0,
             burst: None,
@@ -554,10 +563,38 @@ pub static FLAGS: &[Flag] = &[
             Ok(())
         }
     ),
-    flag!(Some('u'), "udp", NoArg, Client, ALL, "use UDP rather than TCP (not implemented yet)", |o, _| {
+    flag!(Some('u'), "udp", NoArg, Client, ALL, "use UDP rather than TCP", |o, _| {
         o.test.udp = true;
         Ok(())
     }),
+    flag!(None, "udp-counters-64bit", NoArg, Client, ALL, "use 64-bit counters in UDP test packets", |o, _| {
+        o.test.udp_counters_64bit = true;
+        Ok(())
+    }),
+    flag!(
+        None,
+        "pacing-timer",
+        Required("USEC"),
+        Client,
+        ALL,
+        "pacing timer in microseconds (accepted and sent; uniperf paces every datagram)",
+        |o, v| {
+            o.test.pacing_timer = Some(num("pacing-timer", val(v))?);
+            Ok(())
+        }
+    ),
+    flag!(
+        None,
+        "fq-rate",
+        Required("RATE"),
+        Client,
+        ALL,
+        "fair-queueing pacing rate in bits/sec (uniperf holds each stream to it)",
+        |o, v| {
+            o.test.fq_rate = Some(parse_rate(val(v)).map_err(|e| format!("option --fq-rate: {e}"))?);
+            Ok(())
+        }
+    ),
     flag!(None, "connect-timeout", Required("MS"), Client, ALL, "timeout for control connection setup (ms)", |o, v| {
         o.test.connect_timeout_ms = Some(num("connect-timeout", val(v))?);
         Ok(())
@@ -570,7 +607,7 @@ pub static FLAGS: &[Flag] = &[
         Client,
         ALL,
         "",
-        "target bitrate in bits/sec per stream (0 = unlimited, the TCP default)",
+        "target bitrate in bits/sec per stream (0 = unlimited, the TCP default; 1 Mbit/s for UDP)",
         |o, v| {
             let (r, b) = parse_rate_burst(val(v)).map_err(|e| format!("option --bitrate: {e}"))?;
             if let Some(b) = b
@@ -609,7 +646,7 @@ pub static FLAGS: &[Flag] = &[
         Required("SIZE"),
         Client,
         ALL,
-        "length of buffer to read or write (default 128 KB)",
+        "length of buffer to read or write (default 128 KB for TCP, the path MSS for UDP)",
         |o, v| {
             o.test.len = Some(size_within("length", val(v), &limits::TCP_LEN)?);
             Ok(())
@@ -993,8 +1030,14 @@ impl Options {
             return Err(format!("option --{name} is {role} only"));
         }
         let t = &self.test;
-        if t.udp {
-            return Err("UDP tests (-u) are not implemented yet; only TCP is supported".to_string());
+        if let Some(len) = t.len.filter(|_| t.udp)
+            && !limits::UDP_LEN.contains(len as i64)
+        {
+            let (min, max) = (limits::UDP_LEN.min, limits::UDP_LEN.max);
+            return Err(format!("option --length: {len} is outside {min}..={max} for UDP"));
+        }
+        if t.udp_counters_64bit && !t.udp {
+            return Err("--udp-counters-64bit needs a UDP test (-u)".to_string());
         }
         if t.reverse && t.bidir {
             return Err("cannot be both reverse (-R) and bidirectional (--bidir)".to_string());
@@ -1075,8 +1118,9 @@ impl Options {
     pub fn to_params(&self) -> TestParams {
         let t = &self.test;
         let end_by_count = t.bytes.is_some() || t.blocks.is_some();
+        let bandwidth = if t.udp && !self.is_given("bitrate") { DEFAULT_UDP_RATE } else { t.bitrate };
         TestParams {
-            protocol: Protocol::Tcp,
+            protocol: if t.udp { Protocol::Udp } else { Protocol::Tcp },
             omit: t.omit,
             time: if end_by_count { 0 } else { t.time.unwrap_or(10) },
             num: t.bytes.unwrap_or(0),
@@ -1087,17 +1131,17 @@ impl Options {
             reverse: t.reverse,
             bidirectional: t.bidir,
             window: t.window,
-            len: t.len.unwrap_or(DEFAULT_TCP_BLKSIZE),
-            bandwidth: t.bitrate,
-            fqrate: None,
-            pacing_timer: Some(1000),
+            len: t.len.unwrap_or(if t.udp { DEFAULT_UDP_BLKSIZE } else { DEFAULT_TCP_BLKSIZE }),
+            bandwidth,
+            fqrate: t.fq_rate,
+            pacing_timer: Some(t.pacing_timer.unwrap_or(1000)),
             burst: t.burst,
             tos: None,
             title: t.title.clone(),
             extra_data: t.extra_data.clone(),
             congestion: t.congestion.map(|c| String::from(c.name())),
             get_server_output: t.get_server_output,
-            udp_counters_64bit: false,
+            udp_counters_64bit: t.udp_counters_64bit,
             repeating_payload: t.repeating_payload,
             zerocopy: t.zerocopy,
             dont_fragment: false,
@@ -1255,7 +1299,8 @@ mod tests {
             ("-s --ip 198.18.0.2", "prefix length"),
             ("-s --ip 300.1.1.1/24", "not an IPv4 address"),
             ("-c 198.18.0.9 -C bbr", "bbr"),
-            ("-c 198.18.0.9 -u", "UDP"),
+            ("-c 198.18.0.9 -u -l 10", "for UDP"),
+            ("-c 198.18.0.9 --udp-counters-64bit", "needs a UDP test"),
             ("-c 198.18.0.9 -t abc", "'abc'"),
             ("-c 198.18.0.9 -T \"open", "quote"),
             ("-c 198.18.0.9 stray", "stray"),

@@ -2,9 +2,9 @@
 //! and the congestion-control choice behind `-C`.
 
 use alloc::vec;
-use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet};
 use smoltcp::phy::Device;
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
@@ -50,21 +50,22 @@ pub fn build_interface<D: Device + ?Sized>(device: &mut D, net: &NetConfig, now:
 /// whole batch (~250 µs at 40 Gbit/s) to be read, the flow probe timed that wait as RTT, and
 /// the window opened late. `now` is read before each step so timers and stamps stay fresh.
 ///
-/// It returns after the egress pass that follows a SYN taken by a listening socket, so the
-/// role runs before more frames are read and can put a new listener in its place (smoltcp has
-/// no backlog: reading on would answer a burst of connects with RSTs).
+/// It returns after the egress pass that follows a connection request (`syn_seen`, asked
+/// after each frame a socket took), so the role runs before more frames are read and can put
+/// a new listener where one was taken (smoltcp has no backlog: reading on would answer a
+/// burst of connects with RSTs).
 pub fn poll_interleaved<D: Device + ?Sized>(
     iface: &mut Interface,
     device: &mut D,
     sockets: &mut SocketSet<'_>,
     mut now: impl FnMut() -> Instant,
+    mut syn_seen: impl FnMut(&D) -> bool,
 ) -> PollResult {
     let mut result = PollResult::None;
     iface.poll_maintenance(now());
-    let listening = Listeners::of(sockets);
     loop {
         let mut ingress = false;
-        let mut listener_taken = false;
+        let mut syn = false;
         loop {
             match iface.poll_ingress_single(now(), device, sockets) {
                 PollIngressSingleResult::None => break,
@@ -72,8 +73,8 @@ pub fn poll_interleaved<D: Device + ?Sized>(
                 PollIngressSingleResult::SocketStateChanged => {
                     ingress = true;
                     result = PollResult::SocketStateChanged;
-                    if listening.one_taken(sockets) {
-                        listener_taken = true;
+                    if syn_seen(device) {
+                        syn = true;
                         break;
                     }
                 }
@@ -84,45 +85,10 @@ pub fn poll_interleaved<D: Device + ?Sized>(
             PollResult::None if !ingress => return result,
             PollResult::None => {}
         }
-        if listener_taken {
+        if syn {
             return result;
         }
     }
-}
-
-/// The listening TCP sockets when a poll began, checked after every frame a socket took
-/// (a handful of handles, so a data frame costs a state read or two, not a walk of the set).
-enum Listeners {
-    Few(heapless::Vec<SocketHandle, 8>),
-    /// More than fit above: count them all.
-    Many(usize),
-}
-
-impl Listeners {
-    fn of(sockets: &SocketSet<'_>) -> Self {
-        let mut few = heapless::Vec::new();
-        let mut overflow = false;
-        for h in listening(sockets) {
-            overflow |= few.push(h).is_err();
-        }
-        if overflow { Listeners::Many(listening(sockets).count()) } else { Listeners::Few(few) }
-    }
-
-    fn one_taken(&self, sockets: &SocketSet<'_>) -> bool {
-        match self {
-            Listeners::Few(handles) => {
-                handles.iter().any(|&h| sockets.get::<tcp::Socket>(h).state() != tcp::State::Listen)
-            }
-            Listeners::Many(n) => listening(sockets).count() < *n,
-        }
-    }
-}
-
-fn listening<'s>(sockets: &'s SocketSet<'_>) -> impl Iterator<Item = SocketHandle> + 's {
-    sockets.iter().filter_map(|(h, s)| match s {
-        smoltcp::socket::Socket::Tcp(t) if t.state() == tcp::State::Listen => Some(h),
-        _ => None,
-    })
 }
 
 /// A locally administered MAC derived from the IP, so two stacks never collide by accident.
@@ -247,6 +213,53 @@ pub fn data_socket_spec(
     }
     let size = |used: bool| if used || window.is_some() { busy } else { IDLE_BUF };
     Ok(SocketSpec { rx: size(receives), tx: size(sends), congestion, nodelay })
+}
+
+/// Buffer sizes of a UDP data socket: receive room for about 200 ms of the streams it
+/// serves at their rate, send room for 20 ms (the pacer never queues more than a burst), each
+/// within 256 KiB..16 MiB (4 MiB per stream without a rate), and the datagram slots that
+/// go with them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpSpec {
+    pub rx: usize,
+    pub tx: usize,
+    /// Datagram length, for the number of metadata slots.
+    pub datagram: usize,
+}
+
+impl UdpSpec {
+    /// For `streams` streams of `rate_bps` each (0: unlimited) sharing one socket. Errors
+    /// say why the test cannot fit in `budget` bytes.
+    pub fn for_streams(
+        rate_bps: u64,
+        datagram: usize,
+        streams: u32,
+        budget: usize,
+    ) -> Result<Self, alloc::string::String> {
+        let streams = streams.max(1) as usize;
+        let per_stream = |ms: u64, floor: usize| {
+            if rate_bps == 0 { 4 << 20 } else { ((rate_bps / 8 * ms / 1000) as usize).clamp(floor, 16 << 20) }
+        };
+        let rx = (per_stream(200, 256 << 10) * streams).min(64 << 20);
+        let tx = (per_stream(20, 256 << 10) * streams).min(16 << 20);
+        if rx + tx > budget {
+            return Err(alloc::format!(
+                "{streams} UDP streams at this rate need {} KiB of socket buffers; this host can spend {} KiB",
+                (rx + tx) >> 10,
+                budget >> 10
+            ));
+        }
+        Ok(UdpSpec { rx, tx, datagram: datagram.max(1) })
+    }
+}
+
+/// A UDP socket with `spec`'s buffers.
+pub fn udp_socket(spec: &UdpSpec) -> udp::Socket<'static> {
+    let slots = |bytes: usize| bytes / spec.datagram.min(1500) + 16;
+    udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; slots(spec.rx)], vec![0; spec.rx]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; slots(spec.tx)], vec![0; spec.tx]),
+    )
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
-//! TCP data streams: moving payload through a smoltcp socket as fast as it will take it,
-//! and the per-stream counters behind interval and end reports. Shared by both roles.
+//! Data streams: moving payload through a smoltcp socket — a TCP connection as fast as it
+//! will take it, or UDP datagrams at the paced rate — and the per-stream counters behind
+//! interval and end reports. Shared by both roles.
 
 use crate::machine::Machine;
+use crate::proto::udp::{Datagram, DatagramRepr, header_len};
 use crate::proto::{ErrorCode, StreamResult};
-use crate::report::{EndSide, EndStream, EndTcpInfo};
+use crate::report::{EndSide, EndStream, EndTcpInfo, UdpFigures};
 use crate::tcpinfo::{SenderTally, TcpInfo, TcpInfoSource};
+use crate::udp::{Pacer, UdpRx, UdpTx, arrival_micros};
 use alloc::vec;
 use alloc::vec::Vec;
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
@@ -70,6 +73,66 @@ pub struct DataStream {
     pub endpoints: Option<(IpEndpoint, IpEndpoint)>,
     /// TCP_INFO statistics while this side sends.
     pub tcp: SenderTally,
+    /// UDP streams only: the peer and the datagram counters.
+    pub udp: Option<UdpStream>,
+}
+
+/// What a UDP stream adds: its peer (server streams share one socket and are told apart by
+/// it), the datagram length and counter width, the pacer and the counters.
+#[derive(Debug)]
+pub struct UdpStream {
+    pub peer: IpEndpoint,
+    pub len: usize,
+    pub counters_64bit: bool,
+    pub tx: UdpTx,
+    pub rx: UdpRx,
+    pacer: Pacer,
+}
+
+impl UdpStream {
+    /// `rate_bps`: `-b` for this stream (0: unlimited).
+    pub fn new(peer: IpEndpoint, len: usize, counters_64bit: bool, rate_bps: u64) -> Self {
+        let len = len.max(header_len(counters_64bit));
+        UdpStream {
+            peer,
+            len,
+            counters_64bit,
+            tx: UdpTx::default(),
+            rx: UdpRx::default(),
+            pacer: Pacer::new(rate_bps, len),
+        }
+    }
+
+    /// When the pacer lets the next datagram go.
+    pub fn next_send_at(&self) -> Option<Instant> {
+        self.pacer.next_at(self.len)
+    }
+
+    fn figures(&self, sends: bool) -> UdpFigures {
+        if sends {
+            UdpFigures { packets: self.tx.measured(), ..UdpFigures::default() }
+        } else {
+            let (packets, lost, out_of_order) = self.rx.measured();
+            UdpFigures { packets, lost, out_of_order, jitter: self.rx.jitter }
+        }
+    }
+}
+
+/// Datagrams a test skipped, by reason (never counted as data).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkippedDatagrams {
+    /// Shorter than the header, or with an impossible time.
+    pub malformed: u64,
+    /// From an address and port that is no stream of the test.
+    pub unknown_sender: u64,
+    /// A sequence number the sender cannot have reached.
+    pub implausible: u64,
+}
+
+impl SkippedDatagrams {
+    pub fn total(&self) -> u64 {
+        self.malformed + self.unknown_sender + self.implausible
+    }
 }
 
 /// iperf3's stream ids: the first is 1, then 2 + the number of streams already there.
@@ -93,7 +156,13 @@ impl DataStream {
             late_start: 0.0,
             endpoints: None,
             tcp: SenderTally::default(),
+            udp: None,
         }
+    }
+
+    /// A UDP stream on `handle` (shared with the test's other streams on a server).
+    pub fn new_udp(handle: SocketHandle, index: usize, sends: bool, udp: UdpStream) -> Self {
+        DataStream { udp: Some(udp), ..DataStream::new(handle, index, sends) }
     }
 
     /// The connection's addresses, once it is connected.
@@ -104,6 +173,9 @@ impl DataStream {
 
     /// TCP_INFO of a sending stream, where the platform has it.
     fn tcp_info(&self, info: &dyn TcpInfoSource) -> Option<TcpInfo> {
+        if self.udp.is_some() {
+            return None;
+        }
         let (l, r) = self.endpoints?;
         if self.sends { info.tcp_info(l, r) } else { None }
     }
@@ -175,6 +247,43 @@ impl DataStream {
         moved
     }
 
+    /// Sends as many datagrams as the pacer and `send_limit` (bytes) allow and the socket
+    /// takes, each stamped with `clock()` and the next sequence number. Returns bytes sent.
+    fn send_udp(
+        &mut self,
+        sock: &mut udp::Socket,
+        payload: &Payload,
+        send_limit: u64,
+        now: Instant,
+        clock: &mut dyn FnMut() -> Instant,
+    ) -> u64 {
+        let Some(u) = self.udp.as_mut() else { return 0 };
+        let (len, wide, peer) = (u.len, u.counters_64bit, u.peer);
+        let mut sent = 0u64;
+        while sent < send_limit && u.pacer.take(now, len) {
+            let Ok(buf) = sock.send(len, peer) else {
+                u.pacer.refund(len);
+                break;
+            };
+            let t = clock().total_micros().max(0);
+            let seq = u.tx.sent + 1;
+            let h = DatagramRepr { sec: (t / 1_000_000) as u32, usec: (t % 1_000_000) as u32, seq };
+            let hdr = header_len(wide);
+            h.emit(buf, wide);
+            let pl = &payload.buf;
+            let mut at = hdr;
+            while at < len {
+                let take = (len - at).min(pl.len());
+                buf[at..at + take].copy_from_slice(&pl[..take]);
+                at += take;
+            }
+            u.tx.sent = seq;
+            sent += len as u64;
+        }
+        self.count(sent);
+        sent
+    }
+
     fn count(&mut self, n: u64) {
         self.bytes += n;
         self.total_bytes += n;
@@ -193,6 +302,14 @@ impl DataStream {
     /// period, so they count as measured here too. (iperf3 counts them as omitted, which lets
     /// a receiver report more than its sender sent.) `info` gives the peer's window.
     pub fn reset_after_omit(&mut self, info: &dyn TcpInfoSource) {
+        if let Some(u) = self.udp.as_mut() {
+            // A datagram is either sent in the omit period or after it: nothing carries over.
+            u.tx.reset_after_omit();
+            u.rx.reset_after_omit();
+            self.bytes = 0;
+            self.interval_bytes = 0;
+            return;
+        }
         let carried = if self.sends {
             let acked = self.acked[2];
             let window = self.tcp_info(info).map_or(0, |i| i.snd_wnd).max(self.tcp.max_snd_wnd());
@@ -214,7 +331,7 @@ impl DataStream {
     /// This side's entry in the results JSON.
     pub fn result(&self, seconds: f64) -> StreamResult {
         let seconds = (seconds - self.late_start).max(0.0);
-        StreamResult {
+        let mut r = StreamResult {
             id: self.id,
             bytes: self.bytes,
             retransmits: if self.has_retransmits() { self.tcp.retransmits() as i64 } else { -1 },
@@ -225,7 +342,22 @@ impl DataStream {
             omitted_packets: None,
             start_time: 0.0,
             end_time: seconds,
+        };
+        // iperf3 sends totals and what of them was omitted; the peer subtracts.
+        if let Some(u) = &self.udp {
+            if self.sends {
+                r.packets = u.tx.sent as i64;
+                r.omitted_packets = Some(u.tx.omitted as i64);
+                r.omitted_errors = Some(0);
+            } else {
+                r.packets = u.rx.highest as i64;
+                r.errors = u.rx.lost;
+                r.jitter = u.rx.jitter;
+                r.omitted_packets = Some(u.rx.omitted_packets as i64);
+                r.omitted_errors = Some(u.rx.omitted_lost);
+            }
         }
+        r
     }
 
     /// Combines our counters with the peer's results into the end summary of this stream.
@@ -235,8 +367,9 @@ impl DataStream {
     pub fn partial_summary(&self, seconds: f64) -> EndStream {
         let seconds = (seconds - self.late_start).max(0.0);
         let tcp = self.has_retransmits().then(|| self.tcp.end());
-        let local = EndSide { start: 0.0, end: seconds, seconds, bytes: self.bytes, tcp };
-        let unknown = EndSide { start: 0.0, end: seconds, seconds, bytes: 0, tcp: None };
+        let udp = self.udp.as_ref().map(|u| u.figures(self.sends));
+        let local = EndSide { start: 0.0, end: seconds, seconds, bytes: self.bytes, tcp, udp };
+        let unknown = EndSide { start: 0.0, end: seconds, seconds, bytes: 0, tcp: None, udp: None };
         if self.sends {
             EndStream { socket: self.socket_no, local_is_sender: true, sender: local, receiver: unknown }
         } else {
@@ -255,22 +388,37 @@ impl DataStream {
         let r = remote.iter().find(|r| r.id == self.id).ok_or(ErrorCode::STREAM_ID)?;
         let seconds = (seconds - self.late_start).max(0.0);
         let tcp = self.has_retransmits().then(|| self.tcp.end());
-        let local = EndSide { start: 0.0, end: seconds, seconds, bytes: self.bytes, tcp };
+        let udp = self.udp.as_ref().map(|u| u.figures(self.sends));
+        let local = EndSide { start: 0.0, end: seconds, seconds, bytes: self.bytes, tcp, udp };
         let remote_end = if r.end_time > 0.0 { r.end_time } else { seconds };
         let remote_tcp =
             remote_has_retransmits.then(|| EndTcpInfo { retransmits: r.retransmits, ..EndTcpInfo::default() });
+        // The peer's totals less what it omitted (a 3.12 peer sends no omitted counts).
+        let remote_udp = self.udp.as_ref().map(|_| UdpFigures {
+            packets: (r.packets - r.omitted_packets.unwrap_or(0)).max(0) as u64,
+            lost: r.errors - r.omitted_errors.unwrap_or(0),
+            out_of_order: 0,
+            jitter: r.jitter,
+        });
         Ok(if self.sends {
             EndStream {
                 socket: self.socket_no,
                 local_is_sender: true,
-                receiver: EndSide { start: 0.0, end: remote_end, seconds, bytes: r.bytes, tcp: None },
+                receiver: EndSide { start: 0.0, end: remote_end, seconds, bytes: r.bytes, tcp: None, udp: remote_udp },
                 sender: local,
             }
         } else {
             EndStream {
                 socket: self.socket_no,
                 local_is_sender: false,
-                sender: EndSide { start: 0.0, end: remote_end, seconds: remote_end, bytes: r.bytes, tcp: remote_tcp },
+                sender: EndSide {
+                    start: 0.0,
+                    end: remote_end,
+                    seconds: remote_end,
+                    bytes: r.bytes,
+                    tcp: remote_tcp,
+                    udp: remote_udp,
+                },
                 receiver: EndSide { seconds: remote_end, ..local },
             }
         })
@@ -340,6 +488,8 @@ pub struct Measurement {
     interval: Option<Duration>,
     interval_start: Instant,
     next_interval: Option<Instant>,
+    /// UDP datagrams that were not counted, by reason.
+    pub skipped: SkippedDatagrams,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -378,6 +528,7 @@ impl Measurement {
             interval,
             interval_start: now,
             next_interval: None,
+            skipped: SkippedDatagrams::default(),
         };
         m.next_interval = m.boundary(now);
         m
@@ -406,6 +557,21 @@ impl Measurement {
         self.streams.iter().filter(|s| !s.sends).map(|s| s.bytes).fold(0, u64::saturating_add)
     }
 
+    /// True once this side's receiving streams have taken in `limit` bytes — for UDP, once
+    /// their senders' sequence numbers show that many were sent (lost datagrams never arrive).
+    pub fn receive_complete(&self, limit: u64) -> bool {
+        let total = self
+            .streams
+            .iter()
+            .filter(|s| !s.sends)
+            .map(|s| match &s.udp {
+                Some(u) => (u.rx.highest - u.rx.omitted_packets).saturating_mul(u.len as u64),
+                None => s.bytes,
+            })
+            .fold(0, u64::saturating_add);
+        total >= limit
+    }
+
     /// `-n`/`-k` as bytes, if the test ends by count.
     pub fn send_limit(&self) -> Option<u64> {
         self.send_limit
@@ -419,12 +585,15 @@ impl Measurement {
     /// True when the peer has acknowledged every byte this side wrote: the data has left the
     /// stack, so a receiver that counts what reached it will count all of it.
     pub fn all_acked(&self, sockets: &SocketSet<'_>) -> bool {
-        self.streams.iter().filter(|s| s.sends).all(|s| sockets.get::<tcp::Socket>(s.handle).send_queue() == 0)
+        self.streams
+            .iter()
+            .filter(|s| s.sends && s.udp.is_none())
+            .all(|s| sockets.get::<tcp::Socket>(s.handle).send_queue() == 0)
     }
 
     /// Moves data on every stream: drains what arrived and, if `sending`, writes payload as
     /// far as the socket, the `-b` pacing and the `-n`/`-k` limit allow. Returns the bytes
-    /// moved either way.
+    /// moved either way. `clock` stamps UDP datagrams as they are written.
     pub fn pump(
         &mut self,
         sockets: &mut SocketSet<'_>,
@@ -432,18 +601,26 @@ impl Measurement {
         rate: u64,
         now: Instant,
         sending: bool,
+        clock: &mut dyn FnMut() -> Instant,
     ) -> u64 {
         let mut left = match self.send_limit {
             Some(l) => l.saturating_sub(self.sent()),
             None => u64::MAX,
         };
         let started = self.started;
-        let mut moved = 0;
+        let mut moved = self.receive_udp(sockets, now);
         for s in &mut self.streams {
-            let sock = sockets.get_mut::<tcp::Socket>(s.handle);
-            let limit = if sending { s.send_allowance(rate, started, now).min(left) } else { 0 };
             let before = s.bytes;
-            moved += s.pump(sock, payload, limit);
+            if s.udp.is_some() {
+                if s.sends && sending {
+                    let sock = sockets.get_mut::<udp::Socket>(s.handle);
+                    moved += s.send_udp(sock, payload, left, now, clock);
+                }
+            } else {
+                let sock = sockets.get_mut::<tcp::Socket>(s.handle);
+                let limit = if sending { s.send_allowance(rate, started, now).min(left) } else { 0 };
+                moved += s.pump(sock, payload, limit);
+            }
             if s.sends {
                 left = left.saturating_sub(s.bytes - before);
             }
@@ -452,6 +629,54 @@ impl Measurement {
             self.first_data = Some(now);
         }
         moved
+    }
+
+    /// Reads every datagram the UDP sockets hold and gives each to the receiving stream of
+    /// its sender (a server's streams share one socket); what belongs to no stream, is too
+    /// short or carries an impossible sequence number is counted in `skipped`.
+    fn receive_udp(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> u64 {
+        let mut moved = 0;
+        let mut done: heapless::Vec<SocketHandle, 8> = heapless::Vec::new();
+        for i in 0..self.streams.len() {
+            let Some(h) = self.streams[i].udp.as_ref().map(|_| self.streams[i].handle) else { continue };
+            if done.contains(&h) {
+                continue;
+            }
+            // More sockets than fit are read again; reading an empty socket costs nothing.
+            let _ = done.push(h);
+            let sock = sockets.get_mut::<udp::Socket>(h);
+            while let Ok((data, meta)) = sock.recv() {
+                let from = meta.endpoint;
+                let arrival = arrival_micros(meta.meta.id, now);
+                let Some(s) = self
+                    .streams
+                    .iter_mut()
+                    .find(|s| !s.sends && s.handle == h && s.udp.as_ref().is_some_and(|u| u.peer == from))
+                else {
+                    self.skipped.unknown_sender += 1;
+                    continue;
+                };
+                let Some(u) = s.udp.as_mut() else { continue };
+                let parsed = Datagram::new_checked(data, u.counters_64bit).and_then(|d| DatagramRepr::parse(&d));
+                let Ok(repr) = parsed else {
+                    self.skipped.malformed += 1;
+                    continue;
+                };
+                if u.rx.on_datagram(&repr, arrival) == crate::udp::Arrival::Implausible {
+                    self.skipped.implausible += 1;
+                    continue;
+                }
+                let n = data.len() as u64;
+                s.count(n);
+                moved += n;
+            }
+        }
+        moved
+    }
+
+    /// The earliest time a UDP stream's pacer lets its next datagram go.
+    pub fn next_send_at(&self) -> Option<Instant> {
+        self.streams.iter().filter(|s| s.sends).filter_map(|s| s.udp.as_ref()?.next_send_at()).min()
     }
 
     /// When `-t` runs out: `time` seconds after the omit timer ran out (None before).
@@ -509,6 +734,14 @@ impl Measurement {
             .iter_mut()
             .map(|s| {
                 let tcp = s.tcp_info(info).map(|i| s.tcp.sample(&i));
+                let udp = s.udp.as_mut().map(|u| {
+                    if s.sends {
+                        UdpFigures { packets: u.tx.take_interval(), ..UdpFigures::default() }
+                    } else {
+                        let i = u.rx.take_interval();
+                        UdpFigures { packets: i.packets, lost: i.lost, out_of_order: i.out_of_order, jitter: i.jitter }
+                    }
+                });
                 crate::report::IntervalStream {
                     socket: s.socket_no,
                     start,
@@ -517,6 +750,7 @@ impl Measurement {
                     omitted,
                     sender: s.sends,
                     tcp,
+                    udp,
                 }
             })
             .collect();

@@ -59,8 +59,15 @@ impl TestRun {
     }
 
     /// Moves data on every stream (see [`Measurement::pump`]).
-    pub fn pump(&mut self, sockets: &mut SocketSet<'_>, rate: u64, now: Instant, sending: bool) -> u64 {
-        self.meas.pump(sockets, &self.payload, rate, now, sending)
+    pub fn pump(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        rate: u64,
+        now: Instant,
+        sending: bool,
+        clock: &mut dyn FnMut() -> Instant,
+    ) -> u64 {
+        self.meas.pump(sockets, &self.payload, rate, now, sending, clock)
     }
 
     /// The test's data phase ended (TEST_END): the final partial interval, if any.
@@ -72,6 +79,38 @@ impl TestRun {
         let rep = self.meas.finish(now, info);
         self.end_secs = self.meas.elapsed(now);
         rep
+    }
+
+    /// What a UDP test's text report should say beyond iperf3's lines: a sending stream that
+    /// fell more than 1 % short of its `-b` (the platform could not keep up; the figures show
+    /// what was really sent), and datagrams that were skipped as not belonging to the test.
+    pub fn udp_notes(&self, rate_bps: u64) -> Vec<String> {
+        let mut notes = Vec::new();
+        let secs = self.end_secs;
+        for s in self.meas.streams.iter().filter(|s| s.sends && s.udp.is_some()) {
+            let sent = s.bytes as f64 * 8.0 / secs.max(1e-9);
+            if rate_bps > 0 && secs > 0.0 && sent < rate_bps as f64 * 0.99 {
+                notes.push(alloc::format!(
+                    "stream {} sent {:.1} Mbit/s of the {:.1} Mbit/s asked for: this host could not keep up, and the \
+                     report shows what was really sent",
+                    s.socket_no,
+                    sent / 1e6,
+                    rate_bps as f64 / 1e6
+                ));
+            }
+        }
+        let k = self.meas.skipped;
+        if k.total() > 0 {
+            notes.push(alloc::format!(
+                "skipped {} datagrams that were not this test's data ({} malformed, {} from unknown senders, {} with \
+                 impossible sequence numbers)",
+                k.total(),
+                k.malformed,
+                k.unknown_sender,
+                k.implausible
+            ));
+        }
+        notes
     }
 
     /// This side's results message for the exchange.

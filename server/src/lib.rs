@@ -14,17 +14,18 @@ use netstack::conn::{Outbox, read_some};
 use netstack::driver::{EndedTest, FromOptions, Role, RoleIo, Setup};
 use netstack::machine::Machine;
 use netstack::options::Options;
+use netstack::proto::udp::{CONNECT_MSG, CONNECT_REPLY};
 use netstack::proto::{
     COOKIE_LEN, ControlState, Cookie, ErrorCode, FrameReader, MAX_PARAMS_LEN, MAX_RESULTS_LEN, Protocol, ServerError,
     TestParams, TestResults, check_cookie_prefix, encode_frame,
 };
 use netstack::report::{ConnectedStream, ReportConfig, Reporter, TestStartInfo};
 use netstack::smoltcp::iface::{SocketHandle, SocketSet};
-use netstack::smoltcp::socket::tcp;
+use netstack::smoltcp::socket::{tcp, udp};
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::IpEndpoint;
-use netstack::stack::{Congestion, SocketSpec, data_socket_spec, tcp_socket};
-use netstack::stream::DataStream;
+use netstack::stack::{Congestion, SocketSpec, UdpSpec, data_socket_spec, tcp_socket, udp_socket};
+use netstack::stream::{DataStream, UdpStream};
 use netstack::testrun::TestRun;
 
 /// How the platform configured this server.
@@ -95,6 +96,10 @@ struct Test {
     params: TestParams,
     congestion: Congestion,
     data_spec: SocketSpec,
+    /// UDP tests: the buffers of the one socket all streams share, and that socket once
+    /// it is bound to the server port.
+    udp_spec: Option<UdpSpec>,
+    udp: Option<SocketHandle>,
     pending_streams: Vec<DataStream>,
     run: Option<TestRun>,
     last_progress: Instant,
@@ -197,7 +202,7 @@ impl Server {
     /// away), and one per data stream while the client creates them.
     fn wanted_listeners(&self) -> (usize, SocketSpec) {
         match &self.test {
-            Some(t) if matches!(t.phase, Phase::CreateStreams) => {
+            Some(t) if matches!(t.phase, Phase::CreateStreams) && t.udp_spec.is_none() => {
                 let left = t.params.total_streams() as usize - t.pending_streams.len();
                 (left.max(1), t.data_spec)
             }
@@ -344,6 +349,8 @@ impl Server {
             params: TestParams::default(),
             congestion: self.cfg.congestion,
             data_spec: SocketSpec::control(),
+            udp_spec: None,
+            udp: None,
             pending_streams: Vec::new(),
             run: None,
             last_progress: now,
@@ -358,7 +365,7 @@ impl Server {
 
         // Data first, so a TEST_END read below sees every byte that arrived before it.
         if let (Phase::Running, Some(run)) = (&t.phase, t.run.as_mut())
-            && run.pump(io.sockets, t.params.bandwidth, now, true) > 0
+            && run.pump(io.sockets, t.params.bandwidth, now, true, io.clock) > 0
         {
             t.last_progress = now;
             progress = true;
@@ -393,6 +400,10 @@ impl Server {
             return true;
         }
 
+        if matches!(t.phase, Phase::CreateStreams) && t.udp_spec.is_some() {
+            progress |= self.accept_udp_streams(now, io);
+        }
+        let Some(t) = self.test.as_mut() else { return progress };
         // Phase transitions that wait on something other than control input.
         if matches!(t.phase, Phase::CreateStreams) && t.pending_streams.len() == t.params.total_streams() as usize {
             self.begin_running(now, io);
@@ -472,11 +483,26 @@ impl Server {
 
     fn accept_params(&mut self, params: TestParams) -> Result<(), Stop> {
         let Some(t) = self.test.as_mut() else { return Ok(()) };
-        if params.protocol != Protocol::Tcp {
+        if params.protocol == Protocol::Sctp {
             // Refused before CREATE_STREAMS, so the client stops at once with iperf3's
             // "protocol does not exist" instead of waiting for streams nobody accepts.
             let name = params.protocol.name();
             return Err(Stop::Fail(ErrorCode::PROTOCOL, format!("{name} tests are not served by this server")));
+        }
+        if params.protocol == Protocol::Udp {
+            let spec = UdpSpec::for_streams(
+                params.stream_rate(),
+                params.len as usize,
+                params.total_streams(),
+                self.cfg.buffer_budget,
+            )
+            .map_err(|why| Stop::Fail(ErrorCode::SET_BUF2, why))?;
+            t.udp_spec = Some(spec);
+            t.congestion = Congestion::None;
+            t.params = params;
+            t.phase = Phase::CreateStreams;
+            t.out.push(&[ControlState::CreateStreams.to_byte()]);
+            return Ok(());
         }
         let congestion = match params.congestion.as_deref() {
             None => self.cfg.congestion,
@@ -513,10 +539,63 @@ impl Server {
         Ok(())
     }
 
+    /// UDP stream set-up: each datagram from an address and port that is not yet a stream
+    /// of the test opens the next one (iperf3 does not look at the four bytes, "9876"), and
+    /// is answered "6789". Datagrams of any other length are not set-up messages: skipped.
+    fn accept_udp_streams(&mut self, now: Instant, io: &mut RoleIo<'_>) -> bool {
+        let Some(t) = self.test.as_mut() else { return false };
+        let Some(spec) = t.udp_spec else { return false };
+        let h = match t.udp {
+            Some(h) => h,
+            None => {
+                let mut sock = udp_socket(&spec);
+                if let Err(e) = sock.bind(self.cfg.port) {
+                    let why = format!("cannot bind the UDP port {}: {e}", self.cfg.port);
+                    self.stop(now, Stop::Fail(ErrorCode::STREAM_ACCEPT, why), io);
+                    return true;
+                }
+                let h = io.sockets.add(sock);
+                t.udp = Some(h);
+                h
+            }
+        };
+        let mut progress = false;
+        let total = t.params.total_streams() as usize;
+        let local_ip = io.iface.ipv4_addr();
+        let sock = io.sockets.get_mut::<udp::Socket>(h);
+        while t.pending_streams.len() < total {
+            let Ok((data, meta)) = sock.recv() else { break };
+            let from = meta.endpoint;
+            if data.len() != CONNECT_MSG.len()
+                || t.pending_streams.iter().any(|s| s.udp.as_ref().is_some_and(|u| u.peer == from))
+            {
+                continue;
+            }
+            let index = t.pending_streams.len();
+            let p = &t.params;
+            let udp = UdpStream::new(from, p.len as usize, p.udp_counters_64bit, p.stream_rate());
+            let mut stream = DataStream::new_udp(h, index, p.server_sends(index), udp);
+            if let Some(ip) = local_ip {
+                let local = IpEndpoint::new(ip.into(), self.cfg.port);
+                stream = stream.with_endpoints(local, from);
+                self.stream_endpoints.push((stream.id, local, from));
+                self.reporter.stream_connected(ConnectedStream::new(stream.socket_no, local, from));
+            }
+            // A full send buffer would lose the answer; the client then times out, as with a
+            // lost datagram.
+            let _ = sock.send_slice(&CONNECT_REPLY, from);
+            t.pending_streams.push(stream);
+            t.last_progress = now;
+            progress = true;
+        }
+        progress
+    }
+
     fn begin_running(&mut self, now: Instant, io: &mut RoleIo<'_>) {
         let Some(t) = self.test.as_mut() else { return };
         let streams = core::mem::take(&mut t.pending_streams);
-        let run = TestRun::start(streams, now, &t.params, self.cfg.interval, t.data_spec.rx, t.congestion, io.machine);
+        let rcv_buf = if t.udp_spec.is_some() { 0 } else { t.data_spec.rx };
+        let run = TestRun::start(streams, now, &t.params, self.cfg.interval, rcv_buf, t.congestion, io.machine);
         t.run = Some(run);
         if t.params.time > 0 {
             t.safety_deadline = Some(now + Duration::from_secs((t.params.time + t.params.omit) as u64) + SAFETY_MARGIN);
@@ -544,7 +623,7 @@ impl Server {
             if let Some(rep) = run.end(now, io.tcp_info) {
                 self.reporter.interval(rep);
             }
-            for s in &run.meas.streams {
+            for s in run.meas.streams.iter().filter(|s| s.udp.is_none()) {
                 io.sockets.get_mut::<tcp::Socket>(s.handle).close();
             }
         }
@@ -561,6 +640,9 @@ impl Server {
         let summary = run
             .summary(&remote)
             .map_err(|(code, id)| Stop::Fail(code, format!("the client's results lack stream id {id}")))?;
+        for note in run.udp_notes(t.params.stream_rate()) {
+            self.reporter.warning(&note);
+        }
         self.reporter.test_end(summary);
         if t.params.get_server_output {
             if self.cfg.report.format == netstack::report::OutputFormat::Text {
@@ -630,9 +712,14 @@ impl Server {
     /// reads SERVER_TERMINATE before its data streams fail.
     fn release(&mut self, now: Instant, sockets: &mut SocketSet<'static>, how: Release) {
         let Some(mut t) = self.test.take() else { return };
-        let mut data: Vec<SocketHandle> = t.pending_streams.iter().map(|s| s.handle).collect();
+        // UDP streams share one socket with nothing to close: it goes at once.
+        if let Some(h) = t.udp.take() {
+            sockets.remove(h);
+        }
+        let mut data: Vec<SocketHandle> =
+            t.pending_streams.iter().filter(|s| s.udp.is_none()).map(|s| s.handle).collect();
         if let Some(run) = &t.run {
-            data.extend(run.meas.streams.iter().map(|s| s.handle));
+            data.extend(run.meas.streams.iter().filter(|s| s.udp.is_none()).map(|s| s.handle));
         }
         for h in data {
             let sock = sockets.get_mut::<tcp::Socket>(h);
@@ -725,6 +812,9 @@ impl Role for Server {
         let mut at = t.last_progress + self.cfg.idle_timeout;
         if let Some(m) = t.run.as_ref().and_then(|r| r.meas.poll_at()) {
             at = at.min(m);
+        }
+        if let (Phase::Running, Some(n)) = (&t.phase, t.run.as_ref().and_then(|r| r.meas.next_send_at())) {
+            at = at.min(n);
         }
         Some(at)
     }

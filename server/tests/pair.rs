@@ -268,12 +268,12 @@ fn after_params(b: &mut Bench, params: &[u8], port: u16) -> (RawPeer, usize) {
 #[test]
 fn bad_parameters_get_server_error_with_iperf3_codes() {
     let mut b = Bench::new("");
-    let udp = TestParams { protocol: netstack::proto::Protocol::Udp, len: 1460, ..TestParams::default() };
+    let sctp = TestParams { protocol: netstack::proto::Protocol::Sctp, ..TestParams::default() };
     let not_json = encode_frame(b"{\"tcp\": true, \"time\": ");
     let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
         ("oversized length", vec![0x7f, 0xff, 0xff, 0xff], ErrorCode::RECV_PARAMS),
         ("malformed JSON", not_json.clone(), TestParams::parse(&not_json[4..]).unwrap_err().0),
-        ("UDP before UDP exists", encode_frame(udp.to_json().as_bytes()), ErrorCode::PROTOCOL),
+        ("SCTP", encode_frame(sctp.to_json().as_bytes()), ErrorCode::PROTOCOL),
         (
             "too many streams",
             encode_frame(TestParams { parallel: 1000, ..TestParams::default() }.to_json().as_bytes()),
@@ -288,6 +288,21 @@ fn bad_parameters_get_server_error_with_iperf3_codes() {
         assert!(c.peer_closed || c.gone, "{what}: the connection stayed open");
         b.good_client_is_served(what);
     }
+}
+
+#[test]
+fn udp_test_that_does_not_fit_is_refused() {
+    let mut b = Bench::new("");
+    let o = options(&format!("-s --idle-timeout {IDLE_SECS}"));
+    b.server = Server::new(server::ServerConfig {
+        buffer_budget: 1 << 20,
+        ..server::ServerConfig::from_options(&o, &b.setup)
+    });
+    let (c, s, status) = b.run("-u -b 1G -P 8 -t 1");
+    let e = status.expect_err("eight 1 Gbit/s UDP streams cannot fit in 1 MiB");
+    assert!(e.contains(ErrorCode::SET_BUF2.message()), "{e}\n{c}");
+    assert!(s.contains("UDP streams"), "the server says why:\n{s}");
+    b.good_client_is_served("a UDP test that did not fit");
 }
 
 /// A raw client that gets as far as TEST_RUNNING with one data stream of a `-t 1` test

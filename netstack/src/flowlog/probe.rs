@@ -2,7 +2,7 @@
 //! through, modelled on smoltcp's `Tracer` but holding real state.
 
 use core::borrow::BorrowMut;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 
 use smoltcp::phy::{Device, DeviceCapabilities, PacketMeta, RxToken, TxToken};
 use smoltcp::time::Instant;
@@ -24,6 +24,8 @@ pub struct FlowProbe<D: Device, T: BorrowMut<FlowTracker> = FlowTracker> {
     // call into smoltcp, so the borrow cannot collide.
     tracker: RefCell<T>,
     clock: Option<FrameClock>,
+    /// A TCP SYN (without ACK) came in since [`FlowProbe::take_syn`] was last asked.
+    syn: Cell<bool>,
 }
 
 /// The platform's monotonic clock, read when a frame passes (same epoch as the poll's
@@ -32,20 +34,25 @@ pub type FrameClock = fn() -> Instant;
 
 impl<D: Device> FlowProbe<D> {
     pub fn new(inner: D, cfg: ProbeConfig) -> Self {
-        FlowProbe { inner, tracker: RefCell::new(FlowTracker::new(cfg)), clock: None }
+        FlowProbe { inner, tracker: RefCell::new(FlowTracker::new(cfg)), clock: None, syn: Cell::new(false) }
     }
 }
 
 impl<D: Device, T: BorrowMut<FlowTracker>> FlowProbe<D, T> {
     /// Wraps `inner` around an existing tracker, owned or `&mut`.
     pub fn with_tracker(inner: D, tracker: T) -> Self {
-        FlowProbe { inner, tracker: RefCell::new(tracker), clock: None }
+        FlowProbe { inner, tracker: RefCell::new(tracker), clock: None, syn: Cell::new(false) }
     }
 
     /// Stamps each frame with `clock` when it is read or written, not with the poll's time.
     pub fn with_frame_clock(mut self, clock: FrameClock) -> Self {
         self.clock = Some(clock);
         self
+    }
+
+    /// True once after a frame opening a TCP connection (SYN without ACK) was received.
+    pub fn take_syn(&self) -> bool {
+        self.syn.replace(false)
     }
 
     pub fn inner(&self) -> &D {
@@ -107,7 +114,7 @@ impl<D: Device, T: BorrowMut<FlowTracker>> Device for FlowProbe<D, T> {
         let (rx, tx) = self.inner.receive(timestamp)?;
         let (poll, clock) = (timestamp, self.clock);
         Some((
-            ProbeRxToken { inner: rx, tracker: &self.tracker, poll, clock },
+            ProbeRxToken { inner: rx, tracker: &self.tracker, poll, clock, syn: &self.syn },
             ProbeTxToken { inner: tx, tracker: &self.tracker, poll, clock },
         ))
     }
@@ -132,6 +139,17 @@ pub struct ProbeRxToken<'a, X: RxToken, T: BorrowMut<FlowTracker> = FlowTracker>
     tracker: &'a RefCell<T>,
     poll: Instant,
     clock: Option<FrameClock>,
+    syn: &'a Cell<bool>,
+}
+
+/// An Ethernet frame carrying an IPv4 TCP segment with SYN set and ACK clear.
+fn opens_connection(frame: &[u8]) -> bool {
+    let Some(ip) = frame.get(14..) else { return false };
+    if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 {
+        return false;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    ip.get(ihl + 13).is_some_and(|flags| flags & 0x12 == 0x02)
 }
 
 impl<X: RxToken, T: BorrowMut<FlowTracker>> RxToken for ProbeRxToken<'_, X, T> {
@@ -139,17 +157,25 @@ impl<X: RxToken, T: BorrowMut<FlowTracker>> RxToken for ProbeRxToken<'_, X, T> {
     where
         F: FnOnce(&[u8]) -> R,
     {
-        let (tracker, poll, clock) = (self.tracker, self.poll, self.clock);
+        let (tracker, poll, clock, syn) = (self.tracker, self.poll, self.clock, self.syn);
         self.inner.consume(|frame| {
             if let Ok(mut t) = tracker.try_borrow_mut() {
                 (*t).borrow_mut().on_frame(stamp(poll, clock), Dir::Rx, frame);
+            }
+            if opens_connection(frame) {
+                syn.set(true);
             }
             f(frame)
         })
     }
 
+    /// The inner device's metadata with `id` set to when the frame was read (the low 32 bits
+    /// of the frame clock in µs): a UDP socket hands it back with each datagram, which gives
+    /// the receiver per-datagram arrival times for jitter (see `udp::arrival_micros`).
     fn meta(&self) -> PacketMeta {
-        self.inner.meta()
+        let mut meta = self.inner.meta();
+        meta.id = (stamp(self.poll, self.clock) as u32).max(1);
+        meta
     }
 }
 

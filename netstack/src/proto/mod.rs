@@ -10,6 +10,7 @@ pub mod limits;
 mod params;
 mod results;
 mod state;
+pub mod udp;
 
 pub use cookie::{COOKIE_LEN, Cookie, CookieError, check_cookie_prefix};
 pub use error::{ErrorCode, ProtoError, ServerError};
@@ -26,5 +27,9 @@ pub const IPERF_VERSION: &str = "3.22";
 pub const DEFAULT_TCP_BLKSIZE: u32 = 128 * 1024;
 /// Largest TCP block size iperf3 accepts (`MAX_BLOCKSIZE`).
 pub const MAX_TCP_BLKSIZE: u32 = 1024 * 1024;
+/// iperf3's UDP datagram length when the path MSS is unknown (`DEFAULT_UDP_BLKSIZE`).
+pub const DEFAULT_UDP_BLKSIZE: u32 = 1460;
+/// iperf3's default UDP rate (`UDP_RATE`), bit/s per stream.
+pub const DEFAULT_UDP_RATE: u64 = 1024 * 1024;
 /// Largest number of parallel streams (`MAX_STREAMS`).
 pub const MAX_STREAMS: u32 = 128;

@@ -133,6 +133,15 @@ impl TestParams {
         self.reverse || self.bidirectional
     }
 
+    /// The pace of one stream: `-b`, held to `--fq-rate` when that is lower (0: unlimited).
+    pub fn stream_rate(&self) -> u64 {
+        match (self.bandwidth, self.fqrate.unwrap_or(0)) {
+            (b, 0) => b,
+            (0, f) => f,
+            (b, f) => b.min(f),
+        }
+    }
+
     /// `-n` or `-k` as a byte count: what each sending side sends in all (None: ends by time).
     pub fn send_limit(&self) -> Option<u64> {
         if self.num > 0 {

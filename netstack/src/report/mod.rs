@@ -170,6 +170,24 @@ pub struct TcpSenderInfo {
     pub reorder: i64,
 }
 
+/// A UDP stream's datagram figures for an interval or a summary: a sender's count, or what
+/// its receiver saw (iperf3's `packets`, `lost_packets`, `out_of_order`, `jitter_ms`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct UdpFigures {
+    pub packets: u64,
+    pub lost: i64,
+    pub out_of_order: u64,
+    /// Seconds.
+    pub jitter: f64,
+}
+
+impl UdpFigures {
+    /// `lost_percent`: 0 when nothing was counted.
+    pub fn lost_percent(&self) -> f64 {
+        if self.packets > 0 { 100.0 * self.lost as f64 / self.packets as f64 } else { 0.0 }
+    }
+}
+
 /// One stream's share of one interval. Times are seconds since the test (or omit) start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntervalStream {
@@ -181,6 +199,8 @@ pub struct IntervalStream {
     /// True when this side sends on the stream.
     pub sender: bool,
     pub tcp: Option<TcpSenderInfo>,
+    /// UDP tests only.
+    pub udp: Option<UdpFigures>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -197,6 +217,8 @@ pub struct EndSide {
     pub bytes: u64,
     /// Sender side only, where known.
     pub tcp: Option<EndTcpInfo>,
+    /// UDP tests only: the sender's datagram count, or what the receiver saw.
+    pub udp: Option<UdpFigures>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -69,6 +69,64 @@ fn receiver_time(side: &EndSide) -> f64 {
     if d > 0.0 { d } else { finite(side.seconds) }
 }
 
+/// A sending stream's interval shows its datagram count; a receiving one jitter and loss.
+fn push_udp_interval(o: &mut Obj, u: &UdpFigures, sender: bool) {
+    if !sender {
+        o.push("jitter_ms", finite(u.jitter) * 1000.0);
+        o.push("lost_packets", u.lost);
+    }
+    o.push("packets", u.packets);
+    if !sender {
+        o.push("lost_percent", u.lost_percent());
+    }
+}
+
+/// Several streams' figures as iperf3 sums them: counts add up, jitter is their average.
+fn udp_sum(figures: impl Iterator<Item = UdpFigures>) -> UdpFigures {
+    let mut sum = UdpFigures::default();
+    let mut n = 0;
+    for u in figures {
+        sum.packets += u.packets;
+        sum.lost += u.lost;
+        sum.out_of_order += u.out_of_order;
+        sum.jitter += finite(u.jitter);
+        n += 1;
+    }
+    if n > 0 {
+        sum.jitter /= n as f64;
+    }
+    sum
+}
+
+/// What one side of a UDP summary says: its times, bytes and figures, or zeros where this
+/// side did not measure it (a server prints before the results exchange, as iperf3's does).
+#[derive(Clone, Copy)]
+struct UdpHalf {
+    start: f64,
+    end: f64,
+    seconds: f64,
+    bytes: u64,
+    udp: UdpFigures,
+}
+
+impl UdpHalf {
+    fn of(side: &EndSide, receiver: bool) -> Self {
+        let seconds = if receiver { receiver_time(side) } else { finite(side.seconds) };
+        UdpHalf {
+            start: finite(side.start),
+            end: finite(side.end),
+            seconds,
+            bytes: side.bytes,
+            udp: side.udp.unwrap_or_default(),
+        }
+    }
+
+    /// Unknown: timed like the half that is known, everything else zero.
+    fn unknown(known: &UdpHalf) -> Self {
+        UdpHalf { bytes: 0, udp: UdpFigures::default(), ..*known }
+    }
+}
+
 impl Reporter {
     pub fn new(cfg: ReportConfig) -> Self {
         Reporter { cfg, out: String::new(), test: TestState::default() }
@@ -146,7 +204,11 @@ impl Reporter {
         match self.cfg.format {
             OutputFormat::Text => {
                 self.release_held();
-                self.text_interval(&r);
+                if self.udp() {
+                    self.text_interval_udp(&r);
+                } else {
+                    self.text_interval(&r);
+                }
             }
             OutputFormat::Json | OutputFormat::JsonStream => {
                 let j = self.interval_json(&r);
@@ -168,9 +230,16 @@ impl Reporter {
         match self.cfg.format {
             OutputFormat::Text => {
                 self.release_held();
-                self.text_end(&info);
+                if self.udp() {
+                    self.text_end_udp(&info);
+                } else {
+                    self.text_end(&info);
+                }
             }
-            OutputFormat::Json | OutputFormat::JsonStream => self.test.end = Some(self.end_json(&info)),
+            OutputFormat::Json | OutputFormat::JsonStream => {
+                let end = if self.udp() { self.end_json_udp(&info) } else { self.end_json(&info) };
+                self.test.end = Some(end);
+            }
         }
         self.test.end_reported = true;
     }
@@ -287,6 +356,10 @@ impl Reporter {
 
     fn text_mode(&self) -> bool {
         self.cfg.format == OutputFormat::Text
+    }
+
+    fn udp(&self) -> bool {
+        self.test.info.as_ref().is_some_and(|i| i.protocol == "UDP")
     }
 
     /// iperf_printf: the client puts `title:  ` before each printed piece (the server never
@@ -638,6 +711,157 @@ impl Reporter {
         }
     }
 
+    /// A UDP stream's sender and receiver halves; on a server the half it did not measure
+    /// is unknown (zeros), as in iperf3, whose server prints before the results exchange.
+    fn udp_halves(&self, s: &EndStream) -> (UdpHalf, UdpHalf) {
+        let snd = UdpHalf::of(&s.sender, false);
+        let rcv = UdpHalf::of(&s.receiver, true);
+        match (self.cfg.side, s.local_is_sender) {
+            (Side::Server, true) => (snd, UdpHalf::unknown(&snd)),
+            (Side::Server, false) => (UdpHalf::unknown(&rcv), rcv),
+            (Side::Client, _) => (snd, rcv),
+        }
+    }
+
+    fn text_interval_udp(&mut self, r: &IntervalReport) {
+        let (bidir, groups) = self.groups(&r.streams, |s| s.sender);
+        let num_streams = self.num_streams(groups.iter().map(|g| g.streams.len()));
+        let unit = self.cfg.unit;
+        let mut lines = String::new();
+        let mut first_line = true;
+        for g in &groups {
+            for s in &g.streams {
+                if first_line {
+                    first_line = false;
+                    if s.start.abs() < 1e-9 || !self.test.header_shown {
+                        self.test.header_shown = true;
+                        lines.push_str(&self.prefixed(text::udp_interval_header(g.sender, bidir)));
+                    } else if num_streams > 1 {
+                        lines.push_str(&self.prefixed(text::SEPARATOR));
+                    }
+                }
+                let id = text::stream_id(s.socket);
+                let c = Columns {
+                    id: &id,
+                    role: &g.role,
+                    start: s.start,
+                    end: s.end,
+                    bytes: s.bytes,
+                    seconds: finite(s.end) - finite(s.start),
+                    unit,
+                };
+                let tail = if s.omitted { text::OMITTED } else { "" };
+                let u = s.udp.unwrap_or_default();
+                let line = if s.sender {
+                    text::udp_sender(&c, u.packets, bidir, tail)
+                } else {
+                    text::udp_jitter_loss(&c, u.jitter, u.lost, u.packets, tail)
+                };
+                lines.push_str(&self.prefixed(&line));
+            }
+            if let (true, Some(first)) = (num_streams > 1, r.streams.first()) {
+                let bytes = g.streams.iter().map(|s| s.bytes).fold(0, u64::saturating_add);
+                let u = udp_sum(g.streams.iter().filter_map(|s| s.udp));
+                let c = Columns {
+                    id: text::SUM_ID,
+                    role: &g.role,
+                    start: first.start,
+                    end: first.end,
+                    bytes,
+                    seconds: finite(first.end) - finite(first.start),
+                    unit,
+                };
+                let tail = if first.omitted { text::OMITTED } else { "" };
+                let line = if g.sender {
+                    text::udp_sender(&c, u.packets, bidir, tail)
+                } else {
+                    text::udp_jitter_loss(&c, u.jitter, u.lost, u.packets, tail)
+                };
+                lines.push_str(&self.prefixed(&line));
+            }
+        }
+        self.emit_text(&lines);
+    }
+
+    fn text_end_udp(&mut self, info: &TestEndInfo) {
+        let (bidir, groups) = self.groups(&info.streams, |s| s.local_is_sender);
+        let num_streams = self.num_streams(groups.iter().map(|g| g.streams.len()));
+        let server = self.cfg.side == Side::Server;
+        let unit = self.cfg.unit;
+        self.print(text::SEPARATOR);
+        if self.cfg.verbose {
+            self.print("Test Complete. Summary Results:\n");
+        }
+        self.print(text::udp_summary_header(bidir));
+        let first = info.streams.first().map(|f| self.udp_halves(f));
+        for g in &groups {
+            let mut sent = (0u64, 0u64);
+            let mut received = (0u64, Vec::new());
+            for s in &g.streams {
+                let (snd, rcv) = self.udp_halves(s);
+                sent = (sent.0.saturating_add(snd.bytes), sent.1 + snd.udp.packets);
+                received.0 = received.0.saturating_add(rcv.bytes);
+                received.1.push(rcv.udp);
+                let id = text::stream_id(s.socket);
+                let col = |h: &UdpHalf| Columns {
+                    id: &id,
+                    role: &g.role,
+                    start: h.start,
+                    end: h.end,
+                    bytes: h.bytes,
+                    seconds: h.seconds,
+                    unit,
+                };
+                if !server || s.local_is_sender {
+                    self.print(&text::udp_jitter_loss(&col(&snd), 0.0, 0, snd.udp.packets, text::SENDER));
+                }
+                if !server || !s.local_is_sender {
+                    let u = rcv.udp;
+                    self.print(&text::udp_jitter_loss(&col(&rcv), u.jitter, u.lost, u.packets, text::RECEIVER));
+                    if u.out_of_order > 0 {
+                        self.print(&text::udp_out_of_order(&g.role, rcv.start, rcv.end, u.out_of_order));
+                    }
+                }
+            }
+            if let (true, Some((fs, fr))) = (num_streams > 1, first) {
+                let col = |h: &UdpHalf, bytes: u64| Columns {
+                    id: text::SUM_ID,
+                    role: &g.role,
+                    start: h.start,
+                    end: h.end,
+                    bytes,
+                    seconds: h.seconds,
+                    unit,
+                };
+                if !server || g.sender {
+                    self.print(&text::udp_jitter_loss(&col(&fs, sent.0), 0.0, 0, sent.1, text::SENDER));
+                }
+                if !server || !g.sender {
+                    let u = udp_sum(received.1.iter().copied());
+                    self.print(&text::udp_jitter_loss(
+                        &col(&fr, received.0),
+                        u.jitter,
+                        u.lost,
+                        u.packets,
+                        text::RECEIVER,
+                    ));
+                    if u.out_of_order > 0 {
+                        self.print(&text::udp_out_of_order(&g.role, fr.start, fr.end, u.out_of_order));
+                    }
+                }
+            }
+            if self.cfg.verbose && g.sender {
+                self.print(&text::cpu(text::SENDER, text::RECEIVER, &info.cpu));
+                if bidir {
+                    self.print(&text::cpu(text::RECEIVER, text::SENDER, &info.cpu));
+                }
+            }
+            if self.cfg.side == Side::Client {
+                self.print_server_output();
+            }
+        }
+    }
+
     /// (sending side's, receiving side's) congestion control for one group's direction.
     /// `TestEndInfo` holds iperf3's JSON pair: outside bidir, the test's sender and receiver;
     /// in bidir, iperf3 fills it from its last group, which makes `sender_tcp_congestion` the
@@ -749,6 +973,9 @@ impl Reporter {
                     // 3.20+; older readers ignore it.
                     o.push("reorder", t.reorder);
                 }
+                if let Some(u) = s.udp {
+                    push_udp_interval(&mut o, &u, s.sender);
+                }
                 o.push("omitted", s.omitted);
                 o.push("sender", s.sender);
                 streams.push(o.build());
@@ -767,6 +994,9 @@ impl Reporter {
                 let retr: i64 =
                     g.streams.iter().filter_map(|s| s.tcp).map(|t| t.retransmits).fold(0, i64::saturating_add);
                 o.push("retransmits", retr);
+            }
+            if g.streams.iter().any(|s| s.udp.is_some()) {
+                push_udp_interval(&mut o, &udp_sum(g.streams.iter().filter_map(|s| s.udp)), g.sender);
             }
             o.push("omitted", first.omitted);
             o.push("sender", g.sender);
@@ -874,6 +1104,99 @@ impl Reporter {
                 o.push("receiver_tcp_congestion", s.as_str());
             }
         }
+        o.build()
+    }
+
+    /// `end` of a UDP test: one `udp` object per stream and iperf3's UDP sums.
+    fn end_json_udp(&self, info: &TestEndInfo) -> Json {
+        let (_, groups) = self.groups(&info.streams, |s| s.local_is_sender);
+        let first = info.streams.first().map(|f| self.udp_halves(f));
+        let mut streams = Vec::new();
+        let mut sums = Vec::new();
+        for g in &groups {
+            let mut snd_bytes = 0u64;
+            let mut snd_packets = 0u64;
+            let mut rcv_bytes = 0u64;
+            let mut rcv = Vec::new();
+            for s in &g.streams {
+                let (sh, rh) = self.udp_halves(s);
+                snd_bytes = snd_bytes.saturating_add(sh.bytes);
+                snd_packets += sh.udp.packets;
+                rcv_bytes = rcv_bytes.saturating_add(rh.bytes);
+                rcv.push(rh.udp);
+                // Timed by the sender where it is known; packets are the sender's count if
+                // known, else what the receiver saw; loss and jitter are the receiver's.
+                let timing = if sh.bytes > 0 || sh.udp.packets > 0 { sh } else { rh };
+                let packets = if sh.udp.packets > 0 { sh.udp.packets } else { rh.udp.packets };
+                let fig = UdpFigures { packets, ..rh.udp };
+                streams.push(
+                    Obj::new()
+                        .set(
+                            "udp",
+                            Obj::new()
+                                .set("socket", s.socket)
+                                .set("start", timing.start)
+                                .set("end", timing.end)
+                                .set("seconds", timing.seconds)
+                                .set("bytes", sh.bytes)
+                                .set("bits_per_second", bits_per_second(sh.bytes, timing.seconds))
+                                .set("jitter_ms", finite(fig.jitter) * 1000.0)
+                                .set("lost_packets", fig.lost)
+                                .set("packets", fig.packets)
+                                .set("lost_percent", fig.lost_percent())
+                                .set("out_of_order", fig.out_of_order)
+                                .set("sender", g.sender),
+                        )
+                        .build(),
+                );
+            }
+            let Some((fs, fr)) = first else { continue };
+            let r = udp_sum(rcv.iter().copied());
+            let sum_obj = |start: f64, end: f64, seconds: f64, bytes: u64, rate: f64, u: &UdpFigures, sender: bool| {
+                Obj::new()
+                    .set("start", start)
+                    .set("end", end)
+                    .set("seconds", seconds)
+                    .set("bytes", bytes)
+                    .set("bits_per_second", rate)
+                    .set("jitter_ms", finite(u.jitter) * 1000.0)
+                    .set("lost_packets", u.lost)
+                    .set("packets", u.packets)
+                    .set("lost_percent", u.lost_percent())
+                    .set("sender", sender)
+                    .build()
+            };
+            let sent_fig = UdpFigures { packets: snd_packets, ..UdpFigures::default() };
+            let sum_fig = UdpFigures { packets: if snd_packets > 0 { snd_packets } else { r.packets }, ..r };
+            let sum_rate = bits_per_second(snd_bytes, fs.seconds);
+            let sum = sum_obj(0.0, fr.end, fr.seconds, snd_bytes, sum_rate, &sum_fig, g.sender);
+            let sent = sum_obj(0.0, fs.end, fs.seconds, snd_bytes, sum_rate, &sent_fig, true);
+            let received =
+                sum_obj(0.0, fr.end, fr.seconds, rcv_bytes, bits_per_second(rcv_bytes, fr.seconds), &r, false);
+            let names = if g.reverse {
+                ["sum_bidir_reverse", "sum_sent_bidir_reverse", "sum_received_bidir_reverse"]
+            } else {
+                ["sum", "sum_sent", "sum_received"]
+            };
+            sums.push((names[0], sum));
+            sums.push((names[1], sent));
+            sums.push((names[2], received));
+        }
+        let mut o = Obj::new().set("streams", Json::Arr(streams));
+        for (name, sum) in sums {
+            o.push(name, sum);
+        }
+        let c = &info.cpu;
+        o.push(
+            "cpu_utilization_percent",
+            Obj::new()
+                .set("host_total", c.host_total)
+                .set("host_user", c.host_user)
+                .set("host_system", c.host_system)
+                .set("remote_total", c.remote_total)
+                .set("remote_user", c.remote_user)
+                .set("remote_system", c.remote_system),
+        );
         o.build()
     }
 

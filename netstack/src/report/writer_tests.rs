@@ -56,7 +56,7 @@ fn tcp(cwnd: u64) -> TcpSenderInfo {
 }
 
 fn ivl(socket: i32, start: f64, end: f64, bytes: u64, sender: bool, tcp_info: Option<TcpSenderInfo>) -> IntervalStream {
-    IntervalStream { socket, start, end, bytes, omitted: false, sender, tcp: tcp_info }
+    IntervalStream { socket, start, end, bytes, omitted: false, sender, tcp: tcp_info, udp: None }
 }
 
 fn end_tcp() -> EndTcpInfo {
@@ -77,8 +77,15 @@ fn end_stream(socket: i32, local_is_sender: bool, with_tcp: bool) -> EndStream {
     EndStream {
         socket,
         local_is_sender,
-        sender: EndSide { start: 0.0, end: 2.000094, seconds: 2.000094, bytes: 50069504, tcp: with_tcp.then(end_tcp) },
-        receiver: EndSide { start: 0.0, end: 2.000501, seconds: 2.000094, bytes: 50069504, tcp: None },
+        sender: EndSide {
+            start: 0.0,
+            end: 2.000094,
+            seconds: 2.000094,
+            bytes: 50069504,
+            tcp: with_tcp.then(end_tcp),
+            udp: None,
+        },
+        receiver: EndSide { start: 0.0, end: 2.000501, seconds: 2.000094, bytes: 50069504, tcp: None, udp: None },
     }
 }
 

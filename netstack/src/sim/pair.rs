@@ -74,6 +74,7 @@ impl Node {
             sockets: &mut self.sockets,
             machine: &mut self.machine,
             tcp_info: &self.tracker,
+            clock: &mut || now,
         };
         role.interrupt(now, &mut io, signal);
     }
