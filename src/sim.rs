@@ -37,6 +37,7 @@ pub struct SimReport {
 pub fn link_config(o: &Options) -> LinkConfig {
     let mut link = LinkConfig {
         delay: Duration::from_micros((o.sim.delay_ms * 1000.0) as u64),
+        jitter: Duration::from_micros((o.sim.jitter_ms * 1000.0) as u64),
         loss: o.sim.loss_pct / 100.0,
         rate_bps: Some(o.sim.rate_bps.unwrap_or(DEFAULT_RATE)),
         seed: o.sim.seed,

@@ -24,35 +24,12 @@ fn ready(peer: Peer) -> bool {
     require_root_or_skip() && peer.available_or_skip()
 }
 
-/// (client document, server document) of one stock client against `uniperf -s -1 -J`.
-#[track_caller]
 fn stock_client(peer: Peer, args: &[&str]) -> (Value, Value) {
-    let ns = tap_topology();
-    let mut server = start_uniperf_server(&ns, "tap0", UNIPERF_IP, &["-1", "-J"], LIFE);
-    let bin = peer.bin();
-    let mut argv = vec![bin.as_str(), "-c", UNIPERF_IP, "-J"];
-    argv.extend_from_slice(args);
-    let client = ns.spawn("iperf3-client", &argv, CLIENT_DEADLINE).wait();
-    if !client.success() {
-        panic!("stock client failed:\n{}\n--- server:\n{}", client.describe(), server.describe());
-    }
-    let done = server.wait_timeout(Duration::from_secs(15));
-    (client.expect_json_success(), done.expect_json_success())
+    stock_client_json(peer, args, LIFE, CLIENT_DEADLINE)
 }
 
-/// (client document, server document) of `uniperf -c … -J` against a stock `iperf3 -s -1 -J`.
-#[track_caller]
 fn uniperf_client(peer: Peer, args: &[&str]) -> (Value, Value) {
-    let ns = tap_topology();
-    let mut server = start_peer_server(peer, &ns, &["-1", "-J"], LIFE);
-    let mut argv = vec![UNIPERF, "-c", KERNEL_IP, "--tap", "tap0", "--ip", "198.18.0.2/24", "-J"];
-    argv.extend_from_slice(args);
-    let client = ns.spawn("uniperf-client", &argv, CLIENT_DEADLINE).wait();
-    if !client.success() {
-        panic!("uniperf client failed:\n{}\n--- server:\n{}", client.describe(), server.describe());
-    }
-    let done = server.wait_timeout(Duration::from_secs(15));
-    (client.expect_json_success(), done.expect_json_success())
+    uniperf_client_json(peer, args, LIFE, CLIENT_DEADLINE)
 }
 
 /// The four totals of a test, as each side printed them: (client sent, server received) for

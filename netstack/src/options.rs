@@ -211,6 +211,8 @@ pub struct NetOptions {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct SimOptions {
     pub delay_ms: f64,
+    /// `--jitter`: extra delay per frame, uniform in 0..this, ms.
+    pub jitter_ms: f64,
     pub loss_pct: f64,
     pub rate_bps: Option<u64>,
     pub queue_bytes: Option<u64>,
@@ -900,6 +902,24 @@ pub static FLAGS: &[Flag] = &[
         o.sim.delay_ms = d;
         Ok(())
     }),
+    flag!(
+        None,
+        "jitter",
+        &[],
+        Required("MS"),
+        Both,
+        SIM,
+        "",
+        "sim: extra one-way delay per frame, uniform in 0..MS (frames stay in order)",
+        |o, v| {
+            let j: f64 = num("jitter", val(v))?;
+            if !(0.0..=10_000.0).contains(&j) {
+                return Err(format!("option --jitter: {} ms must be between 0 and 10000", val(v)));
+            }
+            o.sim.jitter_ms = j;
+            Ok(())
+        }
+    ),
     flag!(None, "loss", &[], Required("PCT"), Both, SIM, "", "sim: frame loss in percent, e.g. 0.1", |o, v| {
         let l: f64 = num("loss", val(v))?;
         if !(0.0..=100.0).contains(&l) {

@@ -619,6 +619,39 @@ pub fn start_peer_server(peer: Peer, ns: &Netns, extra: &[&str], life: Duration)
     server
 }
 
+/// (client document, server document) of one stock `iperf3 -c UNIPERF_IP -J ARGS` against
+/// `uniperf -s -1 -J` on a fresh TAP topology.
+#[track_caller]
+pub fn stock_client_json(peer: Peer, args: &[&str], life: Duration, deadline: Duration) -> (Value, Value) {
+    let ns = tap_topology();
+    let mut server = start_uniperf_server(&ns, "tap0", UNIPERF_IP, &["-1", "-J"], life);
+    let bin = peer.bin();
+    let mut argv = vec![bin.as_str(), "-c", UNIPERF_IP, "-J"];
+    argv.extend_from_slice(args);
+    let client = ns.spawn("iperf3-client", &argv, deadline).wait();
+    if !client.success() {
+        panic!("stock client failed:\n{}\n--- server:\n{}", client.describe(), server.describe());
+    }
+    let done = server.wait_timeout(Duration::from_secs(15));
+    (client.expect_json_success(), done.expect_json_success())
+}
+
+/// (client document, server document) of `uniperf -c KERNEL_IP -J ARGS` against a stock
+/// `iperf3 -s -1 -J` on a fresh TAP topology.
+#[track_caller]
+pub fn uniperf_client_json(peer: Peer, args: &[&str], life: Duration, deadline: Duration) -> (Value, Value) {
+    let ns = tap_topology();
+    let mut server = start_peer_server(peer, &ns, &["-1", "-J"], life);
+    let mut argv = vec![UNIPERF, "-c", KERNEL_IP, "--tap", "tap0", "--ip", "198.18.0.2/24", "-J"];
+    argv.extend_from_slice(args);
+    let client = ns.spawn("uniperf-client", &argv, deadline).wait();
+    if !client.success() {
+        panic!("uniperf client failed:\n{}\n--- server:\n{}", client.describe(), server.describe());
+    }
+    let done = server.wait_timeout(Duration::from_secs(15));
+    (client.expect_json_success(), done.expect_json_success())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Stock iperf3 releases
 

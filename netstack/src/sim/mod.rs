@@ -73,6 +73,11 @@ pub struct LinkConfig {
     pub checksums: bool,
     /// How many [`DropRecord`]s each direction keeps (the most recent ones); 0 disables the log.
     pub drop_log_capacity: usize,
+    /// Extra propagation delay per frame, uniform in `0..=jitter`. Frames stay in order: one
+    /// that would overtake the frame before it arrives with it instead.
+    pub jitter: Duration,
+    /// How many [`Delivery`] records each direction keeps (the first ones); 0 keeps none.
+    pub delivery_log_capacity: usize,
 }
 
 impl Default for LinkConfig {
@@ -88,6 +93,8 @@ impl Default for LinkConfig {
             seed: 0,
             checksums: false,
             drop_log_capacity: 1024,
+            jitter: Duration::ZERO,
+            delivery_log_capacity: 0,
         }
     }
 }
@@ -110,6 +117,19 @@ impl LinkConfig {
         }
         if self.delay > MAX_DELAY {
             return Err(format!("delay must be at most {} s, got {} ms", MAX_DELAY.secs(), self.delay.total_millis()));
+        }
+        if self.jitter > MAX_DELAY {
+            return Err(format!(
+                "jitter must be at most {} s, got {} ms",
+                MAX_DELAY.secs(),
+                self.jitter.total_millis()
+            ));
+        }
+        if self.delivery_log_capacity > MAX_DROP_LOG {
+            return Err(format!(
+                "delivery_log_capacity must be at most {MAX_DROP_LOG}, got {}",
+                self.delivery_log_capacity
+            ));
         }
         if self.drop_log_capacity > MAX_DROP_LOG {
             return Err(format!("drop_log_capacity must be at most {MAX_DROP_LOG}, got {}", self.drop_log_capacity));
@@ -214,6 +234,22 @@ impl DropRecord {
     }
 }
 
+/// A delivered frame: when it arrived at the receiving interface, and its leading bytes (for
+/// checking what a receiver measured against the link's own times).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub at: Instant,
+    pub frame_len: usize,
+    head: [u8; DROP_HEAD_LEN],
+}
+
+impl Delivery {
+    /// The first `min(frame_len, DROP_HEAD_LEN)` bytes of the frame.
+    pub fn head(&self) -> &[u8] {
+        &self.head[..self.frame_len.min(DROP_HEAD_LEN)]
+    }
+}
+
 /// A frame in propagation, due at the receiver at `arrival_us`.
 #[derive(Debug)]
 struct InFlight {
@@ -246,6 +282,9 @@ struct Lane {
     buffers_allocated: usize,
     stats: LinkStats,
     drop_log: VecDeque<DropRecord>,
+    deliveries: Vec<Delivery>,
+    /// Draws for `jitter`, independent of the loss draws so adding jitter keeps the losses.
+    jitter_rng: SplitMix64,
 }
 
 impl Lane {
@@ -253,7 +292,10 @@ impl Lane {
         let seed = SplitMix64(cfg.seed ^ direction.seed_salt()).next_u64();
         let delay_us = i64::try_from(cfg.delay.total_micros()).unwrap_or(i64::MAX);
         let drop_log = VecDeque::with_capacity(cfg.drop_log_capacity);
+        let jitter_rng = SplitMix64(seed ^ 0x6a17_7e42);
         Lane {
+            deliveries: Vec::with_capacity(cfg.delivery_log_capacity),
+            jitter_rng,
             cfg,
             direction,
             rng: SplitMix64(seed),
@@ -347,7 +389,11 @@ impl Lane {
             return;
         }
 
-        let arrival_us = departure_us.saturating_add(self.delay_us).max(self.last_arrival_us);
+        let jitter_us = match self.cfg.jitter.total_micros() {
+            0 => 0,
+            j => (self.jitter_rng.next_u64() % (j + 1)) as i64,
+        };
+        let arrival_us = departure_us.saturating_add(self.delay_us + jitter_us).max(self.last_arrival_us);
         self.last_arrival_us = arrival_us;
         self.in_flight.push_back(InFlight { arrival_us, buf });
     }
@@ -437,6 +483,11 @@ impl SimLink {
         self.lane(dir).drop_log.iter()
     }
 
+    /// The first deliveries of one direction (up to `delivery_log_capacity`), in order.
+    pub fn deliveries(&self, dir: Direction) -> &[Delivery] {
+        &self.lane(dir).deliveries
+    }
+
     /// Forgets the logged drops of one direction (counters stay).
     pub fn clear_drop_log(&mut self, dir: Direction) {
         self.lane_mut(dir).drop_log.clear();
@@ -515,6 +566,13 @@ impl phy::RxToken for PortRxToken<'_> {
             Some(frame) => {
                 self.lane.stats.frames_delivered += 1;
                 self.lane.stats.bytes_delivered += frame.buf.len() as u64;
+                if self.lane.deliveries.len() < self.lane.cfg.delivery_log_capacity {
+                    let mut head = [0u8; DROP_HEAD_LEN];
+                    let n = frame.buf.len().min(DROP_HEAD_LEN);
+                    head[..n].copy_from_slice(&frame.buf[..n]);
+                    let at = Instant::from_micros(frame.arrival_us);
+                    self.lane.deliveries.push(Delivery { at, frame_len: frame.buf.len(), head });
+                }
                 let result = f(&frame.buf);
                 self.lane.pool.push(frame.buf);
                 result

@@ -8,7 +8,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::IpEndpoint;
 
@@ -109,6 +109,10 @@ pub struct RawPeer {
     /// Connections to open at the next poll: (index in `conns`, remote, local port).
     to_connect: Vec<(usize, IpEndpoint, u16)>,
     conns: Vec<RawConn>,
+    /// UDP datagrams to send at the next poll: (local port, destination, bytes).
+    udp_out: Vec<(u16, IpEndpoint, Vec<u8>)>,
+    /// UDP sockets opened for them, by local port.
+    udp_sockets: Vec<(u16, SocketHandle)>,
 }
 
 impl RawPeer {
@@ -158,6 +162,11 @@ impl RawPeer {
         self.conns[i].abort = true;
     }
 
+    /// Sends one UDP datagram from `local_port` to `to` at the next poll.
+    pub fn send_udp(&mut self, local_port: u16, to: IpEndpoint, bytes: &[u8]) {
+        self.udp_out.push((local_port, to, bytes.to_vec()));
+    }
+
     /// Resets every connection and stops listening: the peer vanishes.
     pub fn vanish(&mut self) {
         for c in &mut self.conns {
@@ -170,6 +179,26 @@ impl RawPeer {
 impl Role for RawPeer {
     fn poll(&mut self, _now: Instant, io: &mut RoleIo<'_>) -> bool {
         let mut progress = false;
+        for (port, to, bytes) in self.udp_out.drain(..) {
+            let h = match self.udp_sockets.iter().find(|(p, _)| *p == port) {
+                Some(&(_, h)) => h,
+                None => {
+                    let meta = || vec![udp::PacketMetadata::EMPTY; 64];
+                    let mut s = udp::Socket::new(
+                        udp::PacketBuffer::new(meta(), vec![0; 64 * 1024]),
+                        udp::PacketBuffer::new(meta(), vec![0; 64 * 1024]),
+                    );
+                    if s.bind(port).is_err() {
+                        continue;
+                    }
+                    let h = io.sockets.add(s);
+                    self.udp_sockets.push((port, h));
+                    h
+                }
+            };
+            let _ = io.sockets.get_mut::<udp::Socket>(h).send_slice(&bytes, to);
+            progress = true;
+        }
         for (i, to, local) in self.to_connect.drain(..) {
             let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; BUF]), tcp::SocketBuffer::new(vec![0; BUF]));
             s.set_nagle_enabled(false);
