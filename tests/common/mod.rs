@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The binary under test.
+pub mod udp;
+
 pub const UNIPERF: &str = env!("CARGO_BIN_EXE_uniperf");
 
 /// Kernel side of a TAP (or the bridge) in the single-namespace topologies.
