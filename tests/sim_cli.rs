@@ -130,3 +130,17 @@ fn text_output() {
         assert!(done.stdout.contains(needle), "sim text output lacks {needle:?}:\n{}", done.describe());
     }
 }
+
+/// `uniperf sim -u` with 1 % injected loss over more than 100 000 datagrams: the receiver's
+/// loss is within 0.2 percentage points of it, and the same seed gives the same figures.
+#[test]
+fn udp_loss_matches_the_injected_rate() {
+    let args = ["-u", "-b", "1G", "-l", "1400", "-t", "2", "--loss", "1", "--seed", "9", "-J"];
+    let v = sim_json(&args);
+    let r = &v["end"]["sum_received"];
+    let (lost, packets) = (r["lost_packets"].as_u64().unwrap(), r["packets"].as_u64().unwrap());
+    assert!(packets > 100_000, "{packets} datagrams");
+    let pct = 100.0 * lost as f64 / packets as f64;
+    assert!((pct - 1.0).abs() <= 0.2, "{pct:.3} % lost for 1 % injected");
+    assert_eq!(sim_json(&args)["end"]["sum_received"], *r, "same seed, same figures");
+}

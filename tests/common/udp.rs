@@ -91,4 +91,3 @@ pub fn check_case(what: &str, case: &Case, client: &Value, server: &Value, max_j
         check_direction(what, client, server, "", reverse, case, max_jitter_ms);
     }
 }
-
