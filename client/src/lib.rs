@@ -50,6 +50,9 @@ pub struct ClientConfig {
     pub buffer_budget: usize,
     /// `--cport`: the first data stream's local port.
     pub cport: Option<u16>,
+    /// `--rcv-timeout` / `--snd-timeout`, ms.
+    pub rcv_timeout_ms: Option<u32>,
+    pub snd_timeout_ms: Option<u32>,
 }
 
 impl ClientConfig {
@@ -77,6 +80,8 @@ impl ClientConfig {
             version: String::from(netstack::VERSION),
             buffer_budget: setup.buffer_budget,
             cport: o.test.cport,
+            rcv_timeout_ms: o.timeouts.rcv_ms,
+            snd_timeout_ms: o.timeouts.snd_ms,
         })
     }
 }
@@ -135,6 +140,8 @@ pub struct Client {
     next_port: u16,
     started: Instant,
     last_progress: Instant,
+    /// When data last arrived on a receiving stream (for `--rcv-timeout`).
+    last_received: Instant,
     server_results: Option<TestResults>,
     outcome: Option<Result<(), String>>,
     /// (iperf3 stream id, local, remote) of each connected data stream.
@@ -186,6 +193,7 @@ impl Client {
             next_port: 49152 + port_seed % 16000,
             started: now,
             last_progress: now,
+            last_received: now,
             server_results: None,
             outcome: None,
             stream_endpoints: Vec::new(),
@@ -260,9 +268,13 @@ impl Client {
             && matches!(self.phase, Phase::Running | Phase::Ending)
         {
             let sending = matches!(self.phase, Phase::Running);
+            let received_before = run.meas.received();
             if run.pump(io.sockets, self.cfg.params.bandwidth, now, sending, io.clock) > 0 {
                 self.last_progress = now;
                 progress = true;
+            }
+            if run.meas.received() != received_before {
+                self.last_received = now;
             }
         }
 
@@ -302,6 +314,7 @@ impl Client {
                 self.send_test_end(now, io.tcp_info);
                 progress = true;
             }
+            self.check_timeouts(now, io.sockets)?;
         }
         if now - self.last_progress > self.cfg.stall_timeout {
             return Err(format!("the server did not respond for {} s", self.cfg.stall_timeout.secs()));
@@ -403,6 +416,9 @@ impl Client {
                 tcp::State::Established => {
                     if sock.send_slice(self.cookie.as_bytes()) != Ok(COOKIE_LEN) {
                         return Err(ErrorCode::STREAM_CONNECT.message().into());
+                    }
+                    if let Some(ms) = self.cfg.snd_timeout_ms {
+                        sock.set_timeout(Some(Duration::from_millis(ms as u64)));
                     }
                     let mut stream = DataStream::new(h, index, p.client_sends(index));
                     if let (Some(l), Some(r)) = (sock.local_endpoint(), sock.remote_endpoint()) {
@@ -507,6 +523,7 @@ impl Client {
         let cc = self.cfg.congestion;
         let run = TestRun::start(streams, now, p, self.cfg.interval, self.data_spec_recv.rx, cc, machine);
         self.run = Some(run);
+        self.last_received = now;
         let spec = if p.client_sends_any() { self.data_spec_send } else { self.data_spec_recv };
         self.reporter.test_start(TestStartInfo {
             version: self.cfg.version.clone(),
@@ -518,6 +535,24 @@ impl Client {
             cookie: self.cookie.to_text(),
             ..TestStartInfo::for_test(p, &spec, cc, self.cfg.mss)
         });
+    }
+
+    /// `--rcv-timeout`: no data on the receiving streams for that long ends the test;
+    /// `--snd-timeout`: smoltcp resets a sending stream whose data stays unacknowledged.
+    fn check_timeouts(&self, now: Instant, sockets: &SocketSet<'static>) -> Result<(), String> {
+        let Some(run) = &self.run else { return Ok(()) };
+        if let Some(ms) = self.cfg.rcv_timeout_ms
+            && run.meas.streams.iter().any(|s| !s.sends)
+            && now - self.last_received >= Duration::from_millis(ms as u64)
+        {
+            return Err(format!("{} ({ms} ms)", ErrorCode::NO_MSG.message()));
+        }
+        for s in run.meas.streams.iter().filter(|s| s.sends && s.udp.is_none()) {
+            if sockets.get::<tcp::Socket>(s.handle).state() == tcp::State::Closed {
+                return Err(format!("{}: the server acknowledged nothing in time", ErrorCode::STREAM_WRITE.message()));
+            }
+        }
+        Ok(())
     }
 
     /// iperf3's end test: past the omit period, `-t` has run out, or `-n`/`-k` is done. A
@@ -662,6 +697,9 @@ impl Role for Client {
         }
         if let (Phase::Running, Some(t)) = (&self.phase, self.run.as_ref().and_then(|r| r.meas.next_send_at())) {
             at = at.min(t);
+        }
+        if let (Phase::Running, Some(ms)) = (&self.phase, self.cfg.rcv_timeout_ms) {
+            at = at.min(self.last_received + Duration::from_millis(ms as u64));
         }
         if let Some(end) = self.time_limit() {
             at = at.min(end);

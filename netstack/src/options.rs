@@ -124,6 +124,26 @@ pub struct ServerOptions {
     pub one_off: bool,
     /// `--idle-timeout`, seconds.
     pub idle_timeout: Option<u32>,
+    /// `--max-tests`: tests served at once (iperf3: 1).
+    pub max_tests: Option<u32>,
+    /// `--server-max-duration`, seconds: longer tests (and tests that end by count) are refused.
+    pub max_duration: Option<u32>,
+    /// `--server-bitrate-limit RATE[/SECS]`: bit/s over all streams of a test, averaged over
+    /// SECS (default 5).
+    pub bitrate_limit: Option<(u64, u32)>,
+    /// `--max-streams`: data streams one test may open.
+    pub max_streams: Option<u32>,
+    /// `--max-total-streams`: data streams of all tests at once.
+    pub max_total_streams: Option<u32>,
+}
+
+/// Time limits both roles apply to their data streams.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct TimeoutOptions {
+    /// `--rcv-timeout`, ms: a receiving side that gets no data for this long ends the test.
+    pub rcv_ms: Option<u32>,
+    /// `--snd-timeout`, ms: a sending TCP stream whose data stays unacknowledged this long fails.
+    pub snd_ms: Option<u32>,
 }
 
 /// What a client asks of a test (most of it travels in the parameter JSON).
@@ -261,6 +281,7 @@ pub struct Options {
     pub bind: Option<Ipv4Address>,
     pub output: OutputOptions,
     pub server: ServerOptions,
+    pub timeouts: TimeoutOptions,
     pub test: TestOptions,
     pub net: NetOptions,
     pub sim: SimOptions,
@@ -290,6 +311,7 @@ impl Default for Options {
                 timestamps: None,
             },
             server: ServerOptions::default(),
+            timeouts: TimeoutOptions::default(),
             test: TestOptions::default(),
             net: NetOptions::default(),
             sim: SimOptions { seed: 1, ..SimOptions::default() },
@@ -562,6 +584,109 @@ pub static FLAGS: &[Flag] = &[
                 return Err(format!("option --idle-timeout: {t} must be between 1 and 86400 seconds"));
             }
             o.server.idle_timeout = Some(t);
+            Ok(())
+        }
+    ),
+    flag!(
+        None,
+        "max-tests",
+        Required("N"),
+        Server,
+        ALL,
+        "serve up to N tests at once (default 1, as iperf3)",
+        |o, v| {
+            let n: u32 = num("max-tests", val(v))?;
+            if !(1..=64).contains(&n) {
+                return Err(format!("option --max-tests: {n} must be between 1 and 64"));
+            }
+            o.server.max_tests = Some(n);
+            Ok(())
+        }
+    ),
+    flag!(
+        None,
+        "server-max-duration",
+        Required("SECS"),
+        Server,
+        ALL,
+        "refuse tests longer than SECS (-t plus -O), and tests that end by -n/-k",
+        |o, v| {
+            let n: u32 = num("server-max-duration", val(v))?;
+            if !(1..=86_400).contains(&n) {
+                return Err(format!("option --server-max-duration: {n} must be between 1 and 86400 seconds"));
+            }
+            o.server.max_duration = Some(n);
+            Ok(())
+        }
+    ),
+    flag!(
+        None,
+        "server-bitrate-limit",
+        Required("RATE[/SECS]"),
+        Server,
+        ALL,
+        "refuse or end a test over RATE bit/s in total, averaged over SECS (default 5)",
+        |o, v| {
+            let (rate, secs) = match val(v).split_once('/') {
+                Some((r, s)) => (r, num::<u32>("server-bitrate-limit", s)?),
+                None => (val(v), 5),
+            };
+            let rate = parse_rate(rate).map_err(|e| format!("option --server-bitrate-limit: {e}"))?;
+            if rate == 0 || !(1..=3600).contains(&secs) {
+                return Err(format!(
+                    "option --server-bitrate-limit: '{}' needs a positive rate and 1..3600 seconds",
+                    val(v)
+                ));
+            }
+            o.server.bitrate_limit = Some((rate, secs));
+            Ok(())
+        }
+    ),
+    flag!(None, "max-streams", Required("N"), Server, ALL, "refuse tests with more than N data streams", |o, v| {
+        o.server.max_streams = Some(limited("max-streams", val(v), &limits::TOTAL_STREAMS)? as u32);
+        Ok(())
+    }),
+    flag!(
+        None,
+        "max-total-streams",
+        Required("N"),
+        Server,
+        ALL,
+        "refuse a test that would bring the data streams of all tests over N",
+        |o, v| {
+            o.server.max_total_streams = Some(limited("max-total-streams", val(v), &limits::TOTAL_STREAMS)? as u32);
+            Ok(())
+        }
+    ),
+    flag!(
+        None,
+        "rcv-timeout",
+        Required("MS"),
+        Both,
+        ALL,
+        "end the test when a receiving side gets no data for MS milliseconds",
+        |o, v| {
+            let n: u32 = num("rcv-timeout", val(v))?;
+            if !(100..=86_400_000).contains(&n) {
+                return Err(format!("option --rcv-timeout: {n} must be between 100 and 86400000 ms"));
+            }
+            o.timeouts.rcv_ms = Some(n);
+            Ok(())
+        }
+    ),
+    flag!(
+        None,
+        "snd-timeout",
+        Required("MS"),
+        Both,
+        ALL,
+        "fail a TCP stream whose sent data stays unacknowledged for MS milliseconds",
+        |o, v| {
+            let n: u32 = num("snd-timeout", val(v))?;
+            if n > 86_400_000 {
+                return Err(format!("option --snd-timeout: {n} must be at most 86400000 ms"));
+            }
+            o.timeouts.snd_ms = Some(n);
             Ok(())
         }
     ),
@@ -1055,6 +1180,9 @@ impl Options {
         {
             let (min, max) = (limits::UDP_LEN.min, limits::UDP_LEN.max);
             return Err(format!("option --length: {len} is outside {min}..={max} for UDP"));
+        }
+        if self.timeouts.rcv_ms.is_some() && matches!(mode, Mode::Client(_)) && !t.reverse && !t.bidir {
+            return Err("client receive timeout is valid only in receiving mode (-R or --bidir)".to_string());
         }
         if t.udp_counters_64bit && !t.udp {
             return Err("--udp-counters-64bit needs a UDP test (-u)".to_string());

@@ -33,6 +33,8 @@ impl Limit {
 
 /// `-P`: 3.22 refuses 0 as well as more than 128 (`MAX_STREAMS`).
 pub const PARALLEL: Limit = Limit { key: "parallel", min: 1, max: 128, code: ErrorCode::NUM_STREAMS };
+/// Data streams of one test: `-P` in both directions of `--bidir`.
+pub const TOTAL_STREAMS: Limit = Limit { key: "streams", min: 1, max: 256, code: ErrorCode::NUM_STREAMS };
 /// `-t`, seconds (`MAX_TIME`).
 pub const TIME: Limit = Limit { key: "time", min: 0, max: 86_400, code: ErrorCode::DURATION };
 /// `-O`, seconds (`MAX_OMIT_TIME`).

@@ -483,6 +483,11 @@ impl SimLink {
         self.lane(dir).drop_log.iter()
     }
 
+    /// Changes one direction's loss rate from now on (e.g. 1.0: the peer vanishes).
+    pub fn set_loss(&mut self, dir: Direction, loss: f64) {
+        self.lane_mut(dir).cfg.loss = loss.clamp(0.0, 1.0);
+    }
+
     /// The first deliveries of one direction (up to `delivery_log_capacity`), in order.
     pub fn deliveries(&self, dir: Direction) -> &[Delivery] {
         &self.lane(dir).deliveries

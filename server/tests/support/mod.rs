@@ -130,3 +130,36 @@ impl Role for Both<'_> {
         false
     }
 }
+
+/// Several uniperf clients on one stack, polled in turn; each keeps its own output.
+pub struct Clients {
+    pub clients: Vec<Client>,
+    pub outputs: Vec<String>,
+}
+
+impl Clients {
+    pub fn new(clients: Vec<Client>) -> Self {
+        let outputs = vec![String::new(); clients.len()];
+        Clients { clients, outputs }
+    }
+}
+
+impl Role for Clients {
+    fn poll(&mut self, now: netstack::smoltcp::time::Instant, io: &mut netstack::driver::RoleIo<'_>) -> bool {
+        let mut progress = false;
+        for (c, out) in self.clients.iter_mut().zip(&mut self.outputs) {
+            progress |= c.poll(now, io);
+            out.push_str(&c.take_output());
+        }
+        progress
+    }
+    fn poll_at(&self) -> Option<netstack::smoltcp::time::Instant> {
+        self.clients.iter().filter_map(|c| c.poll_at()).min()
+    }
+    fn done(&self) -> bool {
+        self.clients.iter().all(|c| c.done())
+    }
+    fn flushing(&self, sockets: &netstack::smoltcp::iface::SocketSet<'static>) -> bool {
+        self.clients.iter().any(|c| c.flushing(sockets))
+    }
+}
