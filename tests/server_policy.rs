@@ -24,52 +24,10 @@ fn ready() -> bool {
 fn concurrent(max_tests: &str, clients: &[(Peer, &[&str])]) -> (Vec<Result<Value, String>>, Vec<Value>) {
     let ns = tap_topology();
     let mut server = start_uniperf_server(&ns, "tap0", UNIPERF_IP, &["-J", "--max-tests", max_tests], LIFE);
-    let mut procs = Vec::new();
-    for (i, (peer, args)) in clients.iter().enumerate() {
-        let bin = peer.bin();
-        let mut argv = vec![bin.as_str(), "-c", UNIPERF_IP, "-J"];
-        argv.extend_from_slice(args);
-        procs.push(ns.spawn(&format!("client{i}-{}", peer.label()), &argv, DEADLINE));
-        // Connect one after another, so the last one is the one beyond the limit.
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let docs = procs
-        .iter_mut()
-        .map(|p| {
-            let done = p.wait();
-            serde_json::from_str::<Value>(&done.stdout).map_err(|e| format!("{e}: {}", done.describe())).and_then(|v| {
-                match v.get("error") {
-                    Some(e) => Err(e.to_string()),
-                    None => Ok(v),
-                }
-            })
-        })
-        .collect();
+    let docs = concurrent_stock_clients(&ns, UNIPERF_IP, clients, DEADLINE);
     std::thread::sleep(Duration::from_millis(500));
     let out = server.stop();
-    let server_docs =
-        serde_json::Deserializer::from_str(&out.stdout).into_iter::<Value>().filter_map(Result::ok).collect();
-    (docs, server_docs)
-}
-
-fn cookie(v: &Value) -> &str {
-    v["start"]["cookie"].as_str().unwrap_or("?")
-}
-
-/// Each client's document against the server's document for the same test: what each side
-/// received is what the other side reports it received (the same counters), per direction.
-#[track_caller]
-fn check_pair(i: usize, c: &Value, servers: &[Value]) {
-    let s =
-        servers.iter().find(|s| cookie(s) == cookie(c)).unwrap_or_else(|| panic!("no server document for client {i}"));
-    for key in ["sum_received", "sum_received_bidir_reverse", "sum_sent", "sum_sent_bidir_reverse"] {
-        let (Some(cv), Some(sv)) = (c["end"][key]["bytes"].as_u64(), s["end"][key]["bytes"].as_u64()) else { continue };
-        // A server prints zero for the half it did not measure (iperf3's servers do); the
-        // client prints both.
-        if sv > 0 {
-            assert_eq!(cv, sv, "client {i} {key}: client and server disagree");
-        }
-    }
+    (docs, json_documents(&out.stdout))
 }
 
 #[test]
@@ -82,7 +40,7 @@ fn two_and_four_stock_clients_at_once() {
         concurrent("2", &[(Peer::V312, &["-t", "3", "-P", "2"]), (Peer::V322, &["-t", "3", "-P", "2", "-R"])]);
     for (i, d) in docs.iter().enumerate() {
         let d = d.as_ref().unwrap_or_else(|e| panic!("client {i} failed: {e}"));
-        check_pair(i, d, &servers);
+        check_concurrent_pair(i, d, &servers);
     }
     let four: [(Peer, &[&str]); 5] = [
         (Peer::V312, &["-t", "4", "-P", "2"]),
@@ -94,7 +52,7 @@ fn two_and_four_stock_clients_at_once() {
     let (docs, servers) = concurrent("4", &four);
     for (i, d) in docs.iter().take(4).enumerate() {
         let d = d.as_ref().unwrap_or_else(|e| panic!("client {i} ({:?}) failed: {e}", four[i].1));
-        check_pair(i, d, &servers);
+        check_concurrent_pair(i, d, &servers);
     }
     let fifth = docs[4].as_ref().expect_err("the fifth client must be turned away");
     assert!(fifth.contains("the server is busy running a test"), "{fifth}");

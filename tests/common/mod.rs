@@ -654,6 +654,80 @@ pub fn uniperf_client_json(peer: Peer, args: &[&str], life: Duration, deadline: 
     (client.expect_json_success(), done.expect_json_success())
 }
 
+/// Starts stock clients (peer, args) against `ip` one after another, 300 ms apart, all
+/// running at once; returns each one's `-J` document, or its failure (its error, or why its
+/// output is not a document).
+pub fn concurrent_stock_clients(
+    ns: &Netns,
+    ip: &str,
+    clients: &[(Peer, &[&str])],
+    deadline: Duration,
+) -> Vec<Result<Value, String>> {
+    let mut procs = Vec::new();
+    for (i, (peer, args)) in clients.iter().enumerate() {
+        let bin = peer.bin();
+        let mut argv = vec![bin.as_str(), "-c", ip, "-J"];
+        argv.extend_from_slice(args);
+        procs.push(ns.spawn(&format!("client{i}-{}", peer.label()), &argv, deadline));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    procs
+        .iter_mut()
+        .map(|p| {
+            let done = p.wait();
+            serde_json::from_str::<Value>(&done.stdout).map_err(|e| format!("{e}: {}", done.describe())).and_then(|v| {
+                match v.get("error") {
+                    Some(e) => Err(e.to_string()),
+                    None => Ok(v),
+                }
+            })
+        })
+        .collect()
+}
+
+/// Every JSON document in `text` that starts a line, in order (a `-J` server prints one per
+/// test; a console has other lines between them).
+pub fn json_documents(text: &str) -> Vec<Value> {
+    let text = text.replace('\r', "");
+    let mut docs = Vec::new();
+    let mut at = 0;
+    while let Some(off) = text[at..].find('{') {
+        let start = at + off;
+        if start > 0 && text.as_bytes()[start - 1] != b'\n' {
+            at = start + 1;
+            continue;
+        }
+        let mut stream = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
+        match stream.next() {
+            Some(Ok(v)) => {
+                docs.push(v);
+                at = start + stream.byte_offset();
+            }
+            _ => at = start + 1,
+        }
+    }
+    docs
+}
+
+/// Client `i`'s document against the server's document for the same test (found by cookie):
+/// what each side received is what the other side reports (the same counters), per direction.
+#[track_caller]
+pub fn check_concurrent_pair(i: usize, c: &Value, servers: &[Value]) {
+    let cookie = |v: &Value| v["start"]["cookie"].as_str().unwrap_or("?").to_string();
+    let s =
+        servers.iter().find(|s| cookie(s) == cookie(c)).unwrap_or_else(|| panic!("no server document for client {i}"));
+    for key in ["sum_received", "sum_received_bidir_reverse", "sum_sent", "sum_sent_bidir_reverse"] {
+        let (Some(cv), Some(sv)) = (c["end"][key]["bytes"].as_u64(), s["end"][key]["bytes"].as_u64()) else {
+            continue;
+        };
+        // A server prints zero for the half it did not measure (iperf3's servers do); the
+        // client prints both.
+        if sv > 0 {
+            assert_eq!(cv, sv, "client {i} {key}: client and server disagree");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Stock iperf3 releases
 
