@@ -3,7 +3,7 @@
 //! one process; `uniperf plot`, `collect` and `flowlog` work on per-flow TCP logs.
 
 use crate::machine::LinuxMachine;
-use crate::{collect, flowlog_cmd, output, plot, sim, tap};
+use crate::{collect, compare, flowlog_cmd, output, plot, sim, tap};
 
 use anyhow::{Context, Result, anyhow, bail};
 use netstack::driver::{self, Platform, Setup, Stack};
@@ -36,6 +36,7 @@ pub fn main() -> ExitCode {
         Some("sim") => sim::run(rest),
         Some("plot") => plot::run(rest),
         Some("collect") => collect::run(rest),
+        Some("compare") => compare::run(rest),
         Some("flowlog") => flowlog_cmd::run(rest),
         _ => run(&args),
     };

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod collect;
+pub mod compare;
 pub mod flowlog_cmd;
 pub mod logger;
 pub mod machine;

@@ -22,7 +22,7 @@ const MAX_POINTS: usize = 3000;
 const MAX_MARKERS: usize = 4000;
 
 /// Tableau 10: distinct, colour-blind-friendlier than the primaries.
-const PALETTE: [RGBColor; 10] = [
+pub(crate) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -126,7 +126,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn register_fonts() {
+/// Registers the compiled-in DejaVu font as "sans-serif" (once).
+pub(crate) fn register_fonts() {
     use std::sync::Once;
     static FONTS: Once = Once::new();
     FONTS.call_once(|| {
