@@ -4,7 +4,8 @@
 //! pacer's decision, and the payload copy of a 1460-byte UDP datagram. Run with
 //! `cargo bench --bench hot_paths`; figures before and after a change go in its commit message.
 
-use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
 use netstack::flowlog::{Dir, FlowTracker, ProbeConfig, Sampling};
 use netstack::proto::udp::{Datagram, DatagramRepr};
 use netstack::smoltcp::time::{Duration, Instant};
