@@ -5,11 +5,11 @@
 //! `cargo bench --bench hot_paths`; figures before and after a change go in its commit message.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use std::hint::black_box;
 use netstack::flowlog::{Dir, FlowTracker, ProbeConfig, Sampling};
 use netstack::proto::udp::{Datagram, DatagramRepr};
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::udp::{Pacer, UdpRx};
+use std::hint::black_box;
 
 /// An Ethernet/IPv4/TCP frame with `payload` bytes.
 fn tcp_frame(src_port: u16, dst_port: u16, seq: u32, ack: u32, flags: u8, payload: usize) -> Vec<u8> {
