@@ -53,6 +53,9 @@ debian_mirror() {
     echo "${uri%/}"
 }
 
+# Another apt run (unattended-upgrades, a parallel set-up) holds dpkg's lock: wait for it.
+APT_WAIT=(-o DPkg::Lock::Timeout=600)
+
 missing=()
 for cmd in "${!PROVIDER[@]}"; do
     type -P "$cmd" >/dev/null 2>&1 || missing+=("${PROVIDER[$cmd]}")
@@ -66,8 +69,8 @@ if ((${#missing[@]})); then
     fi
     echo "setup: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt-get "${APT_WAIT[@]}" update -q
+    apt-get "${APT_WAIT[@]}" install -y -q --no-install-recommends "${missing[@]}"
 else
     echo "setup: system packages present"
 fi
@@ -93,8 +96,8 @@ if [[ -z $major || $major -lt $QEMU_MIN_MAJOR ]]; then
     fi
     echo "setup: installing qemu-system-x86 from bookworm-backports"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
+    apt-get "${APT_WAIT[@]}" update -q
+    apt-get "${APT_WAIT[@]}" install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
     major=$(qemu_major || true)
     if [[ -z $major || $major -lt $QEMU_MIN_MAJOR ]]; then
         echo "setup: qemu-system-x86_64 is still ${major:-missing} after the install" >&2
