@@ -40,14 +40,6 @@ struct Totals {
     s2c: (u64, u64),
 }
 
-/// What a stock client sends for `-n`/`-k` = `n`: exactly `n`, except that 3.12 checks the count
-/// before every message of a batch of ten but the last, so when a short write has shifted the
-/// batches it sends one block (128 KiB) more — its own quirk, seen against any server.
-fn assert_stock_sent(peer: Peer, sent: u64, n: u64, what: &str) {
-    let overshoot = if peer == Peer::V312 { 128 * 1024 } else { 0 };
-    assert!(sent == n || sent == n + overshoot, "{what}: stock client sent {sent}, asked for {n}");
-}
-
 fn totals(client: &Value, server: &Value, reverse: bool, bidir: bool) -> Totals {
     let get = |v: &Value, k: &str| json_u64(v, &["end", k, "bytes"]);
     if bidir {

@@ -113,14 +113,27 @@ fn server_json(server: &mut Proc) -> Value {
 }
 
 #[track_caller]
-fn check_case(case: &Case, label: &str, client: &Value, server: &Value, stock_pair: bool, server_race: u64) {
+/// `stock_client`: the stock release that was the client, if one was (its `-n` has its own
+/// quirks, [`assert_stock_sent`]); `races`: ([`stock_sender_race`], [`stock_writer_race`]).
+fn check_case(
+    case: &Case,
+    label: &str,
+    client: &Value,
+    server: &Value,
+    stock_pair: bool,
+    stock_client: Option<Peer>,
+    races: (u64, u64),
+) {
     // uniperf counts -O so that a receiver never reports more than its sender sent; stock
     // iperf3 pairs do (the reference checks them with the tolerance).
     let omit = case.omit && stock_pair;
-    let (fwd, rev) = assert_pair_consistent_with(client, server, case.dir, case.streams, omit, server_race);
+    let (fwd, rev) = assert_pair_consistent_with(client, server, case.dir, case.streams, omit, races.0, races.1);
     if let Some(n) = case.exact_sent {
         let sent = sum_sent_bytes(client);
-        assert_eq!(sent, n, "-n: the client sent {sent} B, not the {n} B asked for");
+        match stock_client {
+            Some(peer) => assert_stock_sent(peer, sent, n, "-n"),
+            None => assert_eq!(sent, n, "-n: the client sent {sent} B, not the {n} B asked for"),
+        }
     }
     if case.args.contains(&"--get-server-output") {
         let inner = json_at(client, &["server_output_json"]);
@@ -174,7 +187,16 @@ mod stock_client_uniperf_server {
         let client = ns.spawn("iperf3-client", &args, case.deadline).wait();
         let cj = client_json(&client, &mut server);
         let sj = server_json(&mut server);
-        check_case(case, &format!("iperf3 {} -c → uniperf -s", peer.label()), &cj, &sj, false, 0);
+        let unreported = stock_writer_race(peer, case.streams);
+        check_case(
+            case,
+            &format!("iperf3 {} -c → uniperf -s", peer.label()),
+            &cj,
+            &sj,
+            false,
+            Some(peer),
+            (0, unreported),
+        );
         if case.dir == Direction::Reverse {
             assert_sender_tcp_info("uniperf server (-R)", &sj);
         }
@@ -237,7 +259,7 @@ mod uniperf_client_stock_server {
         let cj = client_json(&client, &mut server);
         let sj = server_json(&mut server);
         let race = stock_sender_race(peer, case.streams);
-        check_case(case, &format!("uniperf -c → iperf3 {} -s", peer.label()), &cj, &sj, false, race);
+        check_case(case, &format!("uniperf -c → iperf3 {} -s", peer.label()), &cj, &sj, false, None, (race, 0));
         if case.dir == Direction::Forward {
             assert_sender_tcp_info("uniperf client", &cj);
         }
@@ -290,7 +312,7 @@ mod uniperf_client_uniperf_server {
         let client = ns.spawn("uniperf-client", &args, case.deadline).wait();
         let cj = client_json(&client, &mut server);
         let sj = server_json(&mut server);
-        check_case(case, "uniperf -c → uniperf -s", &cj, &sj, false, 0);
+        check_case(case, "uniperf -c → uniperf -s", &cj, &sj, false, None, (0, 0));
     }
 
     #[test]
@@ -382,7 +404,7 @@ mod reference_veth {
         let client = client_ns.spawn("iperf3-client", &args, case.deadline).wait();
         let cj = client_json(&client, &mut server);
         let sj = server_json(&mut server);
-        check_case(case, "iperf3 ↔ iperf3 (veth)", &cj, &sj, true, 0);
+        check_case(case, "iperf3 ↔ iperf3 (veth)", &cj, &sj, true, Some(Peer::V312), (0, 0));
     }
 
     #[test]
