@@ -163,7 +163,12 @@ wait "$PIPE" 2>/dev/null
 PIPE=
 [ "$timed_out" = 1 ] && finish 124
 
-code=$(tr -d '\r' <"$WORK/console" | sed -n 's/.*uniperf: exit status \([0-9][0-9]*\).*/\1/p' | tail -n1)
+status_line() {
+    tr -d '\r' <"$1" 2>/dev/null | sed -n 's/.*uniperf: exit status \([0-9][0-9]*\).*/\1/p' | tail -n1
+}
+code=$(status_line "$WORK/console")
+# Where xenconsoled keeps guests' consoles (xenconsoled --log=guest), if the attach missed the end.
+[ -n "$code" ] || code=$(status_line "${XL_CONSOLE_LOGS:-/var/log/xen/console}/guest-$NAME.log")
 if [ -n "$code" ] && [ "$code" -le 123 ]; then
     finish "$code"
 fi
