@@ -126,6 +126,8 @@ trap 'echo "xl.sh: got SIGHUP; destroying $NAME" >&2; finish 129' HUP
 
 # xenconsole (what -c runs) ends at end of input: give it an input that never ends, a FIFO
 # held open for both directions, so a script or a test can run it without a terminal.
+GUEST_LOG=${XL_CONSOLE_LOGS:-/var/log/xen/console}/guest-$NAME.log
+GUEST_LOG_AT=$(wc -c <"$GUEST_LOG" 2>/dev/null || echo 0)
 mkfifo "$WORK/stdin" || die "mkfifo failed"
 exec 3<>"$WORK/stdin"
 echo "xl.sh: xl create -c $CFG ($NAME)" >&2
@@ -167,8 +169,12 @@ status_line() {
     tr -d '\r' <"$1" 2>/dev/null | sed -n 's/.*uniperf: exit status \([0-9][0-9]*\).*/\1/p' | tail -n1
 }
 code=$(status_line "$WORK/console")
-# Where xenconsoled keeps guests' consoles (xenconsoled --log=guest), if the attach missed the end.
-[ -n "$code" ] || code=$(status_line "${XL_CONSOLE_LOGS:-/var/log/xen/console}/guest-$NAME.log")
+# Where xenconsoled keeps guests' consoles (xenconsoled --log=guest), if the attach missed the
+# end: only what this domain added.
+if [ -z "$code" ] && [ -f "$GUEST_LOG" ]; then
+    tail -c +$((GUEST_LOG_AT + 1)) "$GUEST_LOG" >"$WORK/guest.log"
+    code=$(status_line "$WORK/guest.log")
+fi
 if [ -n "$code" ] && [ "$code" -le 123 ]; then
     finish "$code"
 fi
