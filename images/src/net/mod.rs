@@ -20,6 +20,9 @@ use netstack::smoltcp::phy::{Device, DeviceCapabilities, PacketMeta, RxToken, Tx
 use netstack::smoltcp::time::Instant;
 
 /// The NIC the image drives: virtio-net (QEMU) or Xen netfront.
+// There is one NIC for the image's lifetime: the size difference costs nothing, a box would
+// cost an indirection per frame.
+#[allow(clippy::large_enum_variant)]
 pub enum Nic {
     Virtio(virtio::Nic),
     Xen(Netfront),
@@ -128,7 +131,9 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
     let declared = !mmio::windows_from_cmdline(cmdline)?.is_empty();
     if declared {
         return match mmio::find(cmdline)? {
-            Some(found) => virtio::Nic::new(SomeTransport::from(found.transport), &found.location, offloads).map(Nic::Virtio),
+            Some(found) => {
+                virtio::Nic::new(SomeTransport::from(found.transport), &found.location, offloads).map(Nic::Virtio)
+            }
             None => Err(String::from("no virtio-net device among the command line's virtio_mmio.device= windows")),
         };
     }
@@ -147,7 +152,9 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
         return Err(String::from("no virtio-net device on the PCI bus (QEMU: -device virtio-net-pci,netdev=...)"));
     }
     match mmio::find(cmdline)? {
-        Some(found) => virtio::Nic::new(SomeTransport::from(found.transport), &found.location, offloads).map(Nic::Virtio),
+        Some(found) => {
+            virtio::Nic::new(SomeTransport::from(found.transport), &found.location, offloads).map(Nic::Virtio)
+        }
         None => Err(String::from(
             "no virtio-net device: no PCI bus, no virtio_mmio.device= on the command line, and no \
              virtio-mmio slot at 0xfeb00000 answers (QEMU: -device virtio-net-device,netdev=...)",

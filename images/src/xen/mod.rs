@@ -14,7 +14,7 @@ pub mod store;
 
 use crate::cpu::{Hypervisor, HypervisorKind};
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use hypercall::Page;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -163,6 +163,18 @@ pub fn idle(max_us: u64) {
     }
     let deadline = system_time_ns() + max_us * 1000;
     hypercall::poll(&ports[..n], deadline);
+    IDLE_POLLS.fetch_add(1, Ordering::Relaxed);
+    if system_time_ns() >= deadline {
+        IDLE_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Idle blocks so far, and how many of them ran to their deadline (no event came).
+static IDLE_POLLS: AtomicU64 = AtomicU64::new(0);
+static IDLE_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+
+pub fn idle_stats() -> (u64, u64) {
+    (IDLE_POLLS.load(Ordering::Relaxed), IDLE_TIMEOUTS.load(Ordering::Relaxed))
 }
 
 /// A shared page at a guest physical address (identity-mapped below 4 GiB).

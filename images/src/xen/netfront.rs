@@ -284,8 +284,10 @@ impl Netfront {
 
     pub fn stats(&self) -> String {
         let s = self.stats;
+        let (polls, timeouts) = super::idle_stats();
         format!(
-            "{} rx frames, {} tx frames, {} tx dropped, {} rx errors, {} notifications",
+            "{} rx frames, {} tx frames, {} tx dropped, {} rx errors, {} notifications; {polls} idle blocks \
+             ({timeouts} ran to their deadline)",
             s.rx_frames, s.tx_frames, s.tx_dropped, s.rx_errors, s.notifies
         )
     }

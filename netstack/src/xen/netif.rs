@@ -184,7 +184,12 @@ impl Tx {
             match self.in_flight.get_mut(usize::from(id)) {
                 Some(f) if *f => *f = false,
                 Some(_) => return Err(RingError(format!("tx ring: response for id {id}, which is not in flight"))),
-                None => return Err(RingError(format!("tx ring: response with id {id} (ids are 0..{})", self.in_flight.len()))),
+                None => {
+                    return Err(RingError(format!(
+                        "tx ring: response with id {id} (ids are 0..{})",
+                        self.in_flight.len()
+                    )));
+                }
             }
             self.free.push(id);
             if status == RSP_ERROR {
@@ -252,7 +257,9 @@ impl Rx {
         match self.posted.get_mut(usize::from(id)) {
             Some(p) if *p => *p = false,
             Some(_) => return Err(RingError(format!("rx ring: response for id {id}, which is not posted"))),
-            None => return Err(RingError(format!("rx ring: response with id {id} (ids are 0..{})", self.posted.len()))),
+            None => {
+                return Err(RingError(format!("rx ring: response with id {id} (ids are 0..{})", self.posted.len())));
+            }
         }
         if status <= 0 {
             return Ok(Some(Err(id)));

@@ -169,7 +169,9 @@ impl<R: Ring> Client<R> {
             let prod = self.ring.req_prod();
             let used = prod.wrapping_sub(self.ring.req_cons());
             if used > RING_SIZE {
-                return Err(Error::Protocol(format!("request ring indices {used} bytes apart (ring holds {RING_SIZE})")));
+                return Err(Error::Protocol(format!(
+                    "request ring indices {used} bytes apart (ring holds {RING_SIZE})"
+                )));
             }
             if used == RING_SIZE {
                 self.ring.notify();
@@ -193,7 +195,9 @@ impl<R: Ring> Client<R> {
             let cons = self.ring.rsp_cons();
             let avail = self.ring.rsp_prod().wrapping_sub(cons);
             if avail > RING_SIZE {
-                return Err(Error::Protocol(format!("response ring indices {avail} bytes apart (ring holds {RING_SIZE})")));
+                return Err(Error::Protocol(format!(
+                    "response ring indices {avail} bytes apart (ring holds {RING_SIZE})"
+                )));
             }
             if avail == 0 {
                 if !self.ring.wait() {
@@ -323,11 +327,9 @@ impl<R: Ring> Client<R> {
     pub fn transaction_start(&mut self) -> Result<u32, Error> {
         let v = self.request(msg::TRANSACTION_START, 0, &[b"\0"])?;
         let text = v.strip_suffix(&[0]).unwrap_or(&v);
-        core::str::from_utf8(text)
-            .ok()
-            .and_then(|t| t.parse::<u32>().ok())
-            .filter(|&t| t != 0)
-            .ok_or_else(|| Error::Protocol(format!("transaction id {:?} is not a number", String::from_utf8_lossy(text))))
+        core::str::from_utf8(text).ok().and_then(|t| t.parse::<u32>().ok()).filter(|&t| t != 0).ok_or_else(|| {
+            Error::Protocol(format!("transaction id {:?} is not a number", String::from_utf8_lossy(text)))
+        })
     }
 
     /// Commits (or aborts) `tx`. `Err(Error::Xenstore("EAGAIN"))` means: retry the whole

@@ -77,8 +77,7 @@ impl Model {
     }
 
     fn handle(&mut self, h: Header, payload: Vec<u8>) {
-        let parts: Vec<String> =
-            payload.split(|&b| b == 0).map(|s| String::from_utf8(s.to_vec()).unwrap()).collect();
+        let parts: Vec<String> = payload.split(|&b| b == 0).map(|s| String::from_utf8(s.to_vec()).unwrap()).collect();
         let (id, tx) = (h.req_id, h.tx_id);
         let (id, ty) = match self.fault {
             Fault::WrongId => (id + 100, h.ty),
