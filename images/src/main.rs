@@ -69,10 +69,17 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     }
     let xen_error = xen::init(&hv).err();
     // SAFETY: the loader's pointer, read before any allocation can reuse that memory.
-    let info = match unsafe { mem::BootInfo::read(start_info_paddr) } {
+    let mut info = match unsafe { mem::BootInfo::read(start_info_paddr) } {
         Ok(info) => info,
         Err(e) => fatal(e),
     };
+    if info.memmap().is_empty() && xen::active() {
+        // Xen's PVH dom0 builder gives start info v0 without a memory map: ask Xen.
+        match xen::hypercall::memory_map() {
+            Ok(map) => info.fill_memmap(map.into_iter()),
+            Err(e) => println!("uniperf: XENMEM_memory_map failed (error {e})"),
+        }
+    }
     let heap = match mem::init_heap(&info) {
         Ok(h) => h,
         Err(e) => fatal(e),

@@ -103,6 +103,32 @@ pub fn add_to_physmap(space: u32, idx: u64, page: u64) -> i64 {
     op(MEMORY_OP, XENMEM_ADD_TO_PHYSMAP, &mut a)
 }
 
+pub const XENMEM_MEMORY_MAP: u64 = 9;
+
+#[repr(C)]
+pub struct MemoryMap {
+    pub nr_entries: u32,
+    pub buffer: u64,
+}
+
+/// XENMEM_memory_map: the domain's e820 map as `(addr, size, type)`, at most 64 entries.
+pub fn memory_map() -> Result<heapless::Vec<(u64, u64, u32), 64>, i64> {
+    // e820 entries are 20 bytes, packed: addr u64, size u64, type u32.
+    let mut raw = [0u8; 20 * 64];
+    let mut m = MemoryMap { nr_entries: 64, buffer: raw.as_mut_ptr() as u64 };
+    let rc = op(MEMORY_OP, XENMEM_MEMORY_MAP, &mut m);
+    if rc != 0 {
+        return Err(rc);
+    }
+    let mut out = heapless::Vec::new();
+    for e in raw.chunks_exact(20).take(m.nr_entries.min(64) as usize) {
+        let u64_at = |i: usize| u64::from_le_bytes(e[i..i + 8].try_into().unwrap_or([0; 8]));
+        let ty = u32::from_le_bytes(e[16..20].try_into().unwrap_or([0; 4]));
+        let _ = out.push((u64_at(0), u64_at(8), ty));
+    }
+    Ok(out)
+}
+
 // --- hvm_op ---
 pub const HVMOP_GET_PARAM: u64 = 1;
 pub const HVM_PARAM_STORE_PFN: u32 = 1;
