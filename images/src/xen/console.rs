@@ -75,3 +75,26 @@ pub fn write(bytes: &[u8]) -> bool {
     hypercall::evtchn_send(port);
     true
 }
+
+/// Waits (at most `max_ns`) until xenconsoled has read everything written, so the last lines
+/// (the exit status) are not lost when the domain is destroyed right after shutting down.
+pub fn drain(max_ns: u64) {
+    let base = RING.load(Ordering::Acquire) as *mut u8;
+    if base.is_null() {
+        return;
+    }
+    let port = PORT.load(Ordering::Relaxed);
+    let until = super::system_time_ns() + max_ns;
+    loop {
+        fence(Ordering::SeqCst);
+        if load_u32(base, OUT_CONS) == load_u32(base, OUT_PROD) {
+            return;
+        }
+        let now = super::system_time_ns();
+        if now >= until {
+            return;
+        }
+        hypercall::evtchn_send(port);
+        hypercall::poll(&[port], (now + 1_000_000).min(until));
+    }
+}

@@ -148,6 +148,7 @@ pub fn clear_pending(port: u32) {
 /// (poweroff for statuses 0 and 1, crash for 2).
 pub fn shutdown(code: u8) -> ! {
     crate::println!("uniperf: exit status {code}");
+    console::drain(2_000_000_000);
     let reason = if code == crate::exit::CRASH { hypercall::SHUTDOWN_CRASH } else { hypercall::SHUTDOWN_POWEROFF };
     hypercall::shutdown(reason);
     crate::exit::halt()

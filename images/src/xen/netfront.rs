@@ -96,6 +96,7 @@ pub struct Netfront {
     store: Client<store::StoreRing>,
     backend_state: String,
     last_check_us: u64,
+    store_failed: bool,
     stats: Stats,
     fault: Option<String>,
     scratch: Vec<u8>,
@@ -267,6 +268,7 @@ pub fn open() -> Result<Netfront, String> {
         store: c,
         backend_state: state_path,
         last_check_us: crate::clock::now_us(),
+        store_failed: false,
         stats: Stats::default(),
         fault: None,
         scratch: alloc::vec![0; MAX_FRAME],
@@ -325,7 +327,7 @@ impl Netfront {
     /// Now and then: has the backend left Connected (domain teardown, `xl network-detach`)?
     fn check_backend(&mut self) {
         let now = crate::clock::now_us();
-        if now - self.last_check_us < BACKEND_CHECK_US {
+        if self.store_failed || now - self.last_check_us < BACKEND_CHECK_US {
             return;
         }
         self.last_check_us = now;
@@ -333,14 +335,20 @@ impl Netfront {
         if !ring.has_reply() {
             return;
         }
-        ring.set_deadline(1);
+        ring.set_deadline(5);
         let path = self.backend_state.clone();
         match self.store.wait_event().and_then(|_| self.store.read(0, &path)) {
             Ok(s) if s.trim().parse::<u32>().is_ok_and(|s| s >= CLOSING) => {
                 self.set_fault(format!("the backend is closing ({path} = {s})"))
             }
             Ok(_) => {}
-            Err(e) => self.set_fault(format!("xenstore: {e}")),
+            // A slow or broken xenstore does not stop a NIC whose rings still work: stop
+            // watching (the client refuses further requests once broken) and say so.
+            Err(e) if !self.store_failed => {
+                self.store_failed = true;
+                crate::println!("uniperf: warning - netfront: no longer watching the backend's state: {e}");
+            }
+            Err(_) => {}
         }
     }
 }
@@ -368,6 +376,10 @@ impl Device for Netfront {
             match self.rx.next(&self.rx_page) {
                 Ok(None) => {
                     IDLE_RX_CONS.store(self.rx.front.rsp_cons, Ordering::Relaxed);
+                    // Pages returned with an error status were posted again: publish them.
+                    if self.rx.push(&mut self.rx_page) {
+                        self.notify();
+                    }
                     return None;
                 }
                 Ok(Some(Ok(f))) => break f,
