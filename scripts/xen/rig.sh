@@ -181,7 +181,6 @@ args=(-accel tcg -machine q35 -cpu max -m 2048 -smp 1 -nodefaults -display none 
     -kernel "$XDIR/xen" -append "${XEN_ARGS[*]}"
     -initrd "$XDIR/vmlinuz ${DOM0_ARGS_Q% },$WORK/dom0.gz")
 launch=(setpriv --pdeathsig KILL "$QEMU" "${args[@]}")
-[[ -n $NETNS ]] || true
 if ((DRY_RUN)); then
     printf '%q ' "${launch[@]:3}"
     echo
