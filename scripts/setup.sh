@@ -211,4 +211,8 @@ else
     echo "setup: rustup not found; x86_64-unknown-none must already be installed" >&2
 fi
 
+# The Xen test rig (tests/xen.rs, scripts/xen/rig.sh): Xen 4.17, a dom0 kernel, busybox, the
+# toolstack and iperf3 from Debian, unpacked under .cache/xen; nothing is installed.
+scripts/xen/fetch.sh
+
 echo "setup: done"

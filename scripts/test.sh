@@ -3,7 +3,8 @@
 # and lints (rustfmt, clippy -D warnings on the workspace and the image), release build, the
 # unikernel image (scripts/build-image.sh), every test of the workspace (the
 # network-namespace/TAP tests and the image-under-QEMU tests too when root; under CI=true they
-# fail rather than skip without root, QEMU or the image), and the no_std build of the libraries.
+# fail rather than skip without root, QEMU or the image; tests/xen.rs boots the image under real
+# Xen in QEMU with scripts/xen/rig.sh), and the no_std build of the libraries.
 # Every step runs even if an earlier one failed; the exit status says whether all passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."

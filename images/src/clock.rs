@@ -15,6 +15,8 @@ const SHIFT: u32 = 48;
 static MULT: AtomicU64 = AtomicU64::new(0);
 static HZ: AtomicU64 = AtomicU64::new(0);
 static BASE: AtomicU64 = AtomicU64::new(0);
+/// On Xen: pvclock system time (ns) at [`init`]; 0 means the clock is the TSC.
+static XEN_BASE_NS: AtomicU64 = AtomicU64::new(0);
 
 /// How the TSC frequency was found.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +32,10 @@ pub fn ticks() -> u64 {
 
 /// Microseconds since [`init`]; 0 before it.
 pub fn now_us() -> u64 {
+    let xen_base = XEN_BASE_NS.load(Ordering::Relaxed);
+    if xen_base != 0 {
+        return crate::xen::system_time_ns().saturating_sub(xen_base) / 1000;
+    }
     let mult = MULT.load(Ordering::Relaxed);
     let elapsed = ticks().wrapping_sub(BASE.load(Ordering::Relaxed));
     ((u128::from(elapsed) * u128::from(mult)) >> SHIFT) as u64
@@ -47,6 +53,19 @@ pub fn ticks_to_us(t: u64) -> u64 {
 
 /// Finds the TSC frequency and starts the clock at 0.
 pub fn init(hv: &cpu::Hypervisor) -> Result<Calibration, &'static str> {
+    if crate::xen::active() {
+        // Xen's pvclock (vcpu_time_info in shared info) is the clock; the TSC rate it implies
+        // is kept for tick conversions.
+        let cal = Calibration { hz: crate::xen::pvclock_tsc_hz(), method: "Xen pvclock" };
+        if !(MIN_HZ..=MAX_HZ).contains(&cal.hz) {
+            return Err("Xen pvclock's TSC rate is outside 100 MHz..20 GHz");
+        }
+        HZ.store(cal.hz, Ordering::Relaxed);
+        MULT.store(((1_000_000u128 << SHIFT) / u128::from(cal.hz)) as u64, Ordering::Relaxed);
+        BASE.store(ticks(), Ordering::Relaxed);
+        XEN_BASE_NS.store(crate::xen::system_time_ns().max(1), Ordering::Relaxed);
+        return Ok(cal);
+    }
     let cal = from_cpuid_15()
         .map(|hz| Calibration { hz, method: "CPUID 0x15" })
         .or_else(|| hv.tsc_hz().map(|(hz, method)| Calibration { hz, method }))

@@ -31,6 +31,8 @@ const IIR_FIFO_ON: u8 = 0xC0;
 const FIFO_DEPTH: u8 = 16;
 
 static PRESENT: AtomicBool = AtomicBool::new(false);
+/// No UART but Xen: the PV console ring if there is one, else Xen's debug port 0xE9.
+static XEN: AtomicBool = AtomicBool::new(false);
 /// Bytes written per LSR check: the FIFO depth, or 1 without FIFOs.
 static BURST: AtomicU8 = AtomicU8::new(1);
 
@@ -69,6 +71,12 @@ pub fn init() -> bool {
 /// checking before every byte: ~90 µs for an 80-column line under TCG).
 pub fn write_bytes(bytes: &[u8]) {
     if !PRESENT.load(Ordering::Relaxed) {
+        if XEN.load(Ordering::Relaxed) && !crate::xen::console::write(bytes) {
+            for &b in bytes {
+                // SAFETY: port I/O only; Xen logs what a guest writes to 0xE9 as "(dN) ...".
+                unsafe { u8::write_to_port(0xE9, b) }
+            }
+        }
         return;
     }
     let burst = BURST.load(Ordering::Relaxed);
@@ -101,6 +109,11 @@ fn wait_thr_empty() -> bool {
 
 pub fn write_str(s: &str) {
     write_bytes(s.as_bytes());
+}
+
+/// Without a UART on Xen: output goes to the PV console ring, or port 0xE9 before it is up.
+pub fn use_xen() {
+    XEN.store(true, Ordering::Relaxed);
 }
 
 /// Waits (bounded) until the UART has sent everything, before the VM is switched off.

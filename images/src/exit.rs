@@ -11,7 +11,8 @@
 //! | —                          | 0                | QEMU ended otherwise (e.g. guest reset with `-no-reboot`, or the monitor's `quit`) |
 //!
 //! A launcher maps status s (odd) to `(s - 1) / 2`. Without the device (or on Xen) the write
-//! does nothing and the CPU halts with interrupts off.
+//! does nothing and the CPU halts with interrupts off. On Xen the image prints
+//! `uniperf: exit status N` and shuts the domain down (poweroff for 0 and 1, crash for 2).
 
 use x86_64::instructions::port::PortWrite;
 
@@ -24,6 +25,9 @@ const ISA_DEBUG_EXIT: u16 = 0xF4;
 /// Ends the VM with `code` (see the module table). Never returns.
 pub fn exit(code: u8) -> ! {
     crate::console::flush();
+    if crate::xen::active() {
+        crate::xen::shutdown(code);
+    }
     // SAFETY: isa-debug-exit's port; without the device the write goes nowhere.
     unsafe { u32::write_to_port(ISA_DEBUG_EXIT, u32::from(code)) };
     halt()

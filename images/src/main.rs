@@ -29,6 +29,7 @@ mod paging;
 mod platform;
 mod rtc;
 mod traps;
+mod xen;
 
 pub use paging::map_identity;
 
@@ -62,15 +63,30 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
     let entry_tsc = clock::ticks();
     let uart = console::init();
     traps::init();
+    let hv = cpu::hypervisor();
+    if hv.kind == cpu::HypervisorKind::Xen && !uart {
+        console::use_xen();
+    }
+    let xen_error = xen::init(&hv).err();
     // SAFETY: the loader's pointer, read before any allocation can reuse that memory.
-    let info = match unsafe { mem::BootInfo::read(start_info_paddr) } {
+    let mut info = match unsafe { mem::BootInfo::read(start_info_paddr) } {
         Ok(info) => info,
         Err(e) => fatal(e),
     };
+    if info.memmap().is_empty() && xen::active() {
+        // Xen's PVH dom0 builder gives start info v0 without a memory map: ask Xen.
+        match xen::hypercall::memory_map() {
+            Ok(map) => info.fill_memmap(map.into_iter()),
+            Err(e) => println!("uniperf: XENMEM_memory_map failed (error {e})"),
+        }
+    }
     let heap = match mem::init_heap(&info) {
         Ok(h) => h,
         Err(e) => fatal(e),
     };
+    if let Some(e) = xen_error {
+        println!("uniperf: Xen set-up failed - {e}");
+    }
     let code = run(&info, &heap, uart, entry_tsc);
     exit::exit(code)
 }
@@ -93,7 +109,21 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
         image_end,
         (image_end - image_start) / 1024
     );
-    println!("uniperf: console: {}", if uart { "16550 UART at 0x3f8" } else { "no UART found" });
+    if xen::active() {
+        let (major, minor) = xen::version();
+        let (ring, port) = xen::console::describe();
+        println!("uniperf: xen: version {major}.{minor}, PVH domU; console ring at {ring:#x}, event channel {port}");
+    }
+    println!(
+        "uniperf: console: {}",
+        if uart {
+            "16550 UART at 0x3f8"
+        } else if xen::console::present() {
+            "Xen PV console"
+        } else {
+            "no UART found"
+        }
+    );
     println!(
         "uniperf: memory: {} MiB RAM in {} map entries, heap {} MiB in {} region(s) from {:#x}",
         mib(heap.ram_bytes),
@@ -110,7 +140,8 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
             return exit::FAILURE;
         }
     };
-    let boot_unix = rtc::unix_time();
+    // No RTC on a PVH domU (probing its absent CMOS costs seconds): Xen's wall clock instead.
+    let boot_unix = if xen::active() { xen::unix_time() } else { rtc::unix_time() };
     let mut machine = ImageMachine::new(&hv, boot_unix);
     println!(
         "uniperf: clock: TSC {}.{:03} MHz ({}), {}, RTC {}",
@@ -118,7 +149,12 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
         cal.hz / 1000 % 1000,
         cal.method,
         hv.name(),
-        if boot_unix.is_some() { "present" } else { "absent" }
+        match (xen::active(), boot_unix.is_some()) {
+            (true, true) => "none, Xen wall clock",
+            (true, false) => "none, no Xen wall clock",
+            (false, true) => "present",
+            (false, false) => "absent",
+        }
     );
     println!("uniperf: random: {}", if machine.uses_rdrand() { "RDRAND" } else { "TSC-seeded SplitMix64" });
 

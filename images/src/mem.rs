@@ -79,6 +79,14 @@ impl BootInfo {
     pub fn memmap(&self) -> &[Region] {
         &self.memmap
     }
+
+    /// Fills an empty map from e820 entries `(addr, size, type)` (type 1 is RAM): Xen's PVH
+    /// dom0 builder passes start info v0 without a map, and the image asks Xen instead.
+    pub fn fill_memmap(&mut self, e820: impl Iterator<Item = (u64, u64, u32)>) {
+        for (addr, size, ty) in e820.take(MEMMAP_MAX) {
+            let _ = self.memmap.push(Region { addr, size, ram: ty == 1 });
+        }
+    }
 }
 
 /// Heap bytes in use and still free (free space may be fragmented).

@@ -16,6 +16,9 @@ use netstack::smoltcp::time::{Duration, Instant};
 /// this bounds how late a frame that arrives meanwhile is seen.
 const IDLE_SLICE_US: u64 = 50;
 
+/// The longest one idle call blocks on Xen (events from the NIC end it sooner).
+const XEN_IDLE_MAX_US: u64 = 10_000;
+
 /// Clock, idle wait and console for the role loops.
 #[derive(Default)]
 pub struct ImagePlatform {
@@ -52,6 +55,13 @@ impl Platform for ImagePlatform {
     }
 
     fn idle(&mut self, delay: Option<Duration>) {
+        if crate::xen::active() {
+            // Xen hook: block in the hypervisor until an event or the deadline.
+            let start = clock::now_us();
+            crate::xen::idle(delay.map_or(XEN_IDLE_MAX_US, |d| d.total_micros().min(XEN_IDLE_MAX_US)));
+            IDLE_US.fetch_add(clock::now_us() - start, core::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         let slice = delay.map_or(IDLE_SLICE_US, |d| d.total_micros().min(IDLE_SLICE_US));
         let start = clock::now_us();
         let until = start + slice;

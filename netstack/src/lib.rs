@@ -24,6 +24,7 @@ pub mod testrun;
 pub mod udp;
 pub mod units;
 pub mod virtio_net_hdr;
+pub mod xen;
 
 pub use smoltcp;
 

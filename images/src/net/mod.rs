@@ -13,7 +13,111 @@ use alloc::string::String;
 
 use virtio_drivers::transport::SomeTransport;
 
-pub use virtio::{Nic, Offloads};
+pub use virtio::Offloads;
+
+use crate::xen::netfront::{Netfront, NetfrontRx, NetfrontTx};
+use netstack::smoltcp::phy::{Device, DeviceCapabilities, PacketMeta, RxToken, TxToken};
+use netstack::smoltcp::time::Instant;
+
+/// The NIC the image drives: virtio-net (QEMU) or Xen netfront.
+// There is one NIC for the image's lifetime: the size difference costs nothing, a box would
+// cost an indirection per frame.
+#[allow(clippy::large_enum_variant)]
+pub enum Nic {
+    Virtio(virtio::Nic),
+    Xen(Netfront),
+}
+
+impl Nic {
+    pub fn mac(&self) -> [u8; 6] {
+        match self {
+            Nic::Virtio(n) => n.mac(),
+            Nic::Xen(n) => n.mac(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Nic::Virtio(n) => n.describe(),
+            Nic::Xen(n) => n.describe(),
+        }
+    }
+
+    pub fn stats(&self) -> String {
+        match self {
+            Nic::Virtio(n) => format!("{}", n.stats()),
+            Nic::Xen(n) => n.stats(),
+        }
+    }
+
+    pub fn fault(&self) -> Option<&str> {
+        match self {
+            Nic::Virtio(n) => n.fault(),
+            Nic::Xen(n) => n.fault(),
+        }
+    }
+}
+
+pub enum NicRx<'a> {
+    Virtio(virtio::NicRxToken<'a>),
+    Xen(NetfrontRx<'a>),
+}
+
+pub enum NicTx<'a> {
+    Virtio(virtio::NicTxToken<'a>),
+    Xen(NetfrontTx<'a>),
+}
+
+impl RxToken for NicRx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        match self {
+            NicRx::Virtio(t) => t.consume(f),
+            NicRx::Xen(t) => t.consume(f),
+        }
+    }
+}
+
+impl TxToken for NicTx<'_> {
+    fn set_meta(&mut self, meta: PacketMeta) {
+        match self {
+            NicTx::Virtio(t) => t.set_meta(meta),
+            NicTx::Xen(t) => t.set_meta(meta),
+        }
+    }
+
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        match self {
+            NicTx::Virtio(t) => t.consume(len, f),
+            NicTx::Xen(t) => t.consume(len, f),
+        }
+    }
+}
+
+impl Device for Nic {
+    type RxToken<'a> = NicRx<'a>;
+    type TxToken<'a> = NicTx<'a>;
+
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        match self {
+            Nic::Virtio(n) => n.receive(timestamp).map(|(r, t)| (NicRx::Virtio(r), NicTx::Virtio(t))),
+            Nic::Xen(n) => n.receive(timestamp).map(|(r, t)| (NicRx::Xen(r), NicTx::Xen(t))),
+        }
+    }
+
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        match self {
+            Nic::Virtio(n) => n.transmit(timestamp).map(NicTx::Virtio),
+            Nic::Xen(n) => n.transmit(timestamp).map(NicTx::Xen),
+        }
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        match self {
+            Nic::Virtio(n) => n.capabilities(),
+            Nic::Xen(n) => n.capabilities(),
+        }
+    }
+}
 
 /// Prefixes of the kernel-command-line words that belong to this driver; the option parser
 /// must skip them. QEMU's microvm appends `virtio_mmio.device=512@0xfeb00e00:12` when ACPI is
@@ -27,23 +131,30 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
     let declared = !mmio::windows_from_cmdline(cmdline)?.is_empty();
     if declared {
         return match mmio::find(cmdline)? {
-            Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location, offloads),
+            Some(found) => {
+                virtio::Nic::new(SomeTransport::from(found.transport), &found.location, offloads).map(Nic::Virtio)
+            }
             None => Err(String::from("no virtio-net device among the command line's virtio_mmio.device= windows")),
         };
     }
     if hypervisor_is_xen() {
         // Probing unassigned MMIO on Xen can crash the domain, and PVH guests have no PCI.
-        return Err(String::from("running on Xen: no virtio-net here (the Xen netfront driver is needed)"));
+        if !crate::xen::active() {
+            return Err(String::from("running on Xen, but the Xen set-up failed: no netfront"));
+        }
+        return crate::xen::netfront::open().map(Nic::Xen).map_err(|e| format!("Xen netfront: {e}"));
     }
     if let Some(found) = pci::find()? {
         let location = format!("virtio-pci (modern) at {}", found.location);
-        return Nic::new(SomeTransport::from(found.transport), &location, offloads);
+        return virtio::Nic::new(SomeTransport::from(found.transport), &location, offloads).map(Nic::Virtio);
     }
     if pci::host_bridge_present() {
         return Err(String::from("no virtio-net device on the PCI bus (QEMU: -device virtio-net-pci,netdev=...)"));
     }
     match mmio::find(cmdline)? {
-        Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location, offloads),
+        Some(found) => {
+            virtio::Nic::new(SomeTransport::from(found.transport), &found.location, offloads).map(Nic::Virtio)
+        }
         None => Err(String::from(
             "no virtio-net device: no PCI bus, no virtio_mmio.device= on the command line, and no \
              virtio-mmio slot at 0xfeb00000 answers (QEMU: -device virtio-net-device,netdev=...)",

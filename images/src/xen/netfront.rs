@@ -1,0 +1,495 @@
+//! Xen netfront (`io/netif.h`) as a smoltcp `phy::Device`: the xenbus handshake with
+//! netback over xenstore, then one TX and one RX ring of 256 slots each. Every buffer is
+//! granted once at start-up: 256 RX pages stay posted (re-posted as soon as smoltcp has read
+//! their frame), 256 TX half-pages are reused through a free list, so nothing is allocated or
+//! granted per packet. Plain one-slot frames of up to 1514 bytes, copy-mode receive, full
+//! checksums both ways (`feature-no-csum-offload`); no scatter-gather, no GSO.
+//!
+//! The rings' bookkeeping and checks are `netstack::xen::netif` (host-tested); a response the
+//! checks reject, or the backend leaving the Connected state, stops the NIC with a
+//! [`Netfront::fault`] instead of a hang or a panic.
+
+use super::{grant, hypercall, store};
+use alloc::alloc::{Layout, alloc_zeroed};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use netstack::smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use netstack::smoltcp::time::Instant;
+use netstack::xen::netif::{self, Rx, Shared, Tx};
+use netstack::xen::xenstore::{Client, Error as XsError};
+
+/// Largest frame: 1500-byte IP MTU plus the Ethernet header.
+const MAX_FRAME: usize = 1514;
+const TX_BUF: usize = 2048;
+const IDS: u16 = 256;
+/// xenbus states (`io/xenbus.h`).
+const INIT_WAIT: u32 = 2;
+const INITIALISED: u32 = 3;
+const CONNECTED: u32 = 4;
+const CLOSING: u32 = 5;
+/// How long the handshake may take in all.
+const HANDSHAKE_SECS: u64 = 20;
+/// How often a running NIC looks at xenstore for the backend going away.
+const BACKEND_CHECK_US: u64 = 200_000;
+
+/// One shared ring page.
+struct RingPage(*mut u8);
+
+impl Shared for RingPage {
+    fn load_u16(&self, off: usize) -> u16 {
+        // SAFETY: offsets inside the ring page, aligned (callers: netif's slot layout).
+        unsafe { read_volatile(self.0.add(off) as *const u16) }
+    }
+    fn store_u16(&mut self, off: usize, v: u16) {
+        // SAFETY: as above.
+        unsafe { write_volatile(self.0.add(off) as *mut u16, v) }
+    }
+    fn load_u32(&self, off: usize) -> u32 {
+        // SAFETY: as above.
+        unsafe { read_volatile(self.0.add(off) as *const u32) }
+    }
+    fn store_u32(&mut self, off: usize, v: u32) {
+        // SAFETY: as above.
+        unsafe { write_volatile(self.0.add(off) as *mut u32, v) }
+    }
+    fn fence(&self) {
+        fence(Ordering::SeqCst);
+    }
+}
+
+fn page() -> Result<*mut u8, String> {
+    let layout = Layout::from_size_align(4096, 4096).map_err(|_| String::from("page layout"))?;
+    // SAFETY: non-zero size.
+    let p = unsafe { alloc_zeroed(layout) };
+    if p.is_null() {
+        return Err(String::from("out of memory for netfront pages"));
+    }
+    Ok(p)
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct Stats {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub tx_dropped: u64,
+    pub rx_errors: u64,
+    pub notifies: u64,
+}
+
+pub struct Netfront {
+    tx_page: RingPage,
+    rx_page: RingPage,
+    tx: Tx,
+    rx: Rx,
+    /// Per TX id: buffer address and (gref, offset).
+    tx_bufs: Vec<(*mut u8, u32, u16)>,
+    /// Per RX id: page address and gref.
+    rx_bufs: Vec<(*mut u8, u32)>,
+    /// The RX id whose frame smoltcp is reading (re-posted at the next `receive`).
+    in_hand: Option<u16>,
+    port: u32,
+    mac: [u8; 6],
+    description: String,
+    store: Client<store::StoreRing>,
+    backend_state: String,
+    last_check_us: u64,
+    store_failed: bool,
+    stats: Stats,
+    fault: Option<String>,
+    scratch: Vec<u8>,
+}
+
+/// What the idle loop needs to arm the rings: pages, consumer indices, the event channel.
+static IDLE_RX: AtomicU64 = AtomicU64::new(0);
+static IDLE_TX: AtomicU64 = AtomicU64::new(0);
+static IDLE_RX_CONS: AtomicU32 = AtomicU32::new(0);
+static IDLE_TX_CONS: AtomicU32 = AtomicU32::new(0);
+static IDLE_PORT: AtomicU32 = AtomicU32::new(0);
+
+/// Before the vCPU blocks: clears the NIC's pending event, then asks the backend for an event
+/// on the next response of either ring. Returns the ports to poll in `ports` (their count),
+/// or `usize::MAX` if responses are already waiting.
+pub fn arm_idle(ports: &mut [u32; 2]) -> usize {
+    let rx = IDLE_RX.load(Ordering::Relaxed) as *mut u8;
+    if rx.is_null() {
+        return 0;
+    }
+    let port = IDLE_PORT.load(Ordering::Relaxed);
+    super::clear_pending(port);
+    let tx = IDLE_TX.load(Ordering::Relaxed) as *mut u8;
+    for (page, cons) in [(rx, &IDLE_RX_CONS), (tx, &IDLE_TX_CONS)] {
+        let cons = cons.load(Ordering::Relaxed);
+        let front = netif::Front { req_prod_pvt: cons, rsp_cons: cons };
+        if front.arm(&mut RingPage(page)) {
+            return usize::MAX;
+        }
+    }
+    ports[0] = port;
+    1
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.trim().split(':');
+    for b in mac.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+fn xs(what: &str) -> impl Fn(XsError) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Reads `path` as a number.
+fn read_num(c: &mut Client<store::StoreRing>, path: &str) -> Result<u32, String> {
+    let v = c.read(0, path).map_err(xs(path))?;
+    v.trim().parse().map_err(|_| format!("{path} = {v:?} is not a number"))
+}
+
+/// The handshake: finds `device/vif/N`, grants rings and buffers to the backend, writes the
+/// ring refs, event channel and features in one transaction, and waits for Connected.
+pub fn open() -> Result<Netfront, String> {
+    grant::init()?;
+    let mut c = store::open()?;
+    c.ring().set_deadline(HANDSHAKE_SECS);
+    let vifs = c.directory(0, "device/vif").map_err(xs("device/vif (no vif in the domain's config?)"))?;
+    let Some(vif) = vifs.first() else { return Err(String::from("device/vif is empty: no vif configured")) };
+    let dev = format!("device/vif/{vif}");
+    let backend = c.read(0, &format!("{dev}/backend")).map_err(xs("backend path"))?;
+    let backend_id = read_num(&mut c, &format!("{dev}/backend-id"))?;
+    let backend_id = u16::try_from(backend_id).map_err(|_| format!("backend-id {backend_id} out of range"))?;
+    let mac_text = c.read(0, &format!("{dev}/mac")).map_err(xs("mac"))?;
+    let mac = parse_mac(&mac_text).ok_or_else(|| format!("{dev}/mac = {mac_text:?} is not a MAC address"))?;
+
+    // Wait for the backend to reach InitWait (netback is ready for our rings).
+    let state_path = format!("{backend}/state");
+    c.watch(&state_path, "be").map_err(xs("watch backend state"))?;
+    loop {
+        let s = read_num(&mut c, &state_path)?;
+        if s >= CLOSING {
+            return Err(format!("backend {backend} is closing (state {s}) before we connected"));
+        }
+        if s >= INIT_WAIT {
+            break;
+        }
+        c.wait_event().map_err(xs("waiting for the backend's InitWait"))?;
+    }
+    match c.read(0, &format!("{backend}/feature-rx-copy")) {
+        Ok(v) if v.trim() == "1" => {}
+        other => return Err(format!("backend {backend} lacks feature-rx-copy ({other:?})")),
+    }
+
+    let mut tx_page = RingPage(page()?);
+    let mut rx_page = RingPage(page()?);
+    let tx_ref = grant::grant(backend_id, tx_page.0 as u64, false)?;
+    let rx_ref = grant::grant(backend_id, rx_page.0 as u64, false)?;
+    let tx = Tx::new(&mut tx_page, 0, IDS);
+    let mut rx = Rx::new(&mut rx_page, 0, IDS);
+    let mut tx_bufs = Vec::with_capacity(usize::from(IDS));
+    for _ in 0..usize::from(IDS) * TX_BUF / 4096 {
+        let p = page()?;
+        let gref = grant::grant(backend_id, p as u64, true)?;
+        for half in 0..4096 / TX_BUF {
+            // SAFETY: inside the page just allocated.
+            tx_bufs.push((unsafe { p.add(half * TX_BUF) }, gref, (half * TX_BUF) as u16));
+        }
+    }
+    let mut rx_bufs = Vec::with_capacity(usize::from(IDS));
+    for id in 0..IDS {
+        let p = page()?;
+        let gref = grant::grant(backend_id, p as u64, false)?;
+        rx_bufs.push((p, gref));
+        rx.post(&mut rx_page, id, gref).map_err(|e| e.0)?;
+    }
+    rx.push(&mut rx_page);
+    let port = hypercall::evtchn_alloc_unbound(backend_id).map_err(|e| format!("EVTCHNOP_alloc_unbound: error {e}"))?;
+
+    // Ring refs, event channel and features in one transaction (retried on EAGAIN).
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let tx_id = c.transaction_start().map_err(xs("transaction start"))?;
+        let writes = [
+            ("tx-ring-ref", format!("{tx_ref}")),
+            ("rx-ring-ref", format!("{rx_ref}")),
+            ("event-channel", format!("{port}")),
+            ("request-rx-copy", String::from("1")),
+            ("feature-rx-notify", String::from("1")),
+            ("feature-no-csum-offload", String::from("1")),
+            ("feature-sg", String::from("0")),
+            ("feature-gso-tcpv4", String::from("0")),
+            ("state", format!("{INITIALISED}")),
+        ];
+        for (key, value) in &writes {
+            c.write(tx_id, &format!("{dev}/{key}"), value).map_err(xs(key))?;
+        }
+        match c.transaction_end(tx_id, true) {
+            Ok(()) => break,
+            Err(XsError::Xenstore(e)) if e == "EAGAIN" && attempts < 10 => continue,
+            Err(e) => return Err(format!("transaction end: {e}")),
+        }
+    }
+    c.write(0, &format!("{dev}/state"), &format!("{CONNECTED}")).map_err(xs("state"))?;
+    loop {
+        let s = read_num(&mut c, &state_path)?;
+        if s == CONNECTED {
+            break;
+        }
+        if s >= CLOSING {
+            return Err(format!("backend {backend} went to state {s} instead of Connected"));
+        }
+        c.wait_event().map_err(xs("waiting for the backend to connect"))?;
+    }
+    // From now on xenstore is only looked at now and then, without waiting.
+    c.ring().set_deadline(1);
+
+    IDLE_RX.store(rx_page.0 as u64, Ordering::Relaxed);
+    IDLE_TX.store(tx_page.0 as u64, Ordering::Relaxed);
+    IDLE_PORT.store(port, Ordering::Relaxed);
+    let description = format!(
+        "Xen netfront {dev} (backend {backend} in domain {backend_id}, event channel {port}), {IDS} rx + {IDS} tx \
+         slots, rx-copy, no offloads"
+    );
+    Ok(Netfront {
+        tx_page,
+        rx_page,
+        tx,
+        rx,
+        tx_bufs,
+        rx_bufs,
+        in_hand: None,
+        port,
+        mac,
+        description,
+        store: c,
+        backend_state: state_path,
+        last_check_us: crate::clock::now_us(),
+        store_failed: false,
+        stats: Stats::default(),
+        fault: None,
+        scratch: alloc::vec![0; MAX_FRAME],
+    })
+}
+
+impl Netfront {
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    pub fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    pub fn stats(&self) -> String {
+        let s = self.stats;
+        let (polls, timeouts) = super::idle_stats();
+        format!(
+            "{} rx frames, {} tx frames, {} tx dropped, {} rx errors, {} notifications; {polls} idle blocks \
+             ({timeouts} ran to their deadline)",
+            s.rx_frames, s.tx_frames, s.tx_dropped, s.rx_errors, s.notifies
+        )
+    }
+
+    pub fn fault(&self) -> Option<&str> {
+        self.fault.as_deref()
+    }
+
+    fn set_fault(&mut self, what: String) {
+        if self.fault.is_none() {
+            crate::println!("uniperf: error - netfront: {what}");
+            self.fault = Some(what);
+        }
+    }
+
+    fn notify(&mut self) {
+        self.stats.notifies += 1;
+        hypercall::evtchn_send(self.port);
+    }
+
+    fn reap_tx(&mut self) {
+        let mut dropped = 0;
+        let r = self.tx.reap(&self.tx_page, |d| {
+            if d.status == netif::RSP_DROPPED {
+                dropped += 1;
+            }
+        });
+        self.stats.tx_dropped += dropped;
+        IDLE_TX_CONS.store(self.tx.front.rsp_cons, Ordering::Relaxed);
+        if let Err(e) = r {
+            self.set_fault(e.0);
+        }
+    }
+
+    /// Now and then: has the backend left Connected (domain teardown, `xl network-detach`)?
+    fn check_backend(&mut self) {
+        let now = crate::clock::now_us();
+        if self.store_failed || now - self.last_check_us < BACKEND_CHECK_US {
+            return;
+        }
+        self.last_check_us = now;
+        let ring = self.store.ring();
+        if !ring.has_reply() {
+            return;
+        }
+        ring.set_deadline(5);
+        let path = self.backend_state.clone();
+        match self.store.wait_event().and_then(|_| self.store.read(0, &path)) {
+            Ok(s) if s.trim().parse::<u32>().is_ok_and(|s| s >= CLOSING) => {
+                self.set_fault(format!("the backend is closing ({path} = {s})"))
+            }
+            Ok(_) => {}
+            // A slow or broken xenstore does not stop a NIC whose rings still work: stop
+            // watching (the client refuses further requests once broken) and say so.
+            Err(e) if !self.store_failed => {
+                self.store_failed = true;
+                crate::println!("uniperf: warning - netfront: no longer watching the backend's state: {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+impl Device for Netfront {
+    type RxToken<'a> = NetfrontRx<'a>;
+    type TxToken<'a> = NetfrontTx<'a>;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        if let Some(id) = self.in_hand.take() {
+            let gref = self.rx_bufs[usize::from(id)].1;
+            if let Err(e) = self.rx.post(&mut self.rx_page, id, gref) {
+                self.set_fault(e.0);
+            }
+            if self.rx.push(&mut self.rx_page) {
+                self.notify();
+            }
+        }
+        self.check_backend();
+        if self.fault.is_some() {
+            return None;
+        }
+        self.reap_tx();
+        let frame = loop {
+            match self.rx.next(&self.rx_page) {
+                Ok(None) => {
+                    IDLE_RX_CONS.store(self.rx.front.rsp_cons, Ordering::Relaxed);
+                    // Pages returned with an error status were posted again: publish them.
+                    if self.rx.push(&mut self.rx_page) {
+                        self.notify();
+                    }
+                    return None;
+                }
+                Ok(Some(Ok(f))) => break f,
+                Ok(Some(Err(id))) => {
+                    self.stats.rx_errors += 1;
+                    let gref = self.rx_bufs[usize::from(id)].1;
+                    if let Err(e) = self.rx.post(&mut self.rx_page, id, gref) {
+                        self.set_fault(e.0);
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    self.set_fault(e.0);
+                    return None;
+                }
+            }
+        };
+        IDLE_RX_CONS.store(self.rx.front.rsp_cons, Ordering::Relaxed);
+        self.in_hand = Some(frame.id);
+        self.stats.rx_frames += 1;
+        let base = self.rx_bufs[usize::from(frame.id)].0;
+        // SAFETY: the page is off the ring (in hand) until the next `receive`; offset + len
+        // <= 4096 was checked by `Rx::next`.
+        let data = unsafe { core::slice::from_raw_parts(base.add(usize::from(frame.offset)), usize::from(frame.len)) };
+        Some((NetfrontRx { data }, NetfrontTx { nic: TxSide::from(self) }))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        if self.fault.is_some() {
+            return None;
+        }
+        if self.tx.available() == 0 {
+            self.reap_tx();
+            if self.tx.available() == 0 {
+                return None;
+            }
+        }
+        Some(NetfrontTx { nic: TxSide::from(self) })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = MAX_FRAME;
+        caps.max_burst_size = None;
+        caps
+    }
+}
+
+pub struct NetfrontRx<'a> {
+    data: &'a [u8],
+}
+
+impl RxToken for NetfrontRx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.data)
+    }
+}
+
+/// The parts of the NIC a transmit token needs (the receive token holds the RX page).
+struct TxSide<'a> {
+    tx: &'a mut Tx,
+    page: &'a mut RingPage,
+    bufs: &'a [(*mut u8, u32, u16)],
+    stats: &'a mut Stats,
+    scratch: &'a mut Vec<u8>,
+    port: u32,
+}
+
+impl<'a> TxSide<'a> {
+    fn from(n: &'a mut Netfront) -> Self {
+        TxSide {
+            tx: &mut n.tx,
+            page: &mut n.tx_page,
+            bufs: &n.tx_bufs,
+            stats: &mut n.stats,
+            scratch: &mut n.scratch,
+            port: n.port,
+        }
+    }
+}
+
+pub struct NetfrontTx<'a> {
+    nic: TxSide<'a>,
+}
+
+impl TxToken for NetfrontTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let n = self.nic;
+        let id = if (1..=MAX_FRAME).contains(&len) { n.tx.take() } else { None };
+        let Some(id) = id else {
+            // No free slot (a receive's reply token while the ring is full) or a frame too
+            // long: build it somewhere and count it as dropped.
+            n.stats.tx_dropped += 1;
+            if n.scratch.len() < len {
+                n.scratch.resize(len, 0);
+            }
+            return f(&mut n.scratch[..len]);
+        };
+        let (buf, gref, offset) = n.bufs[usize::from(id)];
+        // SAFETY: id came off the free list, so the backend is done with its buffer;
+        // len <= 1514 < TX_BUF.
+        let frame = unsafe { core::slice::from_raw_parts_mut(buf, len) };
+        let r = f(frame);
+        n.tx.post(n.page, id, gref, offset, len as u16);
+        n.stats.tx_frames += 1;
+        if n.tx.push(n.page) {
+            n.stats.notifies += 1;
+            hypercall::evtchn_send(n.port);
+        }
+        r
+    }
+}

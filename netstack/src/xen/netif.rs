@@ -1,0 +1,285 @@
+//! The netif shared rings (`io/ring.h`, `io/netif.h`) from the frontend's side: one page per
+//! direction, a 64-byte header `{req_prod, req_event, rsp_prod, rsp_event}` then 256 entries
+//! (12-byte TX slots, 8-byte RX slots). Indices are free-running u32s.
+//!
+//! [`Tx`] and [`Rx`] keep the frontend's private state and check every response the backend
+//! writes: an id out of range or not in flight, more responses than requests, an error
+//! status, a receive that would overrun its page — each is a [`RingError`], never a panic.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Entries per ring: the largest power of two that fits a page after the header, for both.
+pub const RING_SIZE: u32 = 256;
+pub const HEADER: usize = 64;
+pub const TX_SLOT: usize = 12;
+pub const RX_SLOT: usize = 8;
+pub const PAGE: usize = 4096;
+
+const REQ_PROD: usize = 0;
+const REQ_EVENT: usize = 4;
+const RSP_PROD: usize = 8;
+const RSP_EVENT: usize = 12;
+
+pub const RSP_OKAY: i16 = 0;
+pub const RSP_ERROR: i16 = -1;
+pub const RSP_DROPPED: i16 = -2;
+pub const RSP_NULL: i16 = 1;
+/// `NETRXF_more_data` / `NETRXF_extra_info` (and the same bits in TX flags).
+pub const RXF_MORE_DATA: u16 = 4;
+pub const RXF_EXTRA_INFO: u16 = 8;
+
+/// One shared ring page. `fence` is a full memory barrier between the two ends.
+pub trait Shared {
+    fn load_u16(&self, off: usize) -> u16;
+    fn store_u16(&mut self, off: usize, v: u16);
+    fn load_u32(&self, off: usize) -> u32;
+    fn store_u32(&mut self, off: usize, v: u32);
+    fn fence(&self);
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingError(pub String);
+
+impl core::fmt::Display for RingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The frontend's private indices of one ring.
+#[derive(Clone, Copy, Debug)]
+pub struct Front {
+    pub req_prod_pvt: u32,
+    pub rsp_cons: u32,
+}
+
+impl Front {
+    /// `SHARED_RING_INIT` + `FRONT_RING_INIT`, with indices starting at `start` (0 in use;
+    /// tests start near the u32 wrap).
+    pub fn init<S: Shared>(page: &mut S, start: u32) -> Front {
+        page.store_u32(REQ_PROD, start);
+        page.store_u32(RSP_PROD, start);
+        page.store_u32(REQ_EVENT, start.wrapping_add(1));
+        page.store_u32(RSP_EVENT, start.wrapping_add(1));
+        page.fence();
+        Front { req_prod_pvt: start, rsp_cons: start }
+    }
+
+    /// Requests not yet answered.
+    pub fn outstanding(&self) -> u32 {
+        self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+    }
+
+    pub fn free(&self) -> u32 {
+        RING_SIZE - self.outstanding()
+    }
+
+    /// `RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`: publishes the private producer; true if the
+    /// backend asked to be told (its `req_event` lies in the newly pushed range).
+    pub fn push<S: Shared>(&mut self, page: &mut S) -> bool {
+        let old = page.load_u32(REQ_PROD);
+        let new = self.req_prod_pvt;
+        page.fence();
+        page.store_u32(REQ_PROD, new);
+        page.fence();
+        let event = page.load_u32(REQ_EVENT);
+        new.wrapping_sub(event) < new.wrapping_sub(old)
+    }
+
+    /// Responses ready to consume; an error if the backend claims more than are outstanding.
+    pub fn ready<S: Shared>(&self, page: &S, what: &str) -> Result<u32, RingError> {
+        let prod = page.load_u32(RSP_PROD);
+        page.fence();
+        let n = prod.wrapping_sub(self.rsp_cons);
+        if n > self.outstanding() {
+            return Err(RingError(format!(
+                "{what} ring: backend produced {n} responses with {} requests outstanding",
+                self.outstanding()
+            )));
+        }
+        Ok(n)
+    }
+
+    /// The first half of `RING_FINAL_CHECK_FOR_RESPONSES`: asks for an event on the next
+    /// response; true if one arrived meanwhile (so there is no need to wait for the event).
+    pub fn arm<S: Shared>(&self, page: &mut S) -> bool {
+        page.store_u32(RSP_EVENT, self.rsp_cons.wrapping_add(1));
+        page.fence();
+        page.load_u32(RSP_PROD) != self.rsp_cons
+    }
+}
+
+fn slot(idx: u32, size: usize) -> usize {
+    HEADER + (idx % RING_SIZE) as usize * size
+}
+
+/// Transmit side: ids 0..256, each owning a pre-granted buffer; a free list of ids.
+pub struct Tx {
+    pub front: Front,
+    free: Vec<u16>,
+    in_flight: Vec<bool>,
+}
+
+/// A transmit response that was consumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxDone {
+    pub id: u16,
+    pub status: i16,
+}
+
+impl Tx {
+    pub fn new<S: Shared>(page: &mut S, start: u32, ids: u16) -> Tx {
+        let front = Front::init(page, start);
+        let ids = ids.min(RING_SIZE as u16);
+        Tx { front, free: (0..ids).rev().collect(), in_flight: alloc::vec![false; usize::from(ids)] }
+    }
+
+    /// A free id (its buffer may be written), or None when all are in flight.
+    pub fn take(&mut self) -> Option<u16> {
+        if self.front.free() == 0 {
+            return None;
+        }
+        self.free.pop()
+    }
+
+    /// Gives back an id taken but never posted.
+    pub fn untake(&mut self, id: u16) {
+        self.free.push(id);
+    }
+
+    /// Publishes posted frames; true if the backend asked to be told.
+    pub fn push<S: Shared>(&mut self, page: &mut S) -> bool {
+        self.front.push(page)
+    }
+
+    pub fn available(&self) -> usize {
+        if self.front.free() == 0 { 0 } else { self.free.len() }
+    }
+
+    /// Queues a one-slot frame of `len` bytes at `offset` in grant `gref` (not yet pushed).
+    pub fn post<S: Shared>(&mut self, page: &mut S, id: u16, gref: u32, offset: u16, len: u16) {
+        let at = slot(self.front.req_prod_pvt, TX_SLOT);
+        page.store_u32(at, gref);
+        page.store_u16(at + 4, offset);
+        page.store_u16(at + 6, 0); // flags: checksum present, one slot
+        page.store_u16(at + 8, id);
+        page.store_u16(at + 10, len);
+        self.in_flight[usize::from(id)] = true;
+        self.front.req_prod_pvt = self.front.req_prod_pvt.wrapping_add(1);
+    }
+
+    /// Consumes every response, returning ids to the free list; `on_done` sees each.
+    pub fn reap<S: Shared>(&mut self, page: &S, mut on_done: impl FnMut(TxDone)) -> Result<(), RingError> {
+        let n = self.front.ready(page, "tx")?;
+        for _ in 0..n {
+            let at = slot(self.front.rsp_cons, TX_SLOT);
+            let id = page.load_u16(at);
+            let status = page.load_u16(at + 2) as i16;
+            self.front.rsp_cons = self.front.rsp_cons.wrapping_add(1);
+            if status == RSP_NULL {
+                continue;
+            }
+            match self.in_flight.get_mut(usize::from(id)) {
+                Some(f) if *f => *f = false,
+                Some(_) => return Err(RingError(format!("tx ring: response for id {id}, which is not in flight"))),
+                None => {
+                    return Err(RingError(format!(
+                        "tx ring: response with id {id} (ids are 0..{})",
+                        self.in_flight.len()
+                    )));
+                }
+            }
+            self.free.push(id);
+            if status == RSP_ERROR {
+                return Err(RingError(format!("tx ring: backend rejected frame id {id} (status {status})")));
+            }
+            on_done(TxDone { id, status });
+        }
+        Ok(())
+    }
+}
+
+/// Receive side: every id owns one granted page, posted whenever the frontend is not
+/// holding its frame.
+pub struct Rx {
+    pub front: Front,
+    posted: Vec<bool>,
+}
+
+/// A received frame: `len` bytes at `offset` in id's page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxFrame {
+    pub id: u16,
+    pub offset: u16,
+    pub len: u16,
+    pub flags: u16,
+}
+
+impl Rx {
+    pub fn new<S: Shared>(page: &mut S, start: u32, ids: u16) -> Rx {
+        let front = Front::init(page, start);
+        Rx { front, posted: alloc::vec![false; usize::from(ids.min(RING_SIZE as u16))] }
+    }
+
+    /// Queues id's page for the backend to fill (not yet pushed).
+    pub fn post<S: Shared>(&mut self, page: &mut S, id: u16, gref: u32) -> Result<(), RingError> {
+        match self.posted.get(usize::from(id)) {
+            Some(false) => {}
+            Some(true) => return Err(RingError(format!("rx ring: id {id} posted twice"))),
+            None => return Err(RingError(format!("rx ring: no id {id}"))),
+        }
+        if self.front.free() == 0 {
+            return Err(RingError(String::from("rx ring: full")));
+        }
+        let at = slot(self.front.req_prod_pvt, RX_SLOT);
+        page.store_u16(at, id);
+        page.store_u16(at + 2, 0);
+        page.store_u32(at + 4, gref);
+        self.posted[usize::from(id)] = true;
+        self.front.req_prod_pvt = self.front.req_prod_pvt.wrapping_add(1);
+        Ok(())
+    }
+
+    /// The next response, checked. `Ok(Err(id))`: the backend returned id's page without a
+    /// frame (an error status); the page must be posted again.
+    pub fn next<S: Shared>(&mut self, page: &S) -> Result<Option<Result<RxFrame, u16>>, RingError> {
+        if self.front.ready(page, "rx")? == 0 {
+            return Ok(None);
+        }
+        let at = slot(self.front.rsp_cons, RX_SLOT);
+        let id = page.load_u16(at);
+        let offset = page.load_u16(at + 2);
+        let flags = page.load_u16(at + 4);
+        let status = page.load_u16(at + 6) as i16;
+        self.front.rsp_cons = self.front.rsp_cons.wrapping_add(1);
+        match self.posted.get_mut(usize::from(id)) {
+            Some(p) if *p => *p = false,
+            Some(_) => return Err(RingError(format!("rx ring: response for id {id}, which is not posted"))),
+            None => {
+                return Err(RingError(format!("rx ring: response with id {id} (ids are 0..{})", self.posted.len())));
+            }
+        }
+        if status <= 0 {
+            return Ok(Some(Err(id)));
+        }
+        if flags & (RXF_MORE_DATA | RXF_EXTRA_INFO) != 0 {
+            return Err(RingError(format!(
+                "rx ring: multi-slot frame (flags {flags:#x}) though neither feature-sg nor GSO was offered"
+            )));
+        }
+        if usize::from(offset) + status as usize > PAGE {
+            return Err(RingError(format!("rx ring: {status} bytes at offset {offset} overrun the page")));
+        }
+        Ok(Some(Ok(RxFrame { id, offset, len: status as u16, flags })))
+    }
+
+    /// Publishes posted pages; true if the backend asked to be told.
+    pub fn push<S: Shared>(&mut self, page: &mut S) -> bool {
+        self.front.push(page)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! The rings against a model backend working on the same page.
+
+use super::*;
+use alloc::string::ToString;
+use alloc::vec;
+
+struct Page(Vec<u8>);
+
+impl Page {
+    fn new() -> Page {
+        Page(vec![0; PAGE])
+    }
+}
+
+impl Shared for Page {
+    fn load_u16(&self, off: usize) -> u16 {
+        u16::from_le_bytes([self.0[off], self.0[off + 1]])
+    }
+    fn store_u16(&mut self, off: usize, v: u16) {
+        self.0[off..off + 2].copy_from_slice(&v.to_le_bytes());
+    }
+    fn load_u32(&self, off: usize) -> u32 {
+        u32::from_le_bytes(self.0[off..off + 4].try_into().unwrap())
+    }
+    fn store_u32(&mut self, off: usize, v: u32) {
+        self.0[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    fn fence(&self) {}
+}
+
+/// The backend's side: its own request consumer and response producer.
+struct Back {
+    req_cons: u32,
+    rsp_prod: u32,
+}
+
+impl Back {
+    fn new(start: u32) -> Back {
+        Back { req_cons: start, rsp_prod: start }
+    }
+
+    /// Takes the pushed TX requests: (id, gref, offset, size).
+    fn take_tx(&mut self, p: &Page) -> Vec<(u16, u32, u16, u16)> {
+        let mut out = Vec::new();
+        while self.req_cons != p.load_u32(REQ_PROD) {
+            let at = slot(self.req_cons, TX_SLOT);
+            out.push((p.load_u16(at + 8), p.load_u32(at), p.load_u16(at + 4), p.load_u16(at + 10)));
+            self.req_cons = self.req_cons.wrapping_add(1);
+        }
+        out
+    }
+
+    fn tx_respond(&mut self, p: &mut Page, id: u16, status: i16) {
+        let at = slot(self.rsp_prod, TX_SLOT);
+        p.store_u16(at, id);
+        p.store_u16(at + 2, status as u16);
+        self.rsp_prod = self.rsp_prod.wrapping_add(1);
+        p.store_u32(RSP_PROD, self.rsp_prod);
+    }
+
+    fn take_rx(&mut self, p: &Page) -> Vec<(u16, u32)> {
+        let mut out = Vec::new();
+        while self.req_cons != p.load_u32(REQ_PROD) {
+            let at = slot(self.req_cons, RX_SLOT);
+            out.push((p.load_u16(at), p.load_u32(at + 4)));
+            self.req_cons = self.req_cons.wrapping_add(1);
+        }
+        out
+    }
+
+    fn rx_respond(&mut self, p: &mut Page, id: u16, offset: u16, flags: u16, status: i16) {
+        let at = slot(self.rsp_prod, RX_SLOT);
+        p.store_u16(at, id);
+        p.store_u16(at + 2, offset);
+        p.store_u16(at + 4, flags);
+        p.store_u16(at + 6, status as u16);
+        self.rsp_prod = self.rsp_prod.wrapping_add(1);
+        p.store_u32(RSP_PROD, self.rsp_prod);
+    }
+}
+
+#[test]
+fn tx_full_ring_out_of_order_and_wrap() {
+    for start in [0, u32::MAX - 100] {
+        let mut p = Page::new();
+        let mut tx = Tx::new(&mut p, start, 256);
+        let mut back = Back::new(start);
+        let mut sent = 0u64;
+        let mut done = 0u64;
+        for round in 0..20 {
+            // Fill the ring completely.
+            while let Some(id) = tx.take() {
+                tx.post(&mut p, id, 100 + u32::from(id), 0, 60);
+                sent += 1;
+            }
+            assert_eq!(tx.available(), 0);
+            assert_eq!(tx.front.free(), 0);
+            tx.push(&mut p);
+            let mut reqs = back.take_tx(&p);
+            assert_eq!(reqs.len(), 256);
+            assert!(reqs.iter().all(|&(id, gref, _, size)| gref == 100 + u32::from(id) && size == 60));
+            // Answer in a scrambled order, some as dropped.
+            reqs.reverse();
+            reqs.rotate_left(round * 7 % 256);
+            for (i, (id, ..)) in reqs.iter().enumerate() {
+                back.tx_respond(&mut p, *id, if i % 50 == 0 { RSP_DROPPED } else { RSP_OKAY });
+            }
+            tx.reap(&p, |_| done += 1).unwrap();
+            assert_eq!(tx.available(), 256);
+        }
+        assert_eq!(sent, done);
+        assert_eq!(sent, 20 * 256);
+    }
+}
+
+#[test]
+fn tx_bad_responses() {
+    let mut p = Page::new();
+    let mut tx = Tx::new(&mut p, 0, 256);
+    let mut back = Back::new(0);
+    let id = tx.take().unwrap();
+    tx.post(&mut p, id, 9, 0, 60);
+    tx.push(&mut p);
+    back.take_tx(&p);
+    back.tx_respond(&mut p, 300, RSP_OKAY);
+    assert_eq!(tx.reap(&p, |_| {}).unwrap_err().to_string(), "tx ring: response with id 300 (ids are 0..256)");
+
+    let mut p = Page::new();
+    let mut tx = Tx::new(&mut p, 0, 256);
+    let mut back = Back::new(0);
+    let id = tx.take().unwrap();
+    tx.post(&mut p, id, 9, 0, 60);
+    tx.push(&mut p);
+    back.take_tx(&p);
+    back.tx_respond(&mut p, id + 1, RSP_OKAY);
+    assert!(tx.reap(&p, |_| {}).unwrap_err().to_string().contains("not in flight"));
+
+    let mut p = Page::new();
+    let mut tx = Tx::new(&mut p, 0, 256);
+    let mut back = Back::new(0);
+    back.tx_respond(&mut p, 0, RSP_OKAY);
+    assert!(tx.reap(&p, |_| {}).unwrap_err().to_string().contains("1 responses with 0 requests outstanding"));
+
+    let mut p = Page::new();
+    let mut tx = Tx::new(&mut p, 0, 256);
+    let mut back = Back::new(0);
+    let id = tx.take().unwrap();
+    tx.post(&mut p, id, 9, 0, 60);
+    tx.push(&mut p);
+    back.take_tx(&p);
+    back.tx_respond(&mut p, id, RSP_ERROR);
+    assert!(tx.reap(&p, |_| {}).unwrap_err().to_string().contains("rejected frame"));
+}
+
+#[test]
+fn push_notifies_only_when_asked() {
+    let mut p = Page::new();
+    let mut tx = Tx::new(&mut p, 0, 256);
+    let id = tx.take().unwrap();
+    tx.post(&mut p, id, 9, 0, 60);
+    // req_event = 1 after init: the first push crosses it.
+    assert!(tx.push(&mut p));
+    let id = tx.take().unwrap();
+    tx.post(&mut p, id, 9, 0, 60);
+    // The backend has not re-armed: no notification.
+    assert!(!tx.push(&mut p));
+    p.store_u32(REQ_EVENT, 3);
+    let id = tx.take().unwrap();
+    tx.post(&mut p, id, 9, 0, 60);
+    assert!(tx.push(&mut p));
+    // Arming sees an already produced response.
+    assert!(!tx.front.arm(&mut p));
+    p.store_u32(RSP_PROD, 1);
+    assert!(tx.front.arm(&mut p));
+    assert_eq!(p.load_u32(RSP_EVENT), 1);
+}
+
+#[test]
+fn rx_repost_wrap_and_bad_responses() {
+    for start in [0, u32::MAX - 3] {
+        let mut p = Page::new();
+        let mut rx = Rx::new(&mut p, start, 256);
+        let mut back = Back::new(start);
+        for id in 0..256u16 {
+            rx.post(&mut p, id, 1000 + u32::from(id)).unwrap();
+        }
+        assert!(rx.post(&mut p, 0, 1).unwrap_err().to_string().contains("posted twice"));
+        rx.push(&mut p);
+        let mut got = 0;
+        for _ in 0..10 {
+            let posted = back.take_rx(&p);
+            // Fill them out of order, one with an error status.
+            for (i, (id, _)) in posted.iter().rev().enumerate() {
+                back.rx_respond(&mut p, *id, 0, 0, if i == 3 { -1 } else { 1514 });
+            }
+            while let Some(r) = rx.next(&p).unwrap() {
+                let id = match r {
+                    Ok(f) => {
+                        assert_eq!(f.len, 1514);
+                        got += 1;
+                        f.id
+                    }
+                    Err(id) => id,
+                };
+                rx.post(&mut p, id, 1000 + u32::from(id)).unwrap();
+            }
+            rx.push(&mut p);
+        }
+        assert_eq!(got, 10 * 255);
+    }
+    let mut p = Page::new();
+    let mut rx = Rx::new(&mut p, 0, 256);
+    let mut back = Back::new(0);
+    rx.post(&mut p, 5, 1).unwrap();
+    rx.push(&mut p);
+    back.take_rx(&p);
+    back.rx_respond(&mut p, 5, 4000, 0, 200);
+    assert!(rx.next(&p).unwrap_err().to_string().contains("overrun the page"));
+    let mut p = Page::new();
+    let mut rx = Rx::new(&mut p, 0, 256);
+    let mut back = Back::new(0);
+    rx.post(&mut p, 5, 1).unwrap();
+    rx.push(&mut p);
+    back.take_rx(&p);
+    back.rx_respond(&mut p, 6, 0, 0, 200);
+    assert!(rx.next(&p).unwrap_err().to_string().contains("not posted"));
+    let mut p = Page::new();
+    let mut rx = Rx::new(&mut p, 0, 256);
+    let mut back = Back::new(0);
+    rx.post(&mut p, 5, 1).unwrap();
+    rx.push(&mut p);
+    back.take_rx(&p);
+    back.rx_respond(&mut p, 5, 0, RXF_MORE_DATA, 200);
+    assert!(rx.next(&p).unwrap_err().to_string().contains("multi-slot"));
+}

@@ -1,0 +1,120 @@
+#!/bin/sh
+# The dom0 half of tests/xen.rs: every case of one rig boot (scripts/xen/rig.sh runs this in the
+# busybox dom0 of Xen 4.17 under QEMU TCG). It only runs things and keeps what they printed, in
+# $RIG_OUT as CASE.*; tests/xen.rs judges. Each case's files are shipped as soon as it ends.
+#
+#   readnotes      xen-utils' readnotes on the image
+#   dryrun-*       `xl.sh --dry-run` (xl-config.sh + `xl create -n`) for a server and a client VM
+#   server.*       the server domU (xl.sh, -s -J, flow logs to `uniperf collect` in dom0),
+#                  serving, in order: stock iperf3 clients stock-{text,json,reverse,bidir,
+#                  parallel4}.*, then the client domU pair.* (`-c 198.18.0.2`); then destroyed
+#   collect.*      `uniperf collect` in dom0, flowlog-*: the logs it stored
+#   client.*       a client domU against stock `iperf3 -s -1 -J` in dom0 (stocksrv.*)
+# Environment: XEN_TEST_SECS (iperf3 -t, default 2).
+. /rig/lib.sh
+cd "$RIG_OUT" || exit 125
+T=${XEN_TEST_SECS:-2}
+VIF="--vif-script vif-sh"
+
+# A point in time, in rig.sh's `marks` (dom0 uptime and the host's seconds since QEMU started).
+mark() {
+    rig_mark "$1"
+}
+
+# wait_for FILE TEXT SECS: until FILE has a line with TEXT; false after SECS.
+wait_for() {
+    i=0
+    while [ $i -lt $(($3 * 5)) ]; do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.2
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# wait_pid PID SECS: waits for a background job at most SECS (then kills it); its status.
+wait_pid() {
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 5)) ]; do
+        sleep 0.2
+        i=$((i + 1))
+    done
+    kill "$1" 2>/dev/null
+    wait "$1"
+}
+
+mark start
+readnotes /rig/uniperf-image >readnotes.txt 2>&1
+echo $? >readnotes.status
+rig_ship readnotes.txt readnotes.status
+
+xl.sh --dry-run --role server $VIF -- -s --ip 198.18.0.2/24 >dryrun-server.txt 2>&1
+echo $? >dryrun-server.status
+xl.sh --dry-run --role client $VIF -- -c 198.18.0.2 -t "$T" -J --ip 198.18.0.3/24 >dryrun-client.txt 2>&1
+echo $? >dryrun-client.status
+rig_ship dryrun-server.txt dryrun-server.status dryrun-client.txt dryrun-client.status
+mark dryrun-done
+
+# Six tests reach the server domU (five stock clients, one client domU); each ships a flow log.
+mkdir -p flowlogs
+uniperf collect --listen 198.18.0.1:6000 -o flowlogs --count 6 --timeout 600 >collect.stdout 2>collect.stderr &
+COLLECT=$!
+
+mark server-create
+xl.sh --role server $VIF --timeout 900 -- -s -J --ip 198.18.0.2/24 --flowlog-collect 198.18.0.1:6000 \
+    >server.console 2>server.xlsh &
+SERVER=$!
+if wait_for server.console "uniperf: ready: listening on 198.18.0.2:5201" 120; then
+    mark server-ready
+    # stock NAME ARGS…: stock iperf3 -c against the server domU, bounded in time.
+    stock() {
+        name=$1
+        shift
+        mark "stock-$name"
+        timeout $((T + 60)) iperf3 -c 198.18.0.2 -t "$T" "$@" >"stock-$name.out" 2>"stock-$name.err"
+        echo $? >"stock-$name.status"
+        rig_ship "stock-$name.out" "stock-$name.err" "stock-$name.status"
+    }
+    stock text
+    stock json -J
+    stock reverse -J -R
+    stock bidir -J --bidir
+    stock parallel4 -J -P 4
+
+    mark pair-create
+    xl.sh --role client $VIF --timeout 120 -- -c 198.18.0.2 -t "$T" -J --ip 198.18.0.3/24 \
+        >pair.console 2>pair.xlsh
+    echo $? >pair.status
+    mark pair-done
+    rig_ship pair.console pair.xlsh pair.status
+else
+    mark server-not-ready
+    echo "the server domU printed no readiness line within 120 s" >server.not-ready
+fi
+xl destroy uniperf-server >/dev/null 2>&1
+wait_pid $SERVER 60
+echo $? >server.status
+rig_ship server.console server.xlsh server.status
+
+wait_pid $COLLECT 30
+echo $? >collect.status
+for f in flowlogs/*; do
+    [ -f "$f" ] && cp "$f" "flowlog-${f##*/}"
+done
+rig_ship collect.stdout collect.stderr collect.status flowlog-*
+mark collect-done
+
+# The client domU against stock iperf3 -s in dom0; its -J comes over its PV console.
+timeout 180 iperf3 -s -1 -J -B 198.18.0.1 >stocksrv.json 2>stocksrv.err &
+STOCKSRV=$!
+sleep 1
+mark client-create
+xl.sh --role client $VIF --timeout 120 -- -c 198.18.0.1 -t "$T" -J --ip 198.18.0.3/24 \
+    >client.console 2>client.xlsh
+echo $? >client.status
+mark client-done
+wait_pid $STOCKSRV 30
+echo $? >stocksrv.status
+rig_ship client.console client.xlsh client.status stocksrv.json stocksrv.err stocksrv.status
+mark done
+exit 0
