@@ -13,6 +13,8 @@ use alloc::string::String;
 
 use virtio_drivers::transport::SomeTransport;
 
+pub use hal::ensure_mapped;
+pub use queues::SharedQueues;
 pub use virtio::{Nic, Offloads};
 
 /// Prefixes of the kernel-command-line words that belong to this driver; the option parser
@@ -27,7 +29,7 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
     let declared = !mmio::windows_from_cmdline(cmdline)?.is_empty();
     if declared {
         return match mmio::find(cmdline)? {
-            Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location, offloads),
+            Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location, found.irq, offloads),
             None => Err(String::from("no virtio-net device among the command line's virtio_mmio.device= windows")),
         };
     }
@@ -37,13 +39,13 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
     }
     if let Some(found) = pci::find()? {
         let location = format!("virtio-pci (modern) at {}", found.location);
-        return Nic::new(SomeTransport::from(found.transport), &location, offloads);
+        return Nic::new(SomeTransport::from(found.transport), &location, None, offloads);
     }
     if pci::host_bridge_present() {
         return Err(String::from("no virtio-net device on the PCI bus (QEMU: -device virtio-net-pci,netdev=...)"));
     }
     match mmio::find(cmdline)? {
-        Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location, offloads),
+        Some(found) => Nic::new(SomeTransport::from(found.transport), &found.location, found.irq, offloads),
         None => Err(String::from(
             "no virtio-net device: no PCI bus, no virtio_mmio.device= on the command line, and no \
              virtio-mmio slot at 0xfeb00000 answers (QEMU: -device virtio-net-device,netdev=...)",
