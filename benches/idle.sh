@@ -7,11 +7,12 @@
 #      process (utime + stime from /proc/PID/stat) over --idle-secs seconds, as % of one core,
 #      once with `uniperf.idle=poll` (the busy-poll wait) and once with the default (halt);
 #   2. throughput in the same run: stock `iperf3 -c` from the bridge against the server image,
-#      then the client image (`-c 198.18.0.2 -J`) against the server image, both -t SECS; the
+#      the client image against stock `iperf3 -s` on the bridge, then the client image (`-c 198.18.0.2 -J`) against the server image, both -t SECS; the
 #      rates are the receiver's.
 #
 # usage: benches/idle.sh [-t SECS] [--idle-secs N] [--machine microvm|pc|q35] [--mem MB]
-#                        [--modes "poll halt"] [--no-build]
+#                        [--modes "poll halt"] [--no-build] [--keep DIR]
+#   --keep DIR   copy every console and -J output to DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=../scripts/netns.sh
@@ -23,6 +24,7 @@ MACHINE=microvm
 MEM=256
 MODES="poll halt"
 BUILD=1
+KEEP=
 while (($#)); do
     case $1 in
         -t) DURATION=$2; shift 2 ;;
@@ -31,14 +33,15 @@ while (($#)); do
         --mem) MEM=$2; shift 2 ;;
         --modes) MODES=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --keep) KEEP=$2; shift 2 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "idle.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 
 netns_init
 WORK=$(mktemp -d)
-trap 'netns_cleanup; rm -rf "$WORK"' EXIT
+trap 'netns_cleanup; if [[ -n $KEEP ]]; then mkdir -p "$KEEP"; cp -r "$WORK"/. "$KEEP"/; fi; rm -rf "$WORK"' EXIT
 if ((BUILD)); then scripts/build-image.sh >/dev/null; fi
 netns_new NS
 netns_topo_guests "$NS" 2
@@ -93,10 +96,30 @@ for mode in $MODES; do
     stock=$(iperf_json_gbps "$WORK/stock-$mode.json")
     echo "[$mode] stock iperf3 -c -> server image: $stock Gbit/s"
 
+    netns_spawn SIPID "$NS" "$WORK/iperf3-s-$mode.json" "$WORK/iperf3-s-$mode.err" iperf3 -s -B 198.18.0.1 -1 -J
+    netns_wait_port "$NS" 5201 10
     rc=0
     scripts/qemu.sh --machine "$MACHINE" --mem "$MEM" --netns "$NS" --tap tap1 --timeout $((DURATION + 60)) \
-        -- -c 198.18.0.2 --ip 198.18.0.3/24 -t "$DURATION" -J "${extra[@]}" >"$WORK/client-$mode.out" \
-        2>"$WORK/client-$mode.err" || rc=$?
+        -- -c 198.18.0.1 --ip 198.18.0.3/24 -t "$DURATION" -J -V "${extra[@]}" >"$WORK/client-stock-$mode.out" \
+        2>"$WORK/client-stock-$mode.err" || rc=$?
+    netns_wait_pid "$SIPID" 10 || true
+    tostock=$(iperf_json_gbps "$WORK/iperf3-s-$mode.json")
+    echo "[$mode] client image -> stock iperf3 -s: $tostock Gbit/s (client exit $rc)"
+    grep -h "uniperf: idle:" "$WORK/client-stock-$mode.out" | sed "s/^/[$mode] client: /"
+
+    rc=0
+    s0=$(cpu_ticks "$QPID")
+    netns_spawn_host CPID "$WORK/client-$mode.out" "$WORK/client-$mode.err" \
+        scripts/qemu.sh --machine "$MACHINE" --mem "$MEM" --netns "$NS" --tap tap1 --timeout $((DURATION + 60)) \
+        -- -c 198.18.0.2 --ip 198.18.0.3/24 -t "$DURATION" -J -V "${extra[@]}"
+    CQPID=$(qemu_pid "$CPID")
+    c0=$(cpu_ticks "$CQPID")
+    sleep "$DURATION"
+    c1=$(cpu_ticks "$CQPID" 2>/dev/null || echo "$c0")
+    s1=$(cpu_ticks "$QPID")
+    netns_wait_pid "$CPID" 90 || rc=$?
+    echo "[$mode] during the pair test (${DURATION} s): client QEMU $(awk -v d=$((c1 - c0)) -v hz="$TCK" -v s="$DURATION" 'BEGIN { printf "%.0f", 100 * d / hz / s }')%," \
+        "server QEMU $(awk -v d=$((s1 - s0)) -v hz="$TCK" -v s="$DURATION" 'BEGIN { printf "%.0f", 100 * d / hz / s }')% of a core"
     python3 - "$WORK/client-$mode.out" >"$WORK/client-$mode.json" <<'PY'
 import json, sys
 text = open(sys.argv[1], errors="replace").read()
@@ -106,6 +129,8 @@ print(text[start:end + 2] if start >= 0 and end > start else "{}")
 PY
     pair=$(iperf_json_gbps "$WORK/client-$mode.json")
     echo "[$mode] client image -> server image: $pair Gbit/s (client exit $rc)"
-    echo "[$mode] ratio image<>image / stock<>image: $(ratio "$pair" "$stock")"
+    grep -h "uniperf: idle:" "$WORK/client-$mode.out" | sed "s/^/[$mode] client: /"
+    echo "[$mode] ratio image<>image / stock->image: $(ratio "$pair" "$stock"), / image->stock: $(ratio "$pair" "$tostock")"
     netns_stop "$SPID"
+    grep -h "uniperf: idle:\|uniperf: nic:.*heap" "$WORK/server-$mode.out" | sed "s/^/[$mode] server: /"
 done

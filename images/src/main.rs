@@ -355,10 +355,7 @@ fn param_error(msg: &str) -> u8 {
 /// what only the image rejects.
 fn parse_options(cmdline: &str) -> Result<Options, String> {
     let words = split_cmdline(cmdline)?;
-    let ours = words
-        .iter()
-        .map(String::as_str)
-        .filter(|w| {
+    let ours = words.iter().map(String::as_str).filter(|w| {
         !w.starts_with(CRASH_PARAM) && !w.starts_with(IDLE_PARAM) && !DRIVER_PARAMS.iter().any(|p| w.starts_with(p))
     });
     let o = Options::parse(ours, Target::Image)?;

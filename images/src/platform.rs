@@ -18,6 +18,10 @@ use netstack::smoltcp::time::{Duration, Instant};
 const IDLE_SLICE_US: u64 = 50;
 /// The longest one halt lasts without a deadline: a safety net should an interrupt be lost.
 const MAX_SLEEP_US: u64 = 100_000;
+/// With interrupts, how long the loop keeps polling after progress before it halts.
+const SPIN_WITH_INTERRUPTS_US: u64 = 0;
+/// The longest halt waiting for the device to finish a transmit when the ring is full.
+const STALL_SLEEP_US: u64 = 1000;
 /// Waits shorter than this spin: arming and disarming costs about as much.
 const MIN_SLEEP_US: u64 = 20;
 
@@ -39,7 +43,9 @@ pub fn setup_interrupts(nic: &crate::net::Nic) -> (Option<SharedQueues>, String)
     let Some(irq) = nic.irq() else {
         return (
             None,
-            String::from("busy-poll (the NIC's interrupt line is unknown: only virtio-mmio from the command line is routed)"),
+            String::from(
+                "busy-poll (the NIC's interrupt line is unknown: only virtio-mmio from the command line is routed)",
+            ),
         );
     };
     let hz = match apic::init() {
@@ -116,7 +122,13 @@ impl Platform for ImagePlatform {
         let Some(queues) = self.wake.as_mut() else {
             return Self::spin(delay);
         };
-        let sleep = delay.map_or(MAX_SLEEP_US, |d| d.total_micros().min(MAX_SLEEP_US));
+        let stalled = queues.peek().tx_starved;
+        let sleep = match delay {
+            // The stack wants to send but the transmit ring is full: wait for the device.
+            Some(d) if d == Duration::ZERO && stalled => STALL_SLEEP_US,
+            Some(d) => d.total_micros().min(MAX_SLEEP_US),
+            None => MAX_SLEEP_US,
+        };
         if sleep < MIN_SLEEP_US {
             return Self::spin(delay);
         }
@@ -133,6 +145,18 @@ impl Platform for ImagePlatform {
         }
         q.disarm_interrupts();
         IDLE_US.fetch_add(clock::now_us() - start, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn device_stalled(&mut self) -> bool {
+        self.wake.as_ref().is_some_and(|q| q.peek().tx_starved)
+    }
+
+    fn spin_after_progress(&self) -> Duration {
+        // Halting is cheap (an interrupt ends it) and spinning takes a core from the peer VM.
+        match self.wake {
+            Some(_) => Duration::from_micros(SPIN_WITH_INTERRUPTS_US),
+            None => Duration::from_micros(200),
+        }
     }
 
     fn output(&mut self, text: &str) {

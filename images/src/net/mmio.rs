@@ -81,8 +81,11 @@ fn parse_number(s: &str) -> Option<u64> {
 pub fn find(cmdline: &str) -> Result<Option<Found>, String> {
     let declared = windows_from_cmdline(cmdline)?;
     let probing = declared.is_empty();
-    let slots =
-        (0..MICROVM_SLOTS).map(|i| Window { base: MICROVM_MMIO_BASE + i * MICROVM_SLOT_SIZE, size: MICROVM_SLOT_SIZE, irq: None });
+    let slots = (0..MICROVM_SLOTS).map(|i| Window {
+        base: MICROVM_MMIO_BASE + i * MICROVM_SLOT_SIZE,
+        size: MICROVM_SLOT_SIZE,
+        irq: None,
+    });
     let candidates: Vec<Window> = if probing { slots.collect() } else { declared };
     for window in candidates {
         let size = window.size.min(MAX_REGION);

@@ -103,6 +103,8 @@ pub struct NetQueues {
     pub kicks: (u64, u64),
     /// Transmit buffers posted since the last doorbell check.
     tx_unkicked: bool,
+    /// The NIC had a frame to send and no buffer for it; cleared when a transmit completes.
+    pub tx_starved: bool,
 }
 
 impl NetQueues {
@@ -158,7 +160,19 @@ impl NetQueues {
         rx.set_dev_notify(false);
         tx.set_dev_notify(false);
         transport.set_status(features_ok | DeviceStatus::DRIVER_OK);
-        Ok(Self { transport, rx, tx, offered, features, queue_max, mac, mtu, kicks: (0, 0), tx_unkicked: false })
+        Ok(Self {
+            transport,
+            rx,
+            tx,
+            offered,
+            features,
+            queue_max,
+            mac,
+            mtu,
+            kicks: (0, 0),
+            tx_unkicked: false,
+            tx_starved: false,
+        })
     }
 
     /// Offers a receive buffer to the device; returns its token (the descriptor index).

@@ -532,6 +532,7 @@ impl Nic {
                 return self.set_fault(format!("completing a transmit: {e}"));
             }
             self.tx.release(slot);
+            self.queues.get().tx_starved = false;
         }
     }
 
@@ -615,6 +616,7 @@ impl Device for Nic {
         // a loss (a 1 s retransmission timeout): say "no" until both have room.
         if !self.tx.ready() {
             self.stats.tx_ring_full += 1;
+            self.queues.get().tx_starved = true;
             self.flush();
             return None;
         }
