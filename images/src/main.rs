@@ -57,6 +57,21 @@ const DRIVER_PARAMS: &[&str] = net::CMDLINE_PARAMS;
 /// so tests can check that failures print and end the VM with the crash status.
 const CRASH_PARAM: &str = "uniperf.crash=";
 
+/// `uniperf.heapstats`: a `uniperf: heap: …` line (in use, high-water mark, free, refused
+/// allocations) on the console at boot and after every test, for soaks.
+const HEAPSTATS_PARAM: &str = "uniperf.heapstats";
+
+static HEAPSTATS: AtomicBool = AtomicBool::new(false);
+
+/// The heap line `uniperf.heapstats` asks for.
+fn print_heap(when: &str) {
+    let (used, high, failed) = mem::heap_marks();
+    let free = mem::heap_usage().1;
+    println!(
+        "uniperf: heap: {when}: {used} B in use, high-water {high} B, {free} B free, {failed} allocations refused"
+    );
+}
+
 /// `uniperf.idle=poll`: busy-poll when idle even where interrupts could be set up (to
 /// compare); `uniperf.idle=halt` (the default) halts until an interrupt.
 const IDLE_PARAM: &str = "uniperf.idle=";
@@ -164,6 +179,7 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
     };
     let mac = EthernetAddress(nic.mac());
     println!("uniperf: nic: {} (MAC {mac})", nic.describe());
+    HEAPSTATS.store(cmdline.split_whitespace().any(|w| w == HEAPSTATS_PARAM), Ordering::Relaxed);
     let wake = match cmdline.split_whitespace().filter_map(|w| w.strip_prefix(IDLE_PARAM)).last() {
         None | Some("halt") => {
             let (wake, mode) = platform::setup_interrupts(&nic);
@@ -316,15 +332,25 @@ fn run_roles(
     let free = mem::heap_usage().1;
     let budget = if flowlog.is_some() { free / 8 * 3 } else { free / 2 };
     let setup = Setup { mss: stack.mss(), buffer_budget: budget };
+    let heapstats = HEAPSTATS.load(Ordering::Relaxed);
+    if heapstats {
+        print_heap("start");
+    }
     let ran = driver::run_options::<server::Server, client::Client, _>(
         o,
         &setup,
         &mut stack,
         machine,
         &mut platform,
-        &mut |stack, machine, platform, role, test, log| match &flowlog {
-            Some(out) => flowlog_out(out, role, test, log, stack, machine, platform),
-            None => true,
+        &mut |stack, machine, platform, role, test, log| {
+            let shipped = match &flowlog {
+                Some(out) => flowlog_out(out, role, test, log, stack, machine, platform),
+                None => true,
+            };
+            if heapstats {
+                print_heap(&alloc::format!("after {role} test {test}"));
+            }
+            shipped
         },
     );
     let mut code = match ran {
@@ -356,7 +382,10 @@ fn param_error(msg: &str) -> u8 {
 fn parse_options(cmdline: &str) -> Result<Options, String> {
     let words = split_cmdline(cmdline)?;
     let ours = words.iter().map(String::as_str).filter(|w| {
-        !w.starts_with(CRASH_PARAM) && !w.starts_with(IDLE_PARAM) && !DRIVER_PARAMS.iter().any(|p| w.starts_with(p))
+        !w.starts_with(CRASH_PARAM)
+            && !w.starts_with(IDLE_PARAM)
+            && *w != HEAPSTATS_PARAM
+            && !DRIVER_PARAMS.iter().any(|p| w.starts_with(p))
     });
     let o = Options::parse(ours, Target::Image)?;
     o.validate()?;
