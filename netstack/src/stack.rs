@@ -312,6 +312,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_buffer_the_heap_cannot_give_is_an_error() {
+        let e = try_zeroed(usize::MAX / 2, 0u8, "a TCP receive buffer").unwrap_err();
+        assert!(e.starts_with("out of memory: cannot allocate") && e.ends_with("for a TCP receive buffer"), "{e}");
+        let spec = SocketSpec { rx: 1 << 20, tx: usize::MAX / 2, congestion: Congestion::Reno, nodelay: false };
+        assert!(try_tcp_socket(&spec).is_err());
+        assert!(try_tcp_socket(&SocketSpec::control()).is_ok());
+    }
+
+    #[test]
     fn buffers_shrink_to_fit_the_budget() {
         let c = Congestion::Reno;
         let one = data_socket_spec(false, true, None, 1, c, false, DATA_BUF_BUDGET).unwrap();
