@@ -180,7 +180,7 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
     let mac = EthernetAddress(nic.mac());
     println!("uniperf: nic: {} (MAC {mac})", nic.describe());
     HEAPSTATS.store(cmdline.split_whitespace().any(|w| w == HEAPSTATS_PARAM), Ordering::Relaxed);
-    let wake = match cmdline.split_whitespace().filter_map(|w| w.strip_prefix(IDLE_PARAM)).last() {
+    let wake = match cmdline.split_whitespace().filter_map(|w| w.strip_prefix(IDLE_PARAM)).next_back() {
         None | Some("halt") => {
             let (wake, mode) = platform::setup_interrupts(&nic);
             println!("uniperf: idle: {mode}");
