@@ -23,7 +23,7 @@ use netstack::smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use netstack::smoltcp::socket::{tcp, udp};
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::{IpAddress, IpEndpoint};
-use netstack::stack::{Congestion, SocketSpec, UdpSpec, data_socket_spec, tcp_socket, udp_socket};
+use netstack::stack::{Congestion, SocketSpec, UdpSpec, data_socket_spec, tcp_socket, try_tcp_socket, try_udp_socket};
 use netstack::stream::{DataStream, UdpStream};
 use netstack::tcpinfo::TcpInfoSource;
 use netstack::testrun::TestRun;
@@ -442,7 +442,7 @@ impl Client {
         }
         let index = self.streams.len();
         let spec = if p.client_sends(index) { self.data_spec_send } else { self.data_spec_recv };
-        let mut s = tcp_socket(&spec);
+        let mut s = try_tcp_socket(&spec).map_err(|e| format!("{}: {e}", ErrorCode::CREATE_STREAM.message()))?;
         // --cport: stream i binds PORT + i (the receive half of --bidir follows the send half).
         let local = match self.cfg.cport {
             Some(base) => base + index as u16,
@@ -509,7 +509,7 @@ impl Client {
             Some(base) => base + index as u16,
             None => self.alloc_port(),
         };
-        let mut sock = udp_socket(&spec);
+        let mut sock = try_udp_socket(&spec).map_err(|e| format!("{}: {e}", ErrorCode::CREATE_STREAM.message()))?;
         sock.bind(local).map_err(|e| format!("{}: {e}", ErrorCode::STREAM_CONNECT.message()))?;
         sock.send_slice(&CONNECT_MSG, server).map_err(|e| format!("{}: {e}", ErrorCode::STREAM_WRITE.message()))?;
         self.connecting = Some((sockets.add(sock), index));

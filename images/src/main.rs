@@ -17,6 +17,7 @@
 
 extern crate alloc;
 
+mod apic;
 mod boot;
 mod clock;
 mod console;
@@ -56,6 +57,25 @@ const DRIVER_PARAMS: &[&str] = net::CMDLINE_PARAMS;
 /// `uniperf.crash=panic|pagefault|stackoverflow`: makes the image fail on purpose after boot,
 /// so tests can check that failures print and end the VM with the crash status.
 const CRASH_PARAM: &str = "uniperf.crash=";
+
+/// `uniperf.heapstats`: a `uniperf: heap: …` line (in use, high-water mark, free, refused
+/// allocations) on the console at boot and after every test, for soaks.
+const HEAPSTATS_PARAM: &str = "uniperf.heapstats";
+
+static HEAPSTATS: AtomicBool = AtomicBool::new(false);
+
+/// The heap line `uniperf.heapstats` asks for.
+fn print_heap(when: &str) {
+    let (used, high, failed) = mem::heap_marks();
+    let free = mem::heap_usage().1;
+    println!(
+        "uniperf: heap: {when}: {used} B in use, high-water {high} B, {free} B free, {failed} allocations refused"
+    );
+}
+
+/// `uniperf.idle=poll`: busy-poll when idle even where interrupts could be set up (to
+/// compare); `uniperf.idle=halt` (the default) halts until an interrupt.
+const IDLE_PARAM: &str = "uniperf.idle=";
 
 /// Called by the boot trampoline in 64-bit mode with the physical address of
 /// `hvm_start_info`.
@@ -195,6 +215,19 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
     };
     let mac = EthernetAddress(nic.mac());
     println!("uniperf: nic: {} (MAC {mac})", nic.describe());
+    HEAPSTATS.store(cmdline.split_whitespace().any(|w| w == HEAPSTATS_PARAM), Ordering::Relaxed);
+    let wake = match cmdline.split_whitespace().filter_map(|w| w.strip_prefix(IDLE_PARAM)).next_back() {
+        None | Some("halt") => {
+            let (wake, mode) = platform::setup_interrupts(&nic);
+            println!("uniperf: idle: {mode}");
+            wake
+        }
+        Some("poll") => {
+            println!("uniperf: idle: busy-poll ({IDLE_PARAM}poll)");
+            None
+        }
+        Some(other) => return param_error(&alloc::format!("{IDLE_PARAM}{other}: expected halt or poll")),
+    };
     let dev = match mtu::MtuLimit::new(nic, o.net.mtu) {
         Ok(d) => d,
         Err(e) => return param_error(&e),
@@ -217,7 +250,7 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
     });
     let cfg = flowlog.as_ref().map_or(ProbeConfig::state_only(), |f| f.cfg);
     let dev = FlowProbe::new(dev, cfg).with_frame_clock(platform::frame_clock);
-    run_roles(&o, dev, &mut machine, ip, entry_tsc, flowlog)
+    run_roles(&o, dev, &mut machine, ip, entry_tsc, flowlog, wake)
 }
 
 /// The NIC behind `--mtu`: what the stack's flow probe wraps.
@@ -311,12 +344,13 @@ fn run_roles(
     ip: netstack::smoltcp::wire::Ipv4Cidr,
     entry_tsc: u64,
     flowlog: Option<FlowLogOut>,
+    wake: Option<net::SharedQueues>,
 ) -> u8 {
     let mac = EthernetAddress(dev.inner().inner().mac());
     let ip_mtu = dev.inner().ip_mtu();
     let text = !o.output.json && !o.output.json_stream;
     let stamps = o.output.timestamps.as_deref().filter(|_| text);
-    let mut platform = ImagePlatform::with_timestamps(stamps, machine.boot_unix());
+    let mut platform = ImagePlatform::with_timestamps(stamps, machine.boot_unix()).with_wake(wake);
     let mut seed = [0u8; 8];
     machine.fill_random(&mut seed);
     let net = NetConfig { mac, ip, gateway: o.net.gateway };
@@ -334,15 +368,25 @@ fn run_roles(
     let free = mem::heap_usage().1;
     let budget = if flowlog.is_some() { free / 8 * 3 } else { free / 2 };
     let setup = Setup { mss: stack.mss(), buffer_budget: budget };
+    let heapstats = HEAPSTATS.load(Ordering::Relaxed);
+    if heapstats {
+        print_heap("start");
+    }
     let ran = driver::run_options::<server::Server, client::Client, _>(
         o,
         &setup,
         &mut stack,
         machine,
         &mut platform,
-        &mut |stack, machine, platform, role, test, log| match &flowlog {
-            Some(out) => flowlog_out(out, role, test, log, stack, machine, platform),
-            None => true,
+        &mut |stack, machine, platform, role, test, log| {
+            let shipped = match &flowlog {
+                Some(out) => flowlog_out(out, role, test, log, stack, machine, platform),
+                None => true,
+            };
+            if heapstats {
+                print_heap(&alloc::format!("after {role} test {test}"));
+            }
+            shipped
         },
     );
     let mut code = match ran {
@@ -358,6 +402,8 @@ fn run_roles(
     if o.output.verbose {
         let (used, free) = mem::heap_usage();
         println!("uniperf: nic: {}; heap {} KiB used, {} KiB free", nic.stats(), used / 1024, free / 1024);
+        let (halts, nic_irqs, timer_irqs) = platform::idle_counts();
+        println!("uniperf: idle: {halts} halts, woken by {nic_irqs} NIC and {timer_irqs} timer interrupts");
     }
     code
 }
@@ -371,10 +417,12 @@ fn param_error(msg: &str) -> u8 {
 /// what only the image rejects.
 fn parse_options(cmdline: &str) -> Result<Options, String> {
     let words = split_cmdline(cmdline)?;
-    let ours = words
-        .iter()
-        .map(String::as_str)
-        .filter(|w| !w.starts_with(CRASH_PARAM) && !DRIVER_PARAMS.iter().any(|p| w.starts_with(p)));
+    let ours = words.iter().map(String::as_str).filter(|w| {
+        !w.starts_with(CRASH_PARAM)
+            && !w.starts_with(IDLE_PARAM)
+            && *w != HEAPSTATS_PARAM
+            && !DRIVER_PARAMS.iter().any(|p| w.starts_with(p))
+    });
     let o = Options::parse(ours, Target::Image)?;
     o.validate()?;
     if o.help || o.version {

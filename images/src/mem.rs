@@ -8,14 +8,80 @@
 
 use crate::boot;
 use crate::paging;
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use pvh::start_info::reader::StartInfoReader;
 use pvh::start_info::{MemmapTableEntry, MemmapType, START_MAGIC_VALUE};
 use spinning_top::RawSpinlock;
 use talc::TalcLock;
 use talc::source::Manual;
 
-#[global_allocator]
 static HEAP: TalcLock<RawSpinlock, Manual> = TalcLock::new(Manual);
+
+/// The global allocator: talc, plus the bytes in use and their high-water mark (what a soak
+/// reports: start vs end shows a leak, the high-water mark what the worst moment took).
+struct TrackedHeap;
+
+#[global_allocator]
+static TRACKED: TrackedHeap = TrackedHeap;
+
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
+/// Allocations refused (the heap had no block that fits).
+static FAILED: AtomicUsize = AtomicUsize::new(0);
+
+fn note_alloc(size: usize) {
+    let now = IN_USE.fetch_add(size, Ordering::Relaxed) + size;
+    HIGH_WATER.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call is passed on to talc unchanged; the counters are bookkeeping only.
+unsafe impl GlobalAlloc for TrackedHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { HEAP.alloc(layout) };
+        if p.is_null() {
+            FAILED.fetch_add(1, Ordering::Relaxed);
+        } else {
+            note_alloc(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { HEAP.alloc_zeroed(layout) };
+        if p.is_null() {
+            FAILED.fetch_add(1, Ordering::Relaxed);
+        } else {
+            note_alloc(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { HEAP.dealloc(ptr, layout) };
+        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { HEAP.realloc(ptr, layout, new_size) };
+        if p.is_null() {
+            FAILED.fetch_add(1, Ordering::Relaxed);
+        } else {
+            IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+            note_alloc(new_size);
+        }
+        p
+    }
+}
+
+/// Heap bytes in use now, the most ever in use since boot, and allocations refused.
+pub fn heap_marks() -> (usize, usize, usize) {
+    (IN_USE.load(Ordering::Relaxed), HIGH_WATER.load(Ordering::Relaxed), FAILED.load(Ordering::Relaxed))
+}
 
 /// Longest command line kept (Xen allows 1024 bytes; QEMU more, but nobody needs it).
 pub const CMDLINE_MAX: usize = 4096;

@@ -1,9 +1,10 @@
-//! The image as a `netstack` platform ([`ImagePlatform`]: the TSC clock, an idle wait that
-//! spins — there are no interrupts, so the loop must come back soon to poll the NIC — and the
-//! console for reports) and machine ([`ImageMachine`]: busy time as CPU time, the CMOS date,
+//! The image as a `netstack` platform ([`ImagePlatform`]: the TSC clock, an idle wait —
+//! `hlt` until the NIC's interrupt or the local APIC timer at the loop's next deadline, or,
+//! where interrupts could not be set up, a spin in short slices — and the console for reports) and machine ([`ImageMachine`]: busy time as CPU time, the CMOS date,
 //! RDRAND where the CPU has it), and the console as the `log` facade's sink.
 
-use crate::{clock, console, cpu};
+use crate::net::SharedQueues;
+use crate::{apic, clock, console, cpu};
 use alloc::format;
 use alloc::string::String;
 use core::arch::x86_64::_rdrand64_step;
@@ -15,6 +16,14 @@ use netstack::smoltcp::time::{Duration, Instant};
 /// The longest one idle call spins before the loop polls the NIC again: without interrupts
 /// this bounds how late a frame that arrives meanwhile is seen.
 const IDLE_SLICE_US: u64 = 50;
+/// The longest one halt lasts without a deadline: a safety net should an interrupt be lost.
+const MAX_SLEEP_US: u64 = 100_000;
+/// With interrupts, how long the loop keeps polling after progress before it halts.
+const SPIN_WITH_INTERRUPTS_US: u64 = 0;
+/// The longest halt waiting for the device to finish a transmit when the ring is full.
+const STALL_SLEEP_US: u64 = 1000;
+/// Waits shorter than this spin: arming and disarming costs about as much.
+const MIN_SLEEP_US: u64 = 20;
 
 /// The longest one idle call blocks on Xen (events from the NIC end it sooner).
 const XEN_IDLE_MAX_US: u64 = 10_000;
@@ -25,6 +34,42 @@ pub struct ImagePlatform {
     /// `--timestamps`: the strftime format and the Unix time at boot (text output only).
     stamps: Option<(String, u64)>,
     mid_line: bool,
+    /// The NIC's queues when its interrupt is routed: the idle wait then halts.
+    wake: Option<SharedQueues>,
+}
+
+/// Routes the NIC's interrupt (virtio-mmio: the GSI from the command line, through the
+/// I/O APIC) and calibrates the local APIC timer, so the idle wait can halt. Returns the queue
+/// handle for [`ImagePlatform::with_wake`] and a line for the console saying which idle mode
+/// is in use and, for busy-polling, why.
+pub fn setup_interrupts(nic: &crate::net::Nic) -> (Option<SharedQueues>, String) {
+    let nic = match nic {
+        crate::net::Nic::Virtio(n) => n,
+        crate::net::Nic::Xen(_) => {
+            return (None, String::from("Xen event channel (blocks in SCHEDOP_poll when idle)"));
+        }
+    };
+    let Some(irq) = nic.irq() else {
+        return (
+            None,
+            String::from(
+                "busy-poll (the NIC's interrupt line is unknown: only virtio-mmio from the command line is routed)",
+            ),
+        );
+    };
+    let hz = match apic::init() {
+        Ok(hz) => hz,
+        Err(e) => return (None, format!("busy-poll ({e})")),
+    };
+    if let Err(e) = apic::route_gsi(irq, apic::NIC_VECTOR) {
+        return (None, format!("busy-poll (IRQ {irq}: {e})"));
+    }
+    let mode = format!(
+        "interrupts (NIC IRQ {irq} via the I/O APIC, local APIC timer at {}.{:03} MHz; hlt when idle)",
+        hz / 1_000_000,
+        hz / 1000 % 1000
+    );
+    (Some(nic.idle_queues()), mode)
 }
 
 impl ImagePlatform {
@@ -32,8 +77,36 @@ impl ImagePlatform {
     /// counting from `boot_unix`; without a date source the lines stay unstamped.
     pub fn with_timestamps(format: Option<&str>, boot_unix: Option<u64>) -> Self {
         let stamps = format.zip(boot_unix).map(|(f, t)| (String::from(f), t));
-        ImagePlatform { stamps, mid_line: false }
+        ImagePlatform { stamps, mid_line: false, wake: None }
     }
+
+    /// Halts when idle, woken by the NIC behind `queues` or the timer.
+    pub fn with_wake(mut self, queues: Option<SharedQueues>) -> Self {
+        self.wake = queues;
+        self
+    }
+
+    /// Spins for up to [`IDLE_SLICE_US`].
+    fn spin(delay: Option<Duration>) {
+        let slice = delay.map_or(IDLE_SLICE_US, |d| d.total_micros().min(IDLE_SLICE_US));
+        let start = clock::now_us();
+        let until = start + slice;
+        let mut now = start;
+        while now < until {
+            core::hint::spin_loop();
+            now = clock::now_us();
+        }
+        IDLE_US.fetch_add(now - start, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Idle waits that halted, and how many of those found work when arming (for `-V`).
+static HALTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Halts so far and the interrupts that ended them (NIC, timer).
+pub fn idle_counts() -> (u64, u64, u64) {
+    use core::sync::atomic::Ordering::Relaxed;
+    (HALTS.load(Relaxed), apic::NIC_IRQS.load(Relaxed), apic::TIMER_IRQS.load(Relaxed))
 }
 
 /// Microseconds spent in [`ImagePlatform::idle`], for [`ImageMachine`]'s CPU-time reports.
@@ -62,15 +135,44 @@ impl Platform for ImagePlatform {
             IDLE_US.fetch_add(clock::now_us() - start, core::sync::atomic::Ordering::Relaxed);
             return;
         }
-        let slice = delay.map_or(IDLE_SLICE_US, |d| d.total_micros().min(IDLE_SLICE_US));
-        let start = clock::now_us();
-        let until = start + slice;
-        let mut now = start;
-        while now < until {
-            core::hint::spin_loop();
-            now = clock::now_us();
+        let Some(queues) = self.wake.as_mut() else {
+            return Self::spin(delay);
+        };
+        let stalled = queues.peek().tx_starved;
+        let sleep = match delay {
+            // The stack wants to send but the transmit ring is full: wait for the device.
+            Some(d) if d == Duration::ZERO && stalled => STALL_SLEEP_US,
+            Some(d) => d.total_micros().min(MAX_SLEEP_US),
+            None => MAX_SLEEP_US,
+        };
+        if sleep < MIN_SLEEP_US {
+            return Self::spin(delay);
         }
-        IDLE_US.fetch_add(now - start, core::sync::atomic::Ordering::Relaxed);
+        let start = clock::now_us();
+        // Interrupts are off (they only ever go on inside `wait_for_interrupt`): whatever the
+        // device finishes after `arm_interrupts` looked raises an interrupt, which stays
+        // pending until the `sti; hlt` and then ends the halt at once.
+        let q = queues.get();
+        if !q.arm_interrupts() {
+            apic::arm_timer(sleep);
+            HALTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            apic::wait_for_interrupt();
+            apic::disarm_timer();
+        }
+        q.disarm_interrupts();
+        IDLE_US.fetch_add(clock::now_us() - start, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn device_stalled(&mut self) -> bool {
+        self.wake.as_ref().is_some_and(|q| q.peek().tx_starved)
+    }
+
+    fn spin_after_progress(&self) -> Duration {
+        // Halting is cheap (an interrupt ends it) and spinning takes a core from the peer VM.
+        match self.wake {
+            Some(_) => Duration::from_micros(SPIN_WITH_INTERRUPTS_US),
+            None => Duration::from_micros(200),
+        }
     }
 
     fn output(&mut self, text: &str) {

@@ -1,8 +1,9 @@
 //! CPU exceptions: a GDT with a TSS (so a double fault, e.g. from a stack overflow into the
 //! guard page, runs on its own stack) and an IDT whose 32 exception vectors print what
-//! happened and end the VM with the crash status. No interrupts are ever enabled.
+//! happened and end the VM with the crash status, plus the few device interrupts the idle
+//! wait enables (see apic.rs): they are taken only inside its `sti; hlt` and just acknowledged.
 
-use crate::{boot, console, exit};
+use crate::{apic, boot, console, exit};
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::fmt::Write;
@@ -29,7 +30,7 @@ unsafe impl<T> Sync for CpuTable<T> {}
 static DOUBLE_FAULT_STACK: CpuTable<IstStack> = CpuTable(UnsafeCell::new(IstStack([0; IST_STACK_SIZE])));
 static TSS: CpuTable<TaskStateSegment> = CpuTable(UnsafeCell::new(TaskStateSegment::new()));
 static GDT: CpuTable<GlobalDescriptorTable> = CpuTable(UnsafeCell::new(GlobalDescriptorTable::new()));
-static IDT: CpuTable<[IdtEntry; 32]> = CpuTable(UnsafeCell::new([IdtEntry::MISSING; 32]));
+static IDT: CpuTable<[IdtEntry; 256]> = CpuTable(UnsafeCell::new([IdtEntry::MISSING; 256]));
 
 /// A 64-bit interrupt gate (SDM vol. 3, 6.14.1).
 #[derive(Clone, Copy)]
@@ -83,6 +84,44 @@ exception_common:
     call {entry}
     ud2
 
+
+    // Device interrupts: save the registers a C call may clobber, call `irq_entry(vector)`
+    // on a 16-byte aligned stack, restore, return.
+    .irp n, 48,49,255
+irq_stub_\n:
+    push $\n
+    jmp irq_common
+    .endr
+irq_common:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %rbp
+    mov 80(%rsp), %rdi
+    mov %rsp, %rbp
+    and $-16, %rsp
+    cld
+    call {irq}
+    mov %rbp, %rsp
+    pop %rbp
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    add $8, %rsp
+    iretq
+
     .section .rodata.exception_stubs, "a"
     .balign 8
     .global exception_stub_table
@@ -90,14 +129,28 @@ exception_stub_table:
     .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
     .quad exception_stub_\n
     .endr
+    .global irq_stub_table
+irq_stub_table:
+    .quad irq_stub_48
+    .quad irq_stub_49
+    .quad irq_stub_255
     .text
     "#,
     entry = sym exception_entry,
+    irq = sym irq_entry,
     options(att_syntax)
 );
 
 unsafe extern "C" {
     static exception_stub_table: [u64; 32];
+    static irq_stub_table: [u64; 3];
+}
+
+/// The device vectors `irq_stub_table` serves, in its order.
+const IRQ_VECTORS: [u8; 3] = [apic::NIC_VECTOR, apic::TIMER_VECTOR, apic::SPURIOUS_VECTOR];
+
+extern "C" fn irq_entry(vector: u64) {
+    apic::handle(vector as u8);
 }
 
 /// Loads our GDT (code, data, TSS), the TSS and the IDT. Call once, first thing.
@@ -124,8 +177,11 @@ pub fn init() {
             let ist = if vector == 8 { DOUBLE_FAULT_IST } else { 0 };
             *entry = IdtEntry::gate(stub, code.0, ist);
         }
+        for (&vector, &stub) in IRQ_VECTORS.iter().zip(irq_stub_table.iter()) {
+            idt[usize::from(vector)] = IdtEntry::gate(stub, code.0, 0);
+        }
         lidt(&DescriptorTablePointer {
-            limit: (core::mem::size_of::<[IdtEntry; 32]>() - 1) as u16,
+            limit: (core::mem::size_of::<[IdtEntry; 256]>() - 1) as u16,
             base: VirtAddr::new(IDT.0.get() as u64),
         });
     }

@@ -36,6 +36,18 @@ pub trait Platform {
     fn interrupted(&mut self) -> Option<&'static str> {
         None
     }
+    /// How long the loop keeps polling after the last progress before it calls `idle`
+    /// ([`IdleWait`]): worth it where a wake-up is dear (a thread's sleep), not where idling
+    /// is cheap and spinning takes the CPU from a neighbour (a VM halting).
+    fn spin_after_progress(&self) -> Duration {
+        SPIN
+    }
+    /// The device can take no frames until it finishes some (its transmit ring is full): the
+    /// loop then calls `idle` even when the stack wants to send at once, and the platform may
+    /// wait for the device rather than spin.
+    fn device_stalled(&mut self) -> bool {
+        false
+    }
 }
 
 /// What a role's poll works with.
@@ -165,7 +177,11 @@ impl IdleWait {
     }
 
     pub fn wait(&mut self, p: &mut dyn Platform, now: Instant, delay: Option<Duration>) {
-        if delay == Some(Duration::ZERO) || self.last_busy.is_some_and(|t| now - t < SPIN) {
+        let spin = p.spin_after_progress();
+        if delay == Some(Duration::ZERO) && p.device_stalled() {
+            return p.idle(delay);
+        }
+        if delay == Some(Duration::ZERO) || self.last_busy.is_some_and(|t| now - t < spin) {
             core::hint::spin_loop();
             return;
         }

@@ -1,7 +1,7 @@
 //! smoltcp set-up shared by every platform: the interface, TCP sockets sized for throughput,
 //! and the congestion-control choice behind `-C`.
 
-use alloc::vec;
+use alloc::vec::Vec;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::socket::{tcp, udp};
@@ -161,16 +161,41 @@ impl SocketSpec {
 }
 
 pub fn tcp_socket(spec: &SocketSpec) -> tcp::Socket<'static> {
+    match try_tcp_socket(spec) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `n` zero bytes, or an error naming `what` when the heap cannot give them: per-test
+/// buffers come from here, so a test that does not fit is refused instead of ending the
+/// process (or the unikernel) with an allocation failure.
+pub fn try_zeroed<T: Clone>(n: usize, zero: T, what: &str) -> Result<Vec<T>, alloc::string::String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        alloc::format!(
+            "out of memory: cannot allocate {} KiB for {what}",
+            (n * core::mem::size_of::<T>()).div_ceil(1024)
+        )
+    })?;
+    v.resize(n, zero);
+    Ok(v)
+}
+
+/// [`tcp_socket`] that reports an allocation failure instead of aborting.
+pub fn try_tcp_socket(spec: &SocketSpec) -> Result<tcp::Socket<'static>, alloc::string::String> {
     // smoltcp panics on rx buffers of 1 GiB or more; -w is capped at 512 MiB before this.
     let rx = spec.rx.clamp(1024, (1 << 30) - 1);
     let tx = spec.tx.max(1024);
-    let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; rx]), tcp::SocketBuffer::new(vec![0; tx]));
+    let rx_buf = try_zeroed(rx, 0u8, "a TCP receive buffer")?;
+    let tx_buf = try_zeroed(tx, 0u8, "a TCP send buffer")?;
+    let mut s = tcp::Socket::new(tcp::SocketBuffer::new(rx_buf), tcp::SocketBuffer::new(tx_buf));
     s.set_congestion_control(spec.congestion.to_smoltcp());
     s.set_nagle_enabled(!spec.nodelay);
     // Linux's default keeps an ACK within a few packets; smoltcp's 10 ms delayed ACK with
     // one ACK per poll batch is fine for bulk data.
     s.set_ack_delay(Some(Duration::from_millis(10)));
-    s
+    Ok(s)
 }
 
 /// Smallest buffer we give a busy direction; below this a test is refused rather than run
@@ -265,16 +290,35 @@ impl UdpSpec {
 
 /// A UDP socket with `spec`'s buffers.
 pub fn udp_socket(spec: &UdpSpec) -> udp::Socket<'static> {
+    match try_udp_socket(spec) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`udp_socket`] that reports an allocation failure instead of aborting.
+pub fn try_udp_socket(spec: &UdpSpec) -> Result<udp::Socket<'static>, alloc::string::String> {
     let slots = |bytes: usize| bytes / spec.datagram.min(1500) + 16;
-    udp::Socket::new(
-        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; slots(spec.rx)], vec![0; spec.rx]),
-        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; slots(spec.tx)], vec![0; spec.tx]),
-    )
+    let meta = udp::PacketMetadata::EMPTY;
+    let rx_meta = try_zeroed(slots(spec.rx), meta, "UDP receive slots")?;
+    let rx = try_zeroed(spec.rx, 0u8, "a UDP receive buffer")?;
+    let tx_meta = try_zeroed(slots(spec.tx), meta, "UDP send slots")?;
+    let tx = try_zeroed(spec.tx, 0u8, "a UDP send buffer")?;
+    Ok(udp::Socket::new(udp::PacketBuffer::new(rx_meta, rx), udp::PacketBuffer::new(tx_meta, tx)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buffer_the_heap_cannot_give_is_an_error() {
+        let e = try_zeroed(usize::MAX / 2, 0u8, "a TCP receive buffer").unwrap_err();
+        assert!(e.starts_with("out of memory: cannot allocate") && e.ends_with("for a TCP receive buffer"), "{e}");
+        let spec = SocketSpec { rx: 1 << 20, tx: usize::MAX / 2, congestion: Congestion::Reno, nodelay: false };
+        assert!(try_tcp_socket(&spec).is_err());
+        assert!(try_tcp_socket(&SocketSpec::control()).is_ok());
+    }
 
     #[test]
     fn buffers_shrink_to_fit_the_budget() {

@@ -23,7 +23,7 @@ use netstack::report::{OutputFormat, ReportConfig, Reporter};
 use netstack::smoltcp::iface::{SocketHandle, SocketSet};
 use netstack::smoltcp::socket::tcp;
 use netstack::smoltcp::time::{Duration, Instant};
-use netstack::stack::{Congestion, SocketSpec, tcp_socket};
+use netstack::stack::{Congestion, SocketSpec, try_tcp_socket};
 
 use test::{Admission, Test};
 
@@ -137,6 +137,9 @@ pub struct Server {
     /// Output in the order it was produced, not yet taken.
     out: String,
     finished: bool,
+    /// Why the last data listener could not be allocated: the test creating streams is
+    /// refused with it (SERVER_ERROR, "unable to create a new stream", ENOMEM).
+    alloc_failure: Option<String>,
 }
 
 impl Server {
@@ -157,6 +160,7 @@ impl Server {
             reporter,
             out,
             finished: false,
+            alloc_failure: None,
         }
     }
 
@@ -196,7 +200,18 @@ impl Server {
             }
         }
         while self.listeners.len() < want {
-            let mut s = tcp_socket(&spec);
+            let mut s = match try_tcp_socket(&spec) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Data listeners: the test they are for is refused. The control listener
+                    // (a few KiB) is simply tried again on the next poll.
+                    let control = SocketSpec::control();
+                    if (spec.rx, spec.tx) != (control.rx, control.tx) {
+                        self.alloc_failure = Some(e);
+                    }
+                    return;
+                }
+            };
             if s.listen(self.cfg.port).is_err() {
                 return;
             }
@@ -296,6 +311,14 @@ impl Server {
     /// create streams may, if none is creating.
     fn drive_tests(&mut self, now: Instant, io: &mut RoleIo<'_>) -> bool {
         let mut progress = false;
+        if let Some(why) = self.alloc_failure.take()
+            && let Some(i) = self.tests.iter().position(|t| matches!(t.phase, test::Phase::CreateStreams))
+        {
+            let t = self.tests.remove(i);
+            let ended = t.stop(now, test::Stop::Fail(netstack::proto::ErrorCode::CREATE_STREAM, why), io);
+            self.retire(ended);
+            progress = true;
+        }
         let budget = self.cfg.buffer_budget / self.cfg.max_tests.max(1) as usize;
         let mut i = 0;
         while i < self.tests.len() {

@@ -17,7 +17,7 @@ use netstack::smoltcp::iface::{SocketHandle, SocketSet};
 use netstack::smoltcp::socket::{tcp, udp};
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::IpEndpoint;
-use netstack::stack::{Congestion, SocketSpec, UdpSpec, data_socket_spec, udp_socket};
+use netstack::stack::{Congestion, SocketSpec, UdpSpec, data_socket_spec, try_udp_socket};
 use netstack::stream::{DataStream, UdpStream};
 use netstack::testrun::TestRun;
 
@@ -437,7 +437,7 @@ impl Test {
         let h = match self.udp {
             Some(h) => h,
             None => {
-                let mut sock = udp_socket(&spec);
+                let mut sock = try_udp_socket(&spec).map_err(|e| Stop::Fail(ErrorCode::CREATE_STREAM, e))?;
                 sock.bind(cfg.port).map_err(|e| {
                     // Another UDP test holds the port: iperf3 serves one, and so do we.
                     Stop::Fail(ErrorCode::STREAM_ACCEPT, format!("cannot bind the UDP port {}: {e}", cfg.port))
@@ -575,7 +575,12 @@ impl Test {
                 // client busy writing (3.12 is single-threaded) reads the error first rather
                 // than failing on a reset stream.
                 self.reporter.error(&msg);
-                self.out.push(&ServerError::new(code).to_wire());
+                let mut err = ServerError::new(code);
+                if code == ErrorCode::CREATE_STREAM {
+                    // As iperf3 when it cannot allocate a stream: "Cannot allocate memory".
+                    err.errno = ServerError::ENOMEM;
+                }
+                self.out.push(&err.to_wire());
                 if self.run.is_some() { Release::Terminate } else { Release::Reset }
             }
             Stop::Abort(msg) => {

@@ -25,12 +25,16 @@ const MAX_REGION: u64 = 0x1000;
 pub struct Window {
     pub base: u64,
     pub size: u64,
+    /// The interrupt line (GSI) the token names, if any.
+    pub irq: Option<u32>,
 }
 
 /// A virtio-net MMIO device ready to drive, and where it was found.
 pub struct Found {
     pub transport: MmioTransport<'static>,
     pub location: String,
+    /// The interrupt line from the command line (probed slots have none).
+    pub irq: Option<u32>,
 }
 
 /// The windows named by `virtio_mmio.device=` tokens, in order.
@@ -48,7 +52,12 @@ pub fn windows_from_cmdline(cmdline: &str) -> Result<Vec<Window>, String> {
 /// `<size>@<base>[:<irq>[:<id>]]`; size takes Linux's K/M/G suffixes, numbers may be hex (0x).
 fn parse_window(spec: &str) -> Option<Window> {
     let (size, rest) = spec.split_once('@')?;
-    let base = rest.split(':').next()?;
+    let mut fields = rest.split(':');
+    let base = fields.next()?;
+    let irq = match fields.next() {
+        Some(irq) => Some(u32::try_from(parse_number(irq)?).ok()?),
+        None => None,
+    };
     let (digits, scale) = match size.as_bytes().last()? {
         b'k' | b'K' => (&size[..size.len() - 1], 1 << 10),
         b'm' | b'M' => (&size[..size.len() - 1], 1 << 20),
@@ -57,7 +66,7 @@ fn parse_window(spec: &str) -> Option<Window> {
     };
     let size = parse_number(digits)?.checked_mul(scale)?;
     let base = parse_number(base)?;
-    (size > 0 && base > 0).then_some(Window { base, size })
+    (size > 0 && base > 0).then_some(Window { base, size, irq })
 }
 
 fn parse_number(s: &str) -> Option<u64> {
@@ -72,8 +81,11 @@ fn parse_number(s: &str) -> Option<u64> {
 pub fn find(cmdline: &str) -> Result<Option<Found>, String> {
     let declared = windows_from_cmdline(cmdline)?;
     let probing = declared.is_empty();
-    let slots =
-        (0..MICROVM_SLOTS).map(|i| Window { base: MICROVM_MMIO_BASE + i * MICROVM_SLOT_SIZE, size: MICROVM_SLOT_SIZE });
+    let slots = (0..MICROVM_SLOTS).map(|i| Window {
+        base: MICROVM_MMIO_BASE + i * MICROVM_SLOT_SIZE,
+        size: MICROVM_SLOT_SIZE,
+        irq: None,
+    });
     let candidates: Vec<Window> = if probing { slots.collect() } else { declared };
     for window in candidates {
         let size = window.size.min(MAX_REGION);
@@ -100,6 +112,7 @@ pub fn find(cmdline: &str) -> Result<Option<Found>, String> {
             return Ok(Some(Found {
                 transport,
                 location: format!("virtio-mmio {version} at {:#x} ({how})", window.base),
+                irq: window.irq,
             }));
         }
     }

@@ -13,6 +13,8 @@ use alloc::string::String;
 
 use virtio_drivers::transport::SomeTransport;
 
+pub use hal::ensure_mapped;
+pub use queues::SharedQueues;
 pub use virtio::Offloads;
 
 use crate::xen::netfront::{Netfront, NetfrontRx, NetfrontTx};
@@ -131,9 +133,8 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
     let declared = !mmio::windows_from_cmdline(cmdline)?.is_empty();
     if declared {
         return match mmio::find(cmdline)? {
-            Some(found) => {
-                virtio::Nic::new(SomeTransport::from(found.transport), &found.location, offloads).map(Nic::Virtio)
-            }
+            Some(found) => virtio::Nic::new(SomeTransport::from(found.transport), &found.location, found.irq, offloads)
+                .map(Nic::Virtio),
             None => Err(String::from("no virtio-net device among the command line's virtio_mmio.device= windows")),
         };
     }
@@ -146,15 +147,14 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
     }
     if let Some(found) = pci::find()? {
         let location = format!("virtio-pci (modern) at {}", found.location);
-        return virtio::Nic::new(SomeTransport::from(found.transport), &location, offloads).map(Nic::Virtio);
+        return virtio::Nic::new(SomeTransport::from(found.transport), &location, None, offloads).map(Nic::Virtio);
     }
     if pci::host_bridge_present() {
         return Err(String::from("no virtio-net device on the PCI bus (QEMU: -device virtio-net-pci,netdev=...)"));
     }
     match mmio::find(cmdline)? {
-        Some(found) => {
-            virtio::Nic::new(SomeTransport::from(found.transport), &found.location, offloads).map(Nic::Virtio)
-        }
+        Some(found) => virtio::Nic::new(SomeTransport::from(found.transport), &found.location, found.irq, offloads)
+            .map(Nic::Virtio),
         None => Err(String::from(
             "no virtio-net device: no PCI bus, no virtio_mmio.device= on the command line, and no \
              virtio-mmio slot at 0xfeb00000 answers (QEMU: -device virtio-net-device,netdev=...)",

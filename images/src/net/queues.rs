@@ -9,7 +9,9 @@
 //! Without EVENT_IDX the device's NO_NOTIFY flag and our NO_INTERRUPT flag do the batching.
 
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
+use core::cell::UnsafeCell;
 use core::fmt;
 use core::sync::atomic::{Ordering, fence};
 
@@ -99,6 +101,10 @@ pub struct NetQueues {
     pub mtu: Option<u16>,
     /// Doorbell writes so far (receive, transmit).
     pub kicks: (u64, u64),
+    /// Transmit buffers posted since the last doorbell check.
+    tx_unkicked: bool,
+    /// The NIC had a frame to send and no buffer for it; cleared when a transmit completes.
+    pub tx_starved: bool,
 }
 
 impl NetQueues {
@@ -154,7 +160,19 @@ impl NetQueues {
         rx.set_dev_notify(false);
         tx.set_dev_notify(false);
         transport.set_status(features_ok | DeviceStatus::DRIVER_OK);
-        Ok(Self { transport, rx, tx, offered, features, queue_max, mac, mtu, kicks: (0, 0) })
+        Ok(Self {
+            transport,
+            rx,
+            tx,
+            offered,
+            features,
+            queue_max,
+            mac,
+            mtu,
+            kicks: (0, 0),
+            tx_unkicked: false,
+            tx_starved: false,
+        })
     }
 
     /// Offers a receive buffer to the device; returns its token (the descriptor index).
@@ -201,6 +219,7 @@ impl NetQueues {
     ///
     /// `buf` must stay valid and unmodified until `complete_tx` returns it.
     pub unsafe fn post_tx(&mut self, buf: &[u8]) -> Result<u16, Error> {
+        self.tx_unkicked = true;
         // SAFETY: passed on from the caller.
         unsafe { self.tx.add(&[buf], &mut []) }
     }
@@ -209,6 +228,7 @@ impl NetQueues {
     pub fn kick_tx(&mut self) {
         // See `kick_rx` for the fence.
         fence(Ordering::SeqCst);
+        self.tx_unkicked = false;
         if self.tx.should_notify() {
             self.kicks.1 += 1;
             self.transport.notify(TRANSMITQ);
@@ -228,6 +248,61 @@ impl NetQueues {
     pub unsafe fn complete_tx(&mut self, token: u16, buf: &[u8]) -> Result<(), Error> {
         // SAFETY: passed on from the caller.
         unsafe { self.tx.pop_used(token, &[buf], &mut []).map(drop) }
+    }
+}
+
+/// The queues, shared by the [`super::Nic`] (which moves frames) and the idle wait (which
+/// arms interrupts before it sleeps and disarms them after).
+pub struct SharedQueues(Rc<UnsafeCell<NetQueues>>);
+
+impl SharedQueues {
+    pub fn new(queues: NetQueues) -> Self {
+        SharedQueues(Rc::new(UnsafeCell::new(queues)))
+    }
+
+    /// Another handle on the same queues.
+    pub fn share(&self) -> Self {
+        SharedQueues(Rc::clone(&self.0))
+    }
+
+    /// The queues, exclusively for as long as the borrow lasts.
+    pub fn get(&mut self) -> &mut NetQueues {
+        // SAFETY: the holders are the NIC and the idle wait, which never run at the same time:
+        // one CPU, the idle wait runs between two polls of the NIC (no NIC transmit token
+        // lives across a poll), and interrupt handlers never touch the queues. So the borrow
+        // returned here never overlaps another holder's.
+        unsafe { &mut *self.0.get() }
+    }
+
+    /// The queues, to read a field.
+    pub fn peek(&self) -> &NetQueues {
+        // SAFETY: as in `get`; no `&mut` from another holder is alive while this one runs.
+        unsafe { &*self.0.get() }
+    }
+}
+
+impl NetQueues {
+    /// Before sleeping: rings the transmit doorbell for anything posted since the last one,
+    /// asks the device for an interrupt on every used buffer from now on, clears (acknowledges)
+    /// the interrupt it may have raised already, then looks at both used rings. True if there
+    /// is work after all (the caller polls instead of sleeping); an interrupt comes for
+    /// anything the device finishes after this check.
+    pub fn arm_interrupts(&mut self) -> bool {
+        if self.tx_unkicked {
+            self.kick_tx();
+        }
+        self.rx.set_dev_notify(true);
+        self.tx.set_dev_notify(true);
+        // The flag stores must be visible to the device before we read its used indexes.
+        fence(Ordering::SeqCst);
+        self.transport.ack_interrupt();
+        self.rx.peek_used().is_some() || self.tx.peek_used().is_some()
+    }
+
+    /// While polling: no interrupts (VRING_AVAIL_F_NO_INTERRUPT on both queues).
+    pub fn disarm_interrupts(&mut self) {
+        self.rx.set_dev_notify(false);
+        self.tx.set_dev_notify(false);
     }
 }
 

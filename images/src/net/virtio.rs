@@ -43,7 +43,7 @@ use virtio_drivers::transport::SomeTransport;
 
 use super::csum;
 use super::hal::DmaRegion;
-use super::queues::{FeatureNames, NetQueues, QUEUE_SIZE, feature};
+use super::queues::{FeatureNames, NetQueues, QUEUE_SIZE, SharedQueues, feature};
 
 /// One packet buffer: header plus frame. 2 KiB holds a 1514-byte frame (and a VLAN tag) with
 /// room to spare, and keeps buffers from straddling more than one page boundary.
@@ -301,7 +301,7 @@ impl TxPool {
 
 /// A virtio-net device driven by polling.
 pub struct Nic {
-    queues: NetQueues,
+    queues: SharedQueues,
     rx: RxRing,
     tx: TxPool,
     /// virtio-net header length: 12 bytes with VERSION_1, 10 for legacy devices.
@@ -314,11 +314,19 @@ pub struct Nic {
     stats: NicStats,
     /// Set when the device broke the protocol; the NIC then stops moving frames.
     fault: Option<String>,
+    /// The device's interrupt line (GSI), when the transport names one (virtio-mmio from
+    /// the command line).
+    irq: Option<u32>,
 }
 
 impl Nic {
     /// Negotiates features, sets up both queues, posts every receive buffer.
-    pub fn new(transport: SomeTransport<'static>, location: &str, offloads: Offloads) -> Result<Nic, String> {
+    pub fn new(
+        transport: SomeTransport<'static>,
+        location: &str,
+        irq: Option<u32>,
+        offloads: Offloads,
+    ) -> Result<Nic, String> {
         let budget = crate::mem::heap_usage().1 / DMA_SHARE_DIVISOR;
         let plan = BufferPlan::fit(offloads, budget);
         let mut wanted = WANTED_FEATURES;
@@ -374,7 +382,7 @@ impl Nic {
         };
         let description = format!(
             "virtio-net on {location}: features {} (device offered {:#x}), queues rx {QUEUE_SIZE} / tx \
-             {QUEUE_SIZE} (device max {}/{}), no EVENT_IDX, no interrupts, {hdr_len}-byte header in the \
+             {QUEUE_SIZE} (device max {}/{}), no EVENT_IDX, interrupts only when idle, {hdr_len}-byte header in the \
              frame buffer, MTU {ip_mtu}{}, checksums: TCP transmit {}, TCP/UDP receive {}; TSO {}; large \
              receive {}; buffers {} rx x {} B, {} + {} tx, {dma_kib} KiB",
             FeatureNames(queues.features),
@@ -396,7 +404,7 @@ impl Nic {
         let rx_count = rx_slots.count as u16;
         let repost_batch = RX_REPOST_BATCH.min(rx_slots.count / 4).max(1);
         let mut nic = Nic {
-            queues,
+            queues: SharedQueues::new(queues),
             rx: RxRing {
                 slots: rx_slots,
                 slot_of_token: [NO_SLOT; QUEUE_SIZE],
@@ -424,6 +432,7 @@ impl Nic {
             description,
             stats: NicStats::default(),
             fault: None,
+            irq,
         };
         for slot in 0..rx_count {
             give_back(&mut nic.rx.done, slot);
@@ -435,8 +444,19 @@ impl Nic {
         }
     }
 
+    /// The device's interrupt line (GSI), if known.
+    pub fn irq(&self) -> Option<u32> {
+        self.irq
+    }
+
+    /// A handle on the queues for the idle wait, which arms the device's interrupts before
+    /// it sleeps ([`NetQueues::arm_interrupts`]).
+    pub fn idle_queues(&self) -> SharedQueues {
+        self.queues.share()
+    }
+
     pub fn mac(&self) -> [u8; 6] {
-        self.queues.mac
+        self.queues.peek().mac
     }
 
     /// Transport, negotiated features, queue sizes, MTU: one line for the boot log.
@@ -445,7 +465,7 @@ impl Nic {
     }
 
     pub fn stats(&self) -> NicStats {
-        NicStats { kicks: self.queues.kicks, ..self.stats }
+        NicStats { kicks: self.queues.peek().kicks, ..self.stats }
     }
 
     /// Why the NIC stopped, if the device broke the virtio protocol.
@@ -458,7 +478,7 @@ impl Nic {
     pub fn flush(&mut self) {
         if self.tx.unkicked > 0 {
             self.tx.unkicked = 0;
-            self.queues.kick_tx();
+            self.queues.get().kick_tx();
         }
     }
 
@@ -473,7 +493,7 @@ impl Nic {
         while let Some(slot) = self.rx.done.pop() {
             self.post_rx(slot);
         }
-        self.queues.kick_rx();
+        self.queues.get().kick_rx();
     }
 
     /// Hands a receive slot to the device (the caller kicks).
@@ -483,7 +503,7 @@ impl Nic {
         let buf = unsafe { slice::from_raw_parts_mut(self.rx.slots.ptr(usize::from(slot)), self.rx.slots.len) };
         // SAFETY: the buffer lives as long as `self` (the DMA region) and is not touched again
         // until `complete_rx` returns it.
-        match unsafe { self.queues.post_rx(buf) } {
+        match unsafe { self.queues.get().post_rx(buf) } {
             Ok(token) => match self.rx.slot_of_token.get_mut(usize::from(token)) {
                 Some(entry) => *entry = slot,
                 None => self.set_fault(format!("receive token {token} out of range")),
@@ -494,7 +514,7 @@ impl Nic {
 
     /// Takes completed transmit buffers back into the pool.
     fn reclaim_tx(&mut self) {
-        while let Some(token) = self.queues.peek_tx() {
+        while let Some(token) = self.queues.get().peek_tx() {
             let slot = match self.tx.slot_of_token.get_mut(usize::from(token)) {
                 Some(entry) if *entry != NO_SLOT => core::mem::replace(entry, NO_SLOT),
                 _ => return self.set_fault(format!("device completed transmit token {token}, which is not in flight")),
@@ -508,17 +528,18 @@ impl Nic {
             // the slice `post_tx` was given.
             let buf = unsafe { slice::from_raw_parts(ptr, len) };
             // SAFETY: same buffer as passed to `post_tx` for this token.
-            if let Err(e) = unsafe { self.queues.complete_tx(token, buf) } {
+            if let Err(e) = unsafe { self.queues.get().complete_tx(token, buf) } {
                 return self.set_fault(format!("completing a transmit: {e}"));
             }
             self.tx.release(slot);
+            self.queues.get().tx_starved = false;
         }
     }
 
     /// The next good received frame as (slot, length); bad ones are counted and re-posted.
     fn next_rx_frame(&mut self) -> Option<(u16, usize)> {
         for _ in 0..self.rx.slots.count {
-            let token = self.queues.peek_rx()?;
+            let token = self.queues.get().peek_rx()?;
             let slot = match self.rx.slot_of_token.get_mut(usize::from(token)) {
                 Some(entry) if *entry != NO_SLOT => core::mem::replace(entry, NO_SLOT),
                 _ => {
@@ -530,7 +551,7 @@ impl Nic {
             // driver owns its bytes again.
             let buf = unsafe { slice::from_raw_parts_mut(self.rx.slots.ptr(usize::from(slot)), self.rx.slots.len) };
             // SAFETY: same buffer as passed to `post_rx` for this token.
-            match unsafe { self.queues.complete_rx(token, buf) } {
+            match unsafe { self.queues.get().complete_rx(token, buf) } {
                 Ok(written) if written > self.hdr_len && written <= buf.len() => {
                     let (header, frame) = buf[..written].split_at(self.hdr_len);
                     if self.rx_csum_offload && !csum::rx_checksum_acceptable(header, frame) {
@@ -569,7 +590,7 @@ impl Device for Nic {
             give_back(&mut self.rx.done, slot);
         }
         // Re-post in batches: when the device starves it asks for a kick on every buffer.
-        if self.rx.done.len() >= self.rx.repost_batch || self.queues.peek_rx().is_none() {
+        if self.rx.done.len() >= self.rx.repost_batch || self.queues.get().peek_rx().is_none() {
             self.repost_rx();
         }
         if self.fault.is_some() {
@@ -582,7 +603,7 @@ impl Device for Nic {
         // SAFETY: the slot is out of the ring (in hand) until the next `receive`, which cannot
         // run while this token borrows `self`; hdr_len + len <= the slot's length was checked.
         let frame = unsafe { slice::from_raw_parts(self.rx.slots.ptr(usize::from(slot)).add(self.hdr_len), len) };
-        let tx = NicTxToken { queues: &mut self.queues, tx: &mut self.tx, stats: &mut self.stats, gso_size: None };
+        let tx = NicTxToken { queues: self.queues.get(), tx: &mut self.tx, stats: &mut self.stats, gso_size: None };
         Some((NicRxToken { frame }, tx))
     }
 
@@ -595,10 +616,11 @@ impl Device for Nic {
         // a loss (a 1 s retransmission timeout): say "no" until both have room.
         if !self.tx.ready() {
             self.stats.tx_ring_full += 1;
+            self.queues.get().tx_starved = true;
             self.flush();
             return None;
         }
-        Some(NicTxToken { queues: &mut self.queues, tx: &mut self.tx, stats: &mut self.stats, gso_size: None })
+        Some(NicTxToken { queues: self.queues.get(), tx: &mut self.tx, stats: &mut self.stats, gso_size: None })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

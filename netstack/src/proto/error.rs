@@ -81,6 +81,8 @@ impl ErrorCode {
     pub const SET_CONGESTION: ErrorCode = ErrorCode(134);
     pub const SET_BUF2: ErrorCode = ErrorCode(141);
     pub const NO_MSG: ErrorCode = ErrorCode(144);
+    /// iperf3's IECREATESTREAM; sent with errno ENOMEM when a stream's buffers do not fit.
+    pub const CREATE_STREAM: ErrorCode = ErrorCode(200);
     pub const STREAM_CONNECT: ErrorCode = ErrorCode(203);
     pub const STREAM_ACCEPT: ErrorCode = ErrorCode(204);
     pub const STREAM_WRITE: ErrorCode = ErrorCode(205);
@@ -125,6 +127,7 @@ impl ErrorCode {
             142 => "test authorization failed",
             144 => "idle timeout for receiving data",
             160 => "server test duration expired",
+            200 => "unable to create a new stream",
             203 => "unable to connect stream",
             204 => "unable to accept stream connection",
             205 => "unable to write to stream socket",
@@ -151,6 +154,9 @@ impl ServerError {
     pub fn new(code: ErrorCode) -> Self {
         ServerError { code, errno: 0 }
     }
+
+    /// Linux's ENOMEM, the errno iperf3 sends when it cannot allocate a stream.
+    pub const ENOMEM: i32 = 12;
 
     /// The whole message: state byte, i_errno, errno.
     pub fn to_wire(&self) -> [u8; 1 + Self::LEN] {
