@@ -137,7 +137,11 @@ fn id_prefix(id: u32) -> String {
 fn bw_line(prefix: &str, from: f64, to: f64, bytes: u64) -> String {
     let secs = to - from;
     let rate = if secs > 0.0 { bytes as f64 / secs } else { 0.0 };
-    format!("{prefix}{from:4.4}-{to:4.4} sec  {}s  {}s/sec", iperf2_units(bytes as f64, true), iperf2_units(rate, false))
+    format!(
+        "{prefix}{from:4.4}-{to:4.4} sec  {}s  {}s/sec",
+        iperf2_units(bytes as f64, true),
+        iperf2_units(rate, false)
+    )
 }
 
 const SEPARATOR: &str = "------------------------------------------------------------\n";
@@ -402,10 +406,8 @@ impl Iperf2Server {
                 c.last_rx = now;
                 return (n > 0, None);
             }
-            let closed = !sock.may_recv() && !sock.can_recv();
-            if c.got < want && c.got >= 4 && want > 24 && closed && c.got >= 24 {
-                // A short test whose whole stream was shorter than the extension: parse base.
-            } else if c.got < want {
+            let closed = peer_done(sock);
+            if c.got < want {
                 if closed || !sock.is_active() {
                     let why = format!("the connection ended after {} bytes, before an iperf 2 client header", c.got);
                     return (false, Some(ConnEnd::Refuse(why)));
@@ -432,7 +434,14 @@ impl Iperf2Server {
             let id = c.id;
             let line = match (local, remote) {
                 (Some(l), Some(r)) => {
-                    format!("{}local {} port {} connected with {} port {}\n", id_prefix(id), l.addr, l.port, r.addr, r.port)
+                    format!(
+                        "{}local {} port {} connected with {} port {}\n",
+                        id_prefix(id),
+                        l.addr,
+                        l.port,
+                        r.addr,
+                        r.port
+                    )
                 }
                 _ => String::new(),
             };
@@ -469,11 +478,16 @@ impl Iperf2Server {
     }
 
     fn conn_over(sock: &tcp::Socket, c: &TcpConn, now: Instant, idle: Duration) -> Option<ConnEnd> {
-        let closed = !sock.may_recv() && !sock.can_recv();
-        if closed || !sock.is_active() || now - c.last_rx > idle { Some(ConnEnd::Finished) } else { None }
+        if peer_done(sock) || !sock.is_active() || now - c.last_rx > idle { Some(ConnEnd::Finished) } else { None }
     }
 
-    fn join_group(&mut self, i: usize, h: &ClientHeader, peer: Option<netstack::smoltcp::wire::IpAddress>, now: Instant) {
+    fn join_group(
+        &mut self,
+        i: usize,
+        h: &ClientHeader,
+        peer: Option<netstack::smoltcp::wire::IpAddress>,
+        now: Instant,
+    ) {
         let threads = h.threads();
         let Some(peer) = peer.filter(|_| threads > 1) else { return };
         let key = match self.groups.iter_mut().find(|g| g.peer == peer && g.threads == threads && g.joined < threads) {
@@ -484,16 +498,7 @@ impl Iperf2Server {
             None => {
                 let key = self.next_group;
                 self.next_group += 1;
-                self.groups.push(Group {
-                    key,
-                    peer,
-                    threads,
-                    joined: 1,
-                    start: None,
-                    end: None,
-                    ended: 0,
-                    bytes: 0,
-                });
+                self.groups.push(Group { key, peer, threads, joined: 1, start: None, end: None, ended: 0, bytes: 0 });
                 self.emit(TCP_HEADER);
                 key
             }
@@ -538,7 +543,12 @@ impl Iperf2Server {
 
     // ---- UDP --------------------------------------------------------------------------------
 
-    fn drive_udp(&mut self, now: Instant, sockets: &mut SocketSet<'static>, clock: &mut dyn FnMut() -> Instant) -> bool {
+    fn drive_udp(
+        &mut self,
+        now: Instant,
+        sockets: &mut SocketSet<'static>,
+        clock: &mut dyn FnMut() -> Instant,
+    ) -> bool {
         let Some(h) = self.udp else { return false };
         let mut progress = false;
         let mut texts: Vec<String> = Vec::new();
@@ -575,15 +585,14 @@ impl Iperf2Server {
                         let seq64 = ch.as_ref().is_ok_and(|h| h.flags & flags::SEQNO64B != 0);
                         let id = self.next_id;
                         self.next_id += 1;
-                        let local = IpEndpoint::new(from.addr, self.cfg.port);
-                        let _ = local;
+                        let local = meta.local_address.map(|a| format!("{a} ")).unwrap_or_default();
                         match &refused {
                             Some(why) => {
                                 log::warn!("iperf 2: refused UDP test {id} from {from}: {why}");
                                 texts.push(format!("{}refused UDP test from {from}: {why}\n", id_prefix(id)));
                             }
                             None => texts.push(format!(
-                                "{}local port {} connected with {} port {}\n{UDP_HEADER}",
+                                "{}local {local}port {} connected with {} port {}\n{UDP_HEADER}",
                                 id_prefix(id),
                                 self.cfg.port,
                                 from.addr,
@@ -628,8 +637,15 @@ impl Iperf2Server {
                     }
                     continue;
                 }
-                // The end datagram: answer with the report, and again for every repeat.
+                // The end datagram: it counts as the last datagram (its id and bytes, as iperf 2's
+                // server counts it, so a lost tail shows), then is answered with the report, and
+                // so is every repeat.
                 if f.answer.is_none() {
+                    f.last_rx = at;
+                    let arrived = at.total_micros();
+                    if f.c.datagram(head.id.unsigned_abs(), data.len(), head.sent_us(), arrived).is_err() {
+                        f.bad += 1;
+                    }
                     let dur = secs_since(f.start, at);
                     let report = ServerReport {
                         bytes: f.c.bytes,
@@ -640,7 +656,7 @@ impl Iperf2Server {
                         jitter_s: f.c.jitter_s,
                     };
                     let mut buf = alloc::vec![0u8; f.layout.header_len() + netstack::proto::iperf2::SERVER_HDR_LEN];
-                    if report.emit(&mut buf, f.layout, head.id).is_ok() {
+                    if report.emit(&mut buf, f.layout, 0).is_ok() {
                         f.answer = Some((buf, at, 0));
                     }
                     texts.push(udp_final(f, dur));
@@ -704,6 +720,15 @@ impl Iperf2Server {
                 i += 1;
             }
         }
+    }
+}
+
+/// The peer has closed (or reset) and every byte it sent has been read. A connection still
+/// in its handshake has not begun.
+fn peer_done(sock: &tcp::Socket) -> bool {
+    match sock.state() {
+        tcp::State::Listen | tcp::State::SynReceived => false,
+        _ => !sock.may_recv() && !sock.can_recv(),
     }
 }
 

@@ -384,7 +384,7 @@ fn split_secs(s: f64) -> (u32, u32) {
 }
 
 impl ServerReport {
-    /// The whole answer datagram: a datagram header (id = `id`, the client's end id) and
+    /// The whole answer datagram: a datagram header (iperf 2's server sends id 0) and
     /// the server header after it. The 64-bit count words are filled (SEQNO64B); the transit
     /// extension is left out (no SERVER_HEADER_EXTEND), so the client prints the classic
     /// report line.
