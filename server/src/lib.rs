@@ -94,6 +94,12 @@ impl ServerConfig {
 
 impl FromOptions for Server {
     fn from_options(o: &Options, setup: &Setup, _now: Instant, _machine: &mut dyn Machine) -> Result<Self, String> {
+        if o.server.iperf2_port == Some(o.port) {
+            return Err(format!(
+                "--iperf2-port {} is the iperf3 port too: iperf 2 clients need a port of their own",
+                o.port
+            ));
+        }
         Ok(Server::new(ServerConfig::from_options(o, setup)))
     }
 }

@@ -139,3 +139,13 @@ fn udp_end_datagram_is_answered_with_the_report() {
     let out = std::mem::take(&mut b.pair.server.output);
     assert!(out.contains("refused UDP test") && out.contains("-d (--dualtest)"), "{out}");
 }
+
+#[test]
+fn iperf2_port_must_differ_from_the_iperf3_port() {
+    use netstack::driver::FromOptions;
+    let mut pair = netstack::sim::Pair::new(Bench::link(), 1, netstack::flowlog::ProbeConfig::state_only()).unwrap();
+    let setup = pair.setup();
+    let o = options("-s -p 6000 --iperf2-port 6000");
+    let err = server::Server::from_options(&o, &setup, pair.now, &mut pair.server.machine).err().unwrap();
+    assert!(err.contains("port of their own"), "{err}");
+}
