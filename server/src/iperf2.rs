@@ -309,8 +309,10 @@ impl Iperf2Server {
         for c in &self.conns {
             take(c.last_rx + self.cfg.idle_timeout);
         }
-        if !self.closing.is_empty() {
-            take(Instant::from_millis(0));
+        // A closing socket is freed on the next poll after it is gone (any frame wakes the
+        // loop), at the latest when its linger is over.
+        for &(_, since, _) in &self.closing {
+            take(since + CLOSE_LINGER);
         }
         at
     }
