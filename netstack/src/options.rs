@@ -135,6 +135,8 @@ pub struct ServerOptions {
     pub max_streams: Option<u32>,
     /// `--max-total-streams`: data streams of all tests at once.
     pub max_total_streams: Option<u32>,
+    /// `--iperf2[=PORT]`: also serve stock iperf 2 clients on this port (TCP and UDP).
+    pub iperf2_port: Option<u16>,
 }
 
 /// Time limits both roles apply to their data streams.
@@ -1083,6 +1085,34 @@ pub static FLAGS: &[Flag] = &[
         o.sim.seed = num("seed", val(v))?;
         Ok(())
     }),
+    flag!(
+        None,
+        "iperf2",
+        &[],
+        NoArg,
+        Server,
+        TAP | IMAGE,
+        "stock iperf 2 clients cannot reach the simulated link",
+        "also serve stock iperf 2 clients (TCP and UDP) on port 5001",
+        |o, _| {
+            o.server.iperf2_port.get_or_insert(crate::proto::iperf2::DEFAULT_PORT);
+            Ok(())
+        }
+    ),
+    flag!(
+        None,
+        "iperf2-port",
+        &[],
+        Required("N"),
+        Server,
+        TAP | IMAGE,
+        "stock iperf 2 clients cannot reach the simulated link",
+        "the port iperf 2 clients are served on (implies --iperf2)",
+        |o, v| {
+            o.server.iperf2_port = Some(port("iperf2-port", val(v))?);
+            Ok(())
+        }
+    ),
 ];
 
 fn by_long(name: &str) -> Option<&'static Flag> {

@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod iperf2;
 mod policy;
 mod test;
 
@@ -59,6 +60,8 @@ pub struct ServerConfig {
     /// `--rcv-timeout` and `--snd-timeout`, ms.
     pub rcv_timeout_ms: Option<u32>,
     pub snd_timeout_ms: Option<u32>,
+    /// `--iperf2`: stock iperf 2 clients are served on this port too.
+    pub iperf2: Option<iperf2::Iperf2Config>,
 }
 
 impl ServerConfig {
@@ -81,12 +84,22 @@ impl ServerConfig {
             max_total_streams: s.max_total_streams,
             rcv_timeout_ms: o.timeouts.rcv_ms,
             snd_timeout_ms: o.timeouts.snd_ms,
+            iperf2: s.iperf2_port.map(|port| {
+                let text = o.report_config(netstack::report::Side::Server).format == OutputFormat::Text;
+                iperf2::Iperf2Config::new(port, o.output.interval, text, o.idle_timeout(), setup.buffer_budget)
+            }),
         }
     }
 }
 
 impl FromOptions for Server {
     fn from_options(o: &Options, setup: &Setup, _now: Instant, _machine: &mut dyn Machine) -> Result<Self, String> {
+        if o.server.iperf2_port == Some(o.port) {
+            return Err(format!(
+                "--iperf2-port {} is the iperf3 port too: iperf 2 clients need a port of their own",
+                o.port
+            ));
+        }
         Ok(Server::new(ServerConfig::from_options(o, setup)))
     }
 }
@@ -140,14 +153,21 @@ pub struct Server {
     /// Why the last data listener could not be allocated: the test creating streams is
     /// refused with it (SERVER_ERROR, "unable to create a new stream", ENOMEM).
     alloc_failure: Option<String>,
+    /// `--iperf2`: the iperf 2 server beside this one.
+    iperf2: Option<iperf2::Iperf2Server>,
 }
 
 impl Server {
     pub fn new(cfg: ServerConfig) -> Self {
         let mut reporter = Reporter::new(cfg.report.clone());
         reporter.server_listening(cfg.port, 1);
-        let out = reporter.take_output();
+        let mut out = reporter.take_output();
+        let mut iperf2 = cfg.iperf2.clone().map(iperf2::Iperf2Server::new);
+        if let Some(i2) = iperf2.as_mut() {
+            out.push_str(&i2.take_output());
+        }
         Server {
+            iperf2,
             cfg,
             listeners: Vec::new(),
             listener_spec: None,
@@ -449,16 +469,28 @@ impl Role for Server {
         progress |= self.drive_tests(now, io);
         self.keep_listeners(io.sockets);
         self.reap_closing(now, io.sockets);
+        if let Some(i2) = self.iperf2.as_mut() {
+            progress |= i2.poll(now, io.sockets, io.clock);
+        }
         progress
     }
 
     /// The next instant a timer needs the server polled.
     fn poll_at(&self) -> Option<Instant> {
-        self.tests.iter().map(|t| t.poll_at(&self.cfg)).min()
+        let tests = self.tests.iter().map(|t| t.poll_at(&self.cfg)).min();
+        let iperf2 = self.iperf2.as_ref().and_then(|i2| i2.poll_at());
+        match (tests, iperf2) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn take_output(&mut self) -> String {
         self.note();
+        if let Some(i2) = self.iperf2.as_mut() {
+            let text = i2.take_output();
+            self.out.push_str(&text);
+        }
         for i in 0..self.tests.len() {
             let text = self.tests[i].reporter.take_output();
             self.push_test_output(self.tests[i].number, &text);
@@ -488,6 +520,9 @@ impl Role for Server {
         }
         for h in self.listeners.drain(..) {
             io.sockets.remove(h);
+        }
+        if let Some(i2) = self.iperf2.as_mut() {
+            i2.shut(io.sockets);
         }
         self.reporter.finish();
         self.note();

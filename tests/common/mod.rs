@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The binary under test.
+pub mod iperf2;
 pub mod udp;
 
 pub const UNIPERF: &str = env!("CARGO_BIN_EXE_uniperf");

@@ -5,6 +5,7 @@
 mod cookie;
 mod error;
 mod frame;
+pub mod iperf2;
 mod json;
 pub mod limits;
 mod params;

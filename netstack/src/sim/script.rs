@@ -113,6 +113,8 @@ pub struct RawPeer {
     udp_out: Vec<(u16, IpEndpoint, Vec<u8>)>,
     /// UDP sockets opened for them, by local port.
     udp_sockets: Vec<(u16, SocketHandle)>,
+    /// UDP datagrams received on those sockets: (local port, bytes).
+    pub udp_in: Vec<(u16, Vec<u8>)>,
 }
 
 impl RawPeer {
@@ -198,6 +200,12 @@ impl Role for RawPeer {
             };
             let _ = io.sockets.get_mut::<udp::Socket>(h).send_slice(&bytes, to);
             progress = true;
+        }
+        for &(port, h) in &self.udp_sockets {
+            while let Ok((data, _)) = io.sockets.get_mut::<udp::Socket>(h).recv() {
+                self.udp_in.push((port, data.to_vec()));
+                progress = true;
+            }
         }
         for (i, to, local) in self.to_connect.drain(..) {
             let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; BUF]), tcp::SocketBuffer::new(vec![0; BUF]));
