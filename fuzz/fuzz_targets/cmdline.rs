@@ -52,7 +52,9 @@ fuzz_target!(|data: &[u8]| {
     let json = p.to_json();
     match TestParams::parse(json.as_bytes()) {
         Ok(got) => assert_eq!(got, p, "the server decodes other parameters than the client meant: {json}"),
-        Err((code, why)) => panic!("{words:?} is accepted, but a server refuses its parameters ({code:?}): {why}\n{json}"),
+        Err((code, why)) => {
+            panic!("{words:?} is accepted, but a server refuses its parameters ({code:?}): {why}\n{json}")
+        }
     }
     if let Err((code, why)) = p.validate() {
         panic!("{words:?} is accepted, but a server refuses its parameters ({code:?}): {why}");

@@ -31,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = (p.client_sends_any(), p.client_receives_any(), p.protocol.name());
 
     let json = p.to_json();
-    let again = TestParams::parse(json.as_bytes())
-        .unwrap_or_else(|e| panic!("our own encoding is refused: {e:?}\n{json}"));
+    let again =
+        TestParams::parse(json.as_bytes()).unwrap_or_else(|e| panic!("our own encoding is refused: {e:?}\n{json}"));
     assert_eq!(again, p, "decode(encode(p)) != p for {json}");
     assert_eq!(again.to_json(), json);
 });

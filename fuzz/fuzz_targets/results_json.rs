@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     // Each stream object takes at least `{"id":0,...}`: far more than 16 bytes.
     assert!(r.streams.len() <= data.len() / 16);
     let json = r.to_json();
-    let again = TestResults::parse(json.as_bytes())
-        .unwrap_or_else(|e| panic!("our own encoding is refused: {e}\n{json}"));
+    let again =
+        TestResults::parse(json.as_bytes()).unwrap_or_else(|e| panic!("our own encoding is refused: {e}\n{json}"));
     assert_eq!(again, r, "decode(encode(r)) != r for {json}");
 });
