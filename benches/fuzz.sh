@@ -43,7 +43,7 @@ for t in "${targets[@]}"; do
     fi
     end=$(date +%s.%N)
     # libFuzzer's final stats: "stat::number_of_executed_units: N".
-    done_runs=$(awk -F': *' '/stat::number_of_executed_units/ {print $2}' "$logs/$t.log" | tail -n1)
+    done_runs=$(awk '/^stat::number_of_executed_units/ {print $NF}' "$logs/$t.log" | tail -n1)
     secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.0f", b - a}')
     rate=$(awk -v n="${done_runs:-0}" -v s="$secs" 'BEGIN {printf "%.0f", (s > 0 ? n / s : 0)}')
     row=$(printf '%-16s %14s %10s %12s %8s' "$t" "${done_runs:-?}" "$secs" "$rate" "$crashes")
