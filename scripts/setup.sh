@@ -216,3 +216,9 @@ fi
 scripts/xen/fetch.sh
 
 echo "setup: done"
+
+# The fuzz job's nightly toolchain and cargo-fuzz: installed by scripts/fuzz.sh when it first
+# runs (the "fuzz smoke" step of scripts/test.sh), or here with UNIPERF_SETUP_FUZZ=1.
+if [[ ${UNIPERF_SETUP_FUZZ:-} == 1 ]]; then
+    scripts/fuzz.sh install
+fi

@@ -31,6 +31,8 @@ step "release build" cargo build --release
 step "image build" scripts/build-image.sh
 step "tests" cargo test --workspace --no-fail-fast
 step "no_std build" cargo build -p netstack -p server -p client --target x86_64-unknown-none
+# Each fuzz target 8 s on its corpus (installs nightly + cargo-fuzz on first use); a crash fails it.
+step "fuzz smoke" scripts/fuzz.sh smoke 8
 
 if ((${#failed[@]})); then
     echo "== failed steps: ${failed[*]}"

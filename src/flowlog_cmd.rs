@@ -106,8 +106,16 @@ pub struct Conversion {
 
 /// Reads `a.pcap` twice and writes the flow log to `out`.
 pub fn convert(a: &FlowlogArgs, out: &mut dyn Write) -> Result<Conversion> {
-    let open = || CaptureReader::open(&a.pcap);
+    convert_from(a, || CaptureReader::open(&a.pcap), out)
+}
 
+/// [`convert`] of the capture `open` reads (from the start, each time it is called): a file, or
+/// bytes in memory for the fuzzer (`fuzz/fuzz_targets/pcap.rs`).
+pub fn convert_from<R: Read>(
+    a: &FlowlogArgs,
+    open: impl Fn() -> Result<CaptureReader<R>>,
+    out: &mut dyn Write,
+) -> Result<Conversion> {
     // Pass 1: who is who.
     let mut conns = Connections::default();
     let mut first_us = None;
