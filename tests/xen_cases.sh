@@ -11,9 +11,16 @@
 #   collect.*      `uniperf collect` in dom0, flowlog-*: the logs it stored
 #   client.*       a client domU against stock `iperf3 -s -1 -J` in dom0 (stocksrv.*)
 # Environment: XEN_TEST_SECS (iperf3 -t, default 2).
+# /rig/files/cases (rig.sh --file): `ci` runs readnotes, the dry runs and stock iperf3 (text,
+# -J) against the server domU only; anything else (or no file) runs every case. dom0's
+# userspace in this nested-TCG rig crashes now and then under the other cases (busybox and xl
+# SIGSEGV/SIGABRT, see the README), so CI keeps to the ones that have run cleanly.
 . /rig/lib.sh
 cd "$RIG_OUT" || exit 125
 T=${XEN_TEST_SECS:-2}
+CASES=$(cat /rig/files/cases 2>/dev/null || echo all)
+FLOWLOG="--flowlog-collect 198.18.0.1:6000"
+[ "$CASES" = ci ] && FLOWLOG=
 VIF="--vif-script vif-sh"
 
 # A point in time, in rig.sh's `marks` (dom0 uptime and the host's seconds since QEMU started).
@@ -57,11 +64,14 @@ mark dryrun-done
 
 # Six tests reach the server domU (five stock clients, one client domU); each ships a flow log.
 mkdir -p flowlogs
-uniperf collect --listen 198.18.0.1:6000 -o flowlogs --count 6 --timeout 600 >collect.stdout 2>collect.stderr &
-COLLECT=$!
+COLLECT=
+if [ "$CASES" != ci ]; then
+    uniperf collect --listen 198.18.0.1:6000 -o flowlogs --count 6 --timeout 600 >collect.stdout 2>collect.stderr &
+    COLLECT=$!
+fi
 
 mark server-create
-xl.sh --role server $VIF --timeout 900 -- -s -J --ip 198.18.0.2/24 --flowlog-collect 198.18.0.1:6000 \
+xl.sh --role server $VIF --timeout 900 -- -s -J --ip 198.18.0.2/24 $FLOWLOG \
     >server.console 2>server.xlsh &
 SERVER=$!
 if wait_for server.console "uniperf: ready: listening on 198.18.0.2:5201" 120; then
@@ -77,6 +87,14 @@ if wait_for server.console "uniperf: ready: listening on 198.18.0.2:5201" 120; t
     }
     stock text
     stock json -J
+    if [ "$CASES" = ci ]; then
+        xl destroy uniperf-server >/dev/null 2>&1
+        wait_pid $SERVER 60
+        echo $? >server.status
+        rig_ship server.console server.xlsh server.status
+        mark done
+        exit 0
+    fi
     stock reverse -J -R
     stock bidir -J --bidir
     stock parallel4 -J -P 4

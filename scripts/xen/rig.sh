@@ -248,7 +248,7 @@ parse=$(perl -e '
     open(my $f, "<", $raw) or die "no $raw\n"; local $/; my $text = <$f>; close $f;
     $text =~ s/\r//g;
     $text =~ s/\((?:XEN|d\d+)\) [^\n]*\n//g;
-    my ($name, $size, $md5, $b64, $exit, @bad, @got);
+    my ($name, $size, $md5, $b64, $exit, %bad, %ok, @got);
     for my $line (split /\n/, $text) {
         if ($line =~ /^\@\@RIG-BEGIN ([A-Za-z0-9._-]+) (\d+) ([0-9a-f]{32})$/) {
             ($name, $size, $md5, $b64) = ($1, $2, $3, "");
@@ -256,21 +256,26 @@ parse=$(perl -e '
             $b64 .= $1;
         } elsif (defined $name && $line =~ /^\@\@RIG-END \Q$name\E$/) {
             my $data = decode_base64($b64);
-            if (length($data) != $size || md5_hex($data) ne $md5) {
-                push @bad, "$name (" . length($data) . " of $size bytes, md5 " . md5_hex($data) . ")";
-                $name .= ".damaged";
-            } else { push @got, $name; }
-            open(my $o, ">", "$out/$name") or die "cannot write $out/$name\n"; binmode $o; print $o $data; close $o;
+            if ($ok{$name}) {
+                # a second copy of a file that already arrived intact
+            } elsif (length($data) != $size || md5_hex($data) ne $md5) {
+                $bad{$name} = "$name (" . length($data) . " of $size bytes, md5 " . md5_hex($data) . ")";
+                open(my $o, ">", "$out/$name.damaged") or die "cannot write $out/$name.damaged\n";
+                binmode $o; print $o $data; close $o;
+            } else {
+                $ok{$name} = 1; delete $bad{$name}; push @got, $name;
+                open(my $o, ">", "$out/$name") or die "cannot write $out/$name\n"; binmode $o; print $o $data; close $o;
+            }
             undef $name;
         } elsif ($line =~ /^\@\@RIG-EXIT (\d+)$/) {
             $exit = $1;
         } elsif (defined $name && $line =~ /\@\@RIG-/) {
-            push @bad, "$name (interrupted)"; undef $name;
+            $bad{$name} = "$name (interrupted)" unless $ok{$name}; undef $name;
         }
     }
     print "exit=", (defined $exit ? $exit : ""), "\n";
     print "got=@got\n";
-    print "bad=", join("; ", @bad), "\n";
+    print "bad=", join("; ", map { $bad{$_} } grep { !$ok{$_} } sort keys %bad), "\n";
 ' "$OUT/com1.raw" "$OUT") || { echo "rig.sh: cannot parse $OUT/com1.raw" >&2; exit 125; }
 exit_reported=$(sed -n 's/^exit=//p' <<<"$parse")
 damaged=$(sed -n 's/^bad=//p' <<<"$parse")

@@ -6,9 +6,11 @@ rig_mark() {
     echo "@@RIG-MARK $1 $(cut -d' ' -f1 /proc/uptime)"
 }
 
-# rig_ship FILE...: sends files of $RIG_OUT to the host now (each once; later calls and the
-# final sweep skip what went already). A test script calls it after each case, so what a case
-# produced reaches the host even if a later case hangs until the rig's timeout.
+# rig_ship FILE...: sends files of $RIG_OUT to the host now (later calls and the final sweep
+# skip what went already). A test script calls it after each case, so what a case produced
+# reaches the host even if a later case hangs until the rig's timeout. Each file goes twice:
+# dom0's own messages (a crashing program's "Segmentation fault") can land inside a line of
+# the first copy; the host keeps the first copy whose size and MD5 match.
 rig_ship() {
     for f in "$@"; do
         case $f in /*) ;; *) f=$RIG_OUT/$f ;; esac
@@ -17,9 +19,13 @@ rig_ship() {
         [ -e "/run/rig-shipped/$name" ] && continue
         mkdir -p /run/rig-shipped
         : >"/run/rig-shipped/$name"
-        echo "@@RIG-BEGIN $name $(wc -c <"$f") $(md5sum <"$f" | cut -d' ' -f1)"
-        base64 "$f" | sed 's/^/@@RIG-B /'
-        echo "@@RIG-END $name"
+        size=$(wc -c <"$f")
+        sum=$(md5sum <"$f" | cut -d' ' -f1)
+        for copy in 1 2; do
+            echo "@@RIG-BEGIN $name $size $sum"
+            base64 "$f" | sed 's/^/@@RIG-B /'
+            echo "@@RIG-END $name"
+        done
     done
 }
 
