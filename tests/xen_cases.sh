@@ -81,17 +81,28 @@ if wait_for server.console "uniperf: ready: listening on 198.18.0.2:5201" 120; t
         name=$1
         shift
         mark "stock-$name"
-        timeout $((T + 60)) iperf3 -c 198.18.0.2 -t "$T" "$@" >"stock-$name.out" 2>"stock-$name.err"
-        echo $? >"stock-$name.status"
-        rig_ship "stock-$name.out" "stock-$name.err" "stock-$name.status"
+        # dom0's programs die of SIGSEGV now and then in this nested-TCG rig, iperf3 too
+        # (status 139 before it printed a byte). Such a run is tried again, up to twice, and
+        # counted in stock-NAME.crashes; any other failure is the test's result.
+        : >"stock-$name.crashes"
+        for attempt in 1 2 3; do
+            timeout $((T + 60)) iperf3 -c 198.18.0.2 -t "$T" "$@" >"stock-$name.out" 2>"stock-$name.err"
+            st=$?
+            [ $st -ge 129 ] && [ $st -le 159 ] && [ $attempt -lt 3 ] || break
+            echo "attempt $attempt: iperf3 killed by signal $((st - 128)): $(cat "stock-$name.err")" \
+                >>"stock-$name.crashes"
+            sleep 1
+        done
+        echo $st >"stock-$name.status"
+        rig_ship "stock-$name.out" "stock-$name.err" "stock-$name.status" "stock-$name.crashes"
     }
     stock text
     stock json -J
     if [ "$CASES" = ci ]; then
-        xl destroy uniperf-server >/dev/null 2>&1
-        wait_pid $SERVER 60
-        echo $? >server.status
-        rig_ship server.console server.xlsh server.status
+        # The server domU printed its -J documents; dom0 powers off with it still running (the
+        # teardown is where dom0's userspace has crashed and hung, see above).
+        sleep 1
+        rig_ship server.console server.xlsh
         mark done
         exit 0
     fi
