@@ -2,7 +2,7 @@
 //! and the congestion-control choice behind `-C`.
 
 use alloc::vec::Vec;
-use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
@@ -180,6 +180,27 @@ pub fn try_zeroed<T: Clone>(n: usize, zero: T, what: &str) -> Result<Vec<T>, all
     })?;
     v.resize(n, zero);
     Ok(v)
+}
+
+/// Takes out of `listeners` every socket that has left the LISTEN state (a SYN arrived: it is a
+/// connection now) and hands each to `accepted`; true if there was any. smoltcp has no accept
+/// queue: a listening socket becomes the connection, so a server keeps several listening.
+pub fn take_accepted(
+    listeners: &mut Vec<SocketHandle>,
+    sockets: &SocketSet<'_>,
+    mut accepted: impl FnMut(SocketHandle),
+) -> bool {
+    let mut any = false;
+    let mut i = 0;
+    while i < listeners.len() {
+        if sockets.get::<tcp::Socket>(listeners[i]).state() == tcp::State::Listen {
+            i += 1;
+            continue;
+        }
+        accepted(listeners.swap_remove(i));
+        any = true;
+    }
+    any
 }
 
 /// [`tcp_socket`] that reports an allocation failure instead of aborting.

@@ -13,7 +13,7 @@ use netstack::smoltcp::iface::{SocketHandle, SocketSet};
 use netstack::smoltcp::socket::{tcp, udp};
 use netstack::smoltcp::time::{Duration, Instant};
 use netstack::smoltcp::wire::IpEndpoint;
-use netstack::stack::{SocketSpec, UdpSpec, try_tcp_socket, try_udp_socket};
+use netstack::stack::{SocketSpec, UdpSpec, take_accepted, try_tcp_socket, try_udp_socket};
 
 /// Listening sockets kept ready: smoltcp has no backlog, and a `-P` client's connections
 /// arrive together, before the first one's header says how many there will be.
@@ -354,19 +354,12 @@ impl Iperf2Server {
     // ---- TCP --------------------------------------------------------------------------------
 
     fn accept(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {
-        let mut any = false;
-        let mut i = 0;
-        while i < self.listeners.len() {
-            let h = self.listeners[i];
-            if sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen {
-                i += 1;
-                continue;
-            }
-            self.listeners.swap_remove(i);
-            let id = self.next_id;
-            self.next_id += 1;
-            self.conns.push(TcpConn {
-                handle: h,
+        let (next_id, conns) = (&mut self.next_id, &mut self.conns);
+        take_accepted(&mut self.listeners, sockets, |handle| {
+            let id = *next_id;
+            *next_id += 1;
+            conns.push(TcpConn {
+                handle,
                 id,
                 start: now,
                 last_rx: now,
@@ -378,9 +371,7 @@ impl Iperf2Server {
                 iv_bytes: 0,
                 group: None,
             });
-            any = true;
-        }
-        any
+        })
     }
 
     fn drive_tcp(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {

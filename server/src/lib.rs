@@ -24,7 +24,7 @@ use netstack::report::{OutputFormat, ReportConfig, Reporter};
 use netstack::smoltcp::iface::{SocketHandle, SocketSet};
 use netstack::smoltcp::socket::tcp;
 use netstack::smoltcp::time::{Duration, Instant};
-use netstack::stack::{Congestion, SocketSpec, try_tcp_socket};
+use netstack::stack::{Congestion, SocketSpec, take_accepted, try_tcp_socket};
 
 use test::{Admission, Test};
 
@@ -240,18 +240,10 @@ impl Server {
     }
 
     fn accept(&mut self, now: Instant, sockets: &mut SocketSet<'static>) -> bool {
-        let mut any = false;
-        let mut i = 0;
-        while i < self.listeners.len() {
-            let h = self.listeners[i];
-            if sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen {
-                i += 1;
-                continue;
-            }
-            self.listeners.swap_remove(i);
-            self.pending.push(Pending { handle: h, cookie: [0; COOKIE_LEN], got: 0, since: now });
-            any = true;
-        }
+        let pending = &mut self.pending;
+        let any = take_accepted(&mut self.listeners, sockets, |handle| {
+            pending.push(Pending { handle, cookie: [0; COOKIE_LEN], got: 0, since: now })
+        });
         if any {
             self.keep_listeners(sockets);
         }
