@@ -19,11 +19,14 @@ rig_ship() {
         [ -e "/run/rig-shipped/$name" ] && continue
         mkdir -p /run/rig-shipped
         : >"/run/rig-shipped/$name"
-        size=$(wc -c <"$f")
-        sum=$(md5sum <"$f" | cut -d' ' -f1)
+        # A copy first: the file may still be growing (a running domU's console), and size,
+        # MD5 and data must describe the same bytes.
+        cp "$f" /run/rig-snapshot
+        size=$(wc -c </run/rig-snapshot)
+        sum=$(md5sum </run/rig-snapshot | cut -d' ' -f1)
         for copy in 1 2; do
             echo "@@RIG-BEGIN $name $size $sum"
-            base64 "$f" | sed 's/^/@@RIG-B /'
+            base64 /run/rig-snapshot | sed 's/^/@@RIG-B /'
             echo "@@RIG-END $name"
         done
     done
