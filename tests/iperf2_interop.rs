@@ -88,20 +88,7 @@ fn udp_server_report_is_uniperfs() {
     let client = iperf2(&ns, &["-u", "-b", "50M", "-t", "2", "-f", "B"]);
     assert!(client.success(), "iperf 2 client failed:\n{}", client.describe());
     server.wait_for_stdout_line("datagrams received", REPORT_WAIT);
-    let out = server.stdout();
-    let c = client_udp(&client.stdout);
-    let (bytes, received, lost, ooo, total) = uniperf_udp(&out);
-    eprintln!(
-        "iperf 2 client: sent {} datagrams; its Server Report: {} bytes, {}/{} lost/total\n\
-         uniperf: {bytes} bytes, {received} received, {lost} lost, {ooo} out of order, total {total}",
-        c.sent, c.report_bytes, c.lost, c.total
-    );
-    eprintln!("--- iperf 2 client:\n{}--- uniperf:\n{out}", client.stdout);
-    assert_eq!((c.report_bytes, c.lost, c.total), (bytes, lost, total), "the client printed uniperf's figures");
-    // The total is the end datagram's id, one below the client's "Sent" (as with iperf -s).
-    assert_eq!(total, c.sent - 1, "total vs the client's Sent");
-    assert_eq!(received + lost, total, "received + lost accounts for the total (no duplicates)");
-    assert_eq!(bytes, received * 1470, "every datagram 1470 bytes");
+    assert_udp_report_agrees(&client.stdout, &server.stdout(), "uniperf");
     drop(server.stop());
 }
 

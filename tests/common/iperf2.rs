@@ -110,3 +110,23 @@ pub fn uniperf_udp(out: &str) -> (u64, u64, u64, u64, u64) {
     assert!(nums.len() >= 5, "cannot read {line:?}");
     (nums[0], nums[1], nums[2], nums[3], nums[4])
 }
+
+/// A stock iperf 2 UDP client's output against uniperf's (`who`: "uniperf", "image"): the
+/// Server Report the client printed is uniperf's exact figures, the total is the end datagram's
+/// id (one below the client's "Sent", as with `iperf -s`), received + lost make the total, and
+/// every datagram is iperf 2's default 1470 bytes.
+#[track_caller]
+pub fn assert_udp_report_agrees(client_out: &str, uniperf_out: &str, who: &str) {
+    let c = client_udp(client_out);
+    let (bytes, received, lost, ooo, total) = uniperf_udp(uniperf_out);
+    eprintln!(
+        "iperf 2 client: sent {} datagrams; its Server Report: {} bytes, {}/{} lost/total\n\
+         {who}: {bytes} bytes, {received} received, {lost} lost, {ooo} out of order, total {total}",
+        c.sent, c.report_bytes, c.lost, c.total
+    );
+    eprintln!("--- iperf 2 client:\n{client_out}--- {who}:\n{uniperf_out}");
+    assert_eq!((c.report_bytes, c.lost, c.total), (bytes, lost, total), "the client printed {who}'s figures");
+    assert_eq!(total, c.sent - 1, "total vs the client's Sent");
+    assert_eq!(received + lost, total, "received + lost accounts for the total (no duplicates)");
+    assert_eq!(bytes, received * 1470, "every datagram 1470 bytes");
+}
