@@ -104,20 +104,8 @@ CREATED_NS=
 QPID=
 SPID=
 
-stop_qemu() {
-    [[ -n $QPID ]] || return 0
-    if kill -0 "$QPID" 2>/dev/null; then
-        kill -TERM "$QPID" 2>/dev/null
-        local i
-        for ((i = 0; i < 40; i++)); do
-            kill -0 "$QPID" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -KILL "$QPID" 2>/dev/null
-    fi
-    wait "$QPID" 2>/dev/null
-    QPID=
-}
+# shellcheck source=../stop-qemu.sh
+source "$ROOT/scripts/stop-qemu.sh"
 cleanup() {
     stop_qemu
     if [[ -n $SPID ]]; then
