@@ -35,7 +35,7 @@ const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xen_cases.sh");
 /// rig.sh's hard limit for the whole boot. On an idle 2-core machine the run takes about two
 /// minutes; a loaded one stretches TCG several times over.
 const RIG_TIMEOUT_SECS: u64 = 1200;
-/// The same for the CI subset (readnotes, dry runs, the server domU's boot and netfront).
+/// The same for the CI subset (Xen and dom0's toolstack, readnotes, xl create -n).
 const RIG_TIMEOUT_CI_SECS: u64 = 600;
 // The cases with traffic are #[ignore]d: dom0's user space in the nested-TCG rig corrupts once a
 // domU moves data (busybox, xl and iperf3 SIGSEGV/SIGABRT, mangled arguments). Run them with UNIPERF_XEN_CASES=all and
@@ -291,6 +291,7 @@ fn stock_case(name: &str, dir: Direction, streams: usize) {
 /// console), netfront connected to netback (xenstore handshake, grants, rings), and the server
 /// listening on its address — what CI checks without traffic.
 #[test]
+#[ignore = "dom0 crashes with a domU running in the nested-TCG rig; UNIPERF_XEN_CASES=all to run it"]
 fn server_domu_boots_and_connects_netfront() {
     let Some(rig) = rig() else { return };
     let console = rig.read("server.console").unwrap_or_default();

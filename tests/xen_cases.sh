@@ -61,6 +61,13 @@ xl.sh --dry-run --role client $VIF -- -c 198.18.0.2 -t "$T" -J --ip 198.18.0.3/2
 echo $? >dryrun-client.status
 rig_ship dryrun-server.txt dryrun-server.status dryrun-client.txt dryrun-client.status
 mark dryrun-done
+if [ "$CASES" = ci ]; then
+    # No domU in the CI subset: with one running, even without traffic, dom0's user space here
+    # has crashed (wc aborting while the console was shipped), so CI keeps to Xen, dom0's
+    # toolstack, readnotes and xl create -n.
+    mark done
+    exit 0
+fi
 
 # Six tests reach the server domU (five stock clients, one client domU); each ships a flow log.
 mkdir -p flowlogs
