@@ -1,7 +1,8 @@
 //! Interrupts for the idle wait: the local APIC (its one-shot timer, calibrated against the
-//! TSC the clock uses, wakes the loop at the role's next deadline) and the I/O APIC (routes the
-//! NIC's interrupt line to a vector). Interrupts stay disabled everywhere except inside the
-//! idle wait's `sti; hlt`, so the handlers (traps.rs) only acknowledge them.
+//! TSC the clock uses, wakes the loop at the role's next deadline), the I/O APIC (routes the
+//! virtio-mmio NIC's interrupt line to a vector) and the MSI message a virtio-pci NIC sends.
+//! Interrupts stay disabled everywhere except inside the idle wait's `sti; hlt`, so the
+//! handlers (traps.rs) only acknowledge them.
 //!
 //! xAPIC register interface only (MMIO at the base IA32_APIC_BASE names): QEMU's `microvm`,
 //! `pc` and `q35` all start the CPU in xAPIC mode.
@@ -140,6 +141,14 @@ pub fn route_gsi(gsi: u32, vector: u8) -> Result<(), &'static str> {
     ioapic_write(base, reg + 1, apic_id << 24);
     ioapic_write(base, reg, u32::from(vector));
     Ok(())
+}
+
+/// The MSI message (address, data) that delivers `vector` to this CPU: fixed delivery,
+/// physical destination (this local APIC's ID), edge-triggered (SDM vol. 3, §11.11).
+pub fn msi_message(vector: u8) -> (u64, u32) {
+    const MSI_ADDRESS_BASE: u64 = 0xFEE0_0000;
+    let apic_id = lapic_read(LAPIC_ID) >> 24;
+    (MSI_ADDRESS_BASE | u64::from(apic_id) << 12, u32::from(vector))
 }
 
 fn ioapic_read(base: u64, reg: u32) -> u32 {

@@ -3,7 +3,7 @@
 //! where interrupts could not be set up, a spin in short slices — and the console for reports) and machine ([`ImageMachine`]: busy time as CPU time, the CMOS date,
 //! RDRAND where the CPU has it), and the console as the `log` facade's sink.
 
-use crate::net::SharedQueues;
+use crate::net::{InterruptRoute, SharedQueues};
 use crate::{apic, clock, console, cpu};
 use alloc::format;
 use alloc::string::String;
@@ -38,10 +38,10 @@ pub struct ImagePlatform {
     wake: Option<SharedQueues>,
 }
 
-/// Routes the NIC's interrupt (virtio-mmio: the GSI from the command line, through the
-/// I/O APIC) and calibrates the local APIC timer, so the idle wait can halt. Returns the queue
-/// handle for [`ImagePlatform::with_wake`] and a line for the console saying which idle mode
-/// is in use and, for busy-polling, why.
+/// Routes the NIC's queue interrupts (virtio-mmio: the GSI from the command line, through the
+/// I/O APIC; virtio-pci: an MSI-X message to the local APIC) and calibrates the local APIC
+/// timer, so the idle wait can halt. Returns the queue handle for [`ImagePlatform::with_wake`]
+/// and a line for the console saying which idle mode is in use and, for busy-polling, why.
 pub fn setup_interrupts(nic: &crate::net::Nic) -> (Option<SharedQueues>, String) {
     let nic = match nic {
         crate::net::Nic::Virtio(n) => n,
@@ -49,23 +49,32 @@ pub fn setup_interrupts(nic: &crate::net::Nic) -> (Option<SharedQueues>, String)
             return (None, String::from("Xen event channel (blocks in SCHEDOP_poll when idle)"));
         }
     };
-    let Some(irq) = nic.irq() else {
-        return (
-            None,
-            String::from(
-                "busy-poll (the NIC's interrupt line is unknown: only virtio-mmio from the command line is routed)",
-            ),
-        );
-    };
+    if let InterruptRoute::Unknown(why) = nic.interrupt() {
+        return (None, format!("busy-poll ({why})"));
+    }
     let hz = match apic::init() {
         Ok(hz) => hz,
         Err(e) => return (None, format!("busy-poll ({e})")),
     };
-    if let Err(e) = apic::route_gsi(irq, apic::NIC_VECTOR) {
-        return (None, format!("busy-poll (IRQ {irq}: {e})"));
-    }
+    let route = match nic.interrupt() {
+        InterruptRoute::Gsi(irq) => match apic::route_gsi(*irq, apic::NIC_VECTOR) {
+            Ok(()) => format!("NIC IRQ {irq} via the I/O APIC"),
+            Err(e) => return (None, format!("busy-poll (IRQ {irq}: {e})")),
+        },
+        InterruptRoute::Msix(msix) => {
+            let (address, data) = apic::msi_message(apic::NIC_VECTOR);
+            match msix.route(address, data) {
+                Ok(()) => {
+                    format!("NIC MSI-X entry 0 of {} to vector {:#x} at {address:#x}", msix.entries(), apic::NIC_VECTOR)
+                }
+                Err(e) => return (None, format!("busy-poll (MSI-X: {e})")),
+            }
+        }
+        // Answered before the local APIC was touched.
+        InterruptRoute::Unknown(why) => return (None, format!("busy-poll ({why})")),
+    };
     let mode = format!(
-        "interrupts (NIC IRQ {irq} via the I/O APIC, local APIC timer at {}.{:03} MHz; hlt when idle)",
+        "interrupts ({route}, local APIC timer at {}.{:03} MHz; hlt when idle)",
         hz / 1_000_000,
         hz / 1000 % 1000
     );

@@ -21,6 +21,28 @@ use crate::xen::netfront::{Netfront, NetfrontRx, NetfrontTx};
 use netstack::smoltcp::phy::{Device, DeviceCapabilities, PacketMeta, RxToken, TxToken};
 use netstack::smoltcp::time::Instant;
 
+/// How a virtio NIC's queue interrupts can reach the CPU (see `platform::setup_interrupts`).
+pub enum InterruptRoute {
+    /// virtio-mmio: an I/O APIC input (GSI), named on the command line.
+    Gsi(u32),
+    /// virtio-pci: MSI-X messages straight to the local APIC.
+    Msix(pci::Msix),
+    /// None the image can set up, and why.
+    Unknown(String),
+}
+
+impl InterruptRoute {
+    fn from_mmio(irq: Option<u32>) -> Self {
+        match irq {
+            Some(gsi) => InterruptRoute::Gsi(gsi),
+            None => InterruptRoute::Unknown(String::from(
+                "the NIC's interrupt line is unknown: a probed virtio-mmio slot names none (QEMU names it on the \
+                 command line with acpi=off)",
+            )),
+        }
+    }
+}
+
 /// The NIC the image drives: virtio-net (QEMU) or Xen netfront.
 // There is one NIC for the image's lifetime: the size difference costs nothing, a box would
 // cost an indirection per frame.
@@ -133,8 +155,11 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
     let declared = !mmio::windows_from_cmdline(cmdline)?.is_empty();
     if declared {
         return match mmio::find(cmdline)? {
-            Some(found) => virtio::Nic::new(SomeTransport::from(found.transport), &found.location, found.irq, offloads)
-                .map(Nic::Virtio),
+            Some(found) => {
+                let interrupt = InterruptRoute::from_mmio(found.irq);
+                virtio::Nic::new(SomeTransport::from(found.transport), &found.location, interrupt, offloads)
+                    .map(Nic::Virtio)
+            }
             None => Err(String::from("no virtio-net device among the command line's virtio_mmio.device= windows")),
         };
     }
@@ -147,14 +172,21 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
     }
     if let Some(found) = pci::find()? {
         let location = format!("virtio-pci (modern) at {}", found.location);
-        return virtio::Nic::new(SomeTransport::from(found.transport), &location, None, offloads).map(Nic::Virtio);
+        let interrupt = match found.msix {
+            Ok(msix) => InterruptRoute::Msix(msix),
+            Err(e) => InterruptRoute::Unknown(format!("{e}; INTx is not routed")),
+        };
+        return virtio::Nic::new(SomeTransport::from(found.transport), &location, interrupt, offloads).map(Nic::Virtio);
     }
     if pci::host_bridge_present() {
         return Err(String::from("no virtio-net device on the PCI bus (QEMU: -device virtio-net-pci,netdev=...)"));
     }
     match mmio::find(cmdline)? {
-        Some(found) => virtio::Nic::new(SomeTransport::from(found.transport), &found.location, found.irq, offloads)
-            .map(Nic::Virtio),
+        Some(found) => {
+            let interrupt = InterruptRoute::from_mmio(found.irq);
+            virtio::Nic::new(SomeTransport::from(found.transport), &found.location, interrupt, offloads)
+                .map(Nic::Virtio)
+        }
         None => Err(String::from(
             "no virtio-net device: no PCI bus, no virtio_mmio.device= on the command line, and no \
              virtio-mmio slot at 0xfeb00000 answers (QEMU: -device virtio-net-device,netdev=...)",

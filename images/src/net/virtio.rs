@@ -41,6 +41,7 @@ use netstack::smoltcp::time::Instant;
 use netstack::virtio_net_hdr::{self, Header, gso};
 use virtio_drivers::transport::SomeTransport;
 
+use super::InterruptRoute;
 use super::csum;
 use super::hal::DmaRegion;
 use super::queues::{FeatureNames, NetQueues, QUEUE_SIZE, SharedQueues, feature};
@@ -314,9 +315,8 @@ pub struct Nic {
     stats: NicStats,
     /// Set when the device broke the protocol; the NIC then stops moving frames.
     fault: Option<String>,
-    /// The device's interrupt line (GSI), when the transport names one (virtio-mmio from
-    /// the command line).
-    irq: Option<u32>,
+    /// How the device's queue interrupts reach the CPU, if they can.
+    interrupt: InterruptRoute,
 }
 
 impl Nic {
@@ -324,7 +324,7 @@ impl Nic {
     pub fn new(
         transport: SomeTransport<'static>,
         location: &str,
-        irq: Option<u32>,
+        interrupt: InterruptRoute,
         offloads: Offloads,
     ) -> Result<Nic, String> {
         let budget = crate::mem::heap_usage().1 / DMA_SHARE_DIVISOR;
@@ -432,7 +432,7 @@ impl Nic {
             description,
             stats: NicStats::default(),
             fault: None,
-            irq,
+            interrupt,
         };
         for slot in 0..rx_count {
             give_back(&mut nic.rx.done, slot);
@@ -444,9 +444,9 @@ impl Nic {
         }
     }
 
-    /// The device's interrupt line (GSI), if known.
-    pub fn irq(&self) -> Option<u32> {
-        self.irq
+    /// How the device's queue interrupts reach the CPU, if they can.
+    pub fn interrupt(&self) -> &InterruptRoute {
+        &self.interrupt
     }
 
     /// A handle on the queues for the idle wait, which arms the device's interrupts before
