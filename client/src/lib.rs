@@ -269,7 +269,7 @@ impl Client {
         {
             let sending = matches!(self.phase, Phase::Running);
             let received_before = run.meas.received();
-            if run.pump(io.sockets, self.cfg.params.bandwidth, now, sending, io.clock) > 0 {
+            if run.pump(io.sockets, self.cfg.params.bandwidth, now, sending, io.clock, io.tcp_info) > 0 {
                 self.last_progress = now;
                 progress = true;
             }

@@ -66,8 +66,9 @@ impl TestRun {
         now: Instant,
         sending: bool,
         clock: &mut dyn FnMut() -> Instant,
+        info: &dyn TcpInfoSource,
     ) -> u64 {
-        self.meas.pump(sockets, &self.payload, rate, now, sending, clock)
+        self.meas.pump(sockets, &self.payload, rate, now, sending, clock, info)
     }
 
     /// The test's data phase ended (TEST_END): the final partial interval, if any.

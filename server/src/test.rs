@@ -92,6 +92,10 @@ pub(crate) struct Test {
     pub pending_streams: Vec<DataStream>,
     run: Option<TestRun>,
     last_progress: Instant,
+    /// Bytes our data streams still had queued to send at the last poll: while that shrinks,
+    /// the client is taking our data, so the test is not idle (a slow link drains seconds of
+    /// queued -R data after TEST_END, and the control reply waits behind it).
+    queued_to_send: usize,
     /// When the last data byte arrived on a receiving stream (for `--rcv-timeout`).
     last_received: Instant,
     safety_deadline: Option<Instant>,
@@ -134,6 +138,7 @@ impl Test {
             pending_streams: Vec::new(),
             run: None,
             last_progress: now,
+            queued_to_send: 0,
             last_received: now,
             safety_deadline: None,
             max_duration_deadline: None,
@@ -238,7 +243,7 @@ impl Test {
         // Data first, so a TEST_END read below sees every byte that arrived before it.
         if let (Phase::Running, Some(run)) = (&self.phase, self.run.as_mut()) {
             let received_before = run.meas.received();
-            if run.pump(io.sockets, self.params.bandwidth, now, true, io.clock) > 0 {
+            if run.pump(io.sockets, self.params.bandwidth, now, true, io.clock, io.tcp_info) > 0 {
                 self.last_progress = now;
                 progress = true;
             }
@@ -282,6 +287,19 @@ impl Test {
         }
         if self.safety_deadline.is_some_and(|d| now >= d) {
             return Err(Stop::Abort(String::from("the test ran past its length; the client did not end it")));
+        }
+        if let Some(run) = self.run.as_ref() {
+            let queued: usize = run
+                .meas
+                .streams
+                .iter()
+                .filter(|s| s.udp.is_none() && s.sends)
+                .map(|s| io.sockets.get::<tcp::Socket>(s.handle).send_queue())
+                .sum();
+            if queued < self.queued_to_send {
+                self.last_progress = now;
+            }
+            self.queued_to_send = queued;
         }
         if now - self.last_progress > cfg.idle_timeout {
             let why = format!("no data from the client for {} s; dropping the test", cfg.idle_timeout.secs());
