@@ -11,9 +11,9 @@ use netstack::flowlog::{
     Dir, FlowId, FlowSummary, FlowTracker, Format, ProbeConfig, RowWriter, Sampling, SegmentInfo, TrackerStats,
     peek_segment,
 };
-use pcap_file::pcap::{PcapHeader, PcapReader};
+use pcap_file::pcap::{PcapHeader, PcapParser};
 use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
-use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::{DataLink, PcapError, TsResolution};
 use std::collections::HashMap;
 use std::fs::File;
@@ -421,12 +421,9 @@ impl Interface {
     }
 }
 
-/// The input with its first bytes (read to tell the format) put back in front.
-type Peeked<R> = std::io::Chain<std::io::Cursor<Vec<u8>>, R>;
-
-enum Capture<R: Read> {
-    Pcap { reader: PcapReader<Peeked<R>>, link: Link, nanos: bool },
-    PcapNg { reader: PcapNgReader<Peeked<R>> },
+enum Capture {
+    Pcap { parser: PcapParser, link: Link, nanos: bool },
+    PcapNg { parser: PcapNgParser },
 }
 
 /// A streaming reader of packet captures: classic pcap (both byte orders, µs and ns time
@@ -434,13 +431,64 @@ enum Capture<R: Read> {
 /// resolution per interface; several sections). Nothing in a file makes it panic: a truncated
 /// or malformed file is an error naming the record (pcap) or block (pcapng) and what is wrong.
 pub struct CaptureReader<R: Read> {
-    capture: Capture<R>,
+    capture: Capture,
+    input: Window<R>,
     /// What the file is called in errors.
     origin: String,
 }
 
 /// Block type of a pcapng Section Header Block, the first four bytes of the file.
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+/// The longest record (pcap) or block (pcapng) read; a longer one is "cut short", as with
+/// pcap-file's own readers, whose buffer is this long. It bounds what a corrupt length field
+/// makes us buffer of a big file.
+const MAX_RECORD: usize = 8_000_000;
+
+/// What one read asks for at least.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The input as pcap-file's slice parsers want it: the unparsed bytes of a buffer that starts
+/// small and grows only as far as one record needs. (pcap-file's readers allocate and zero
+/// `MAX_RECORD` bytes each, which a capture of a few packets paid for in full.)
+struct Window<R: Read> {
+    input: R,
+    buf: Vec<u8>,
+    /// Where the unparsed bytes in `buf` start.
+    start: usize,
+}
+
+impl<R: Read> Window<R> {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// Whether anything is left to parse (reading more if the buffer is used up).
+    fn has_more(&mut self) -> Result<bool, PcapError> {
+        Ok(!self.bytes().is_empty() || self.read_more()? > 0)
+    }
+
+    /// Reads more after the unparsed bytes, for a record they hold only the start of: as many
+    /// again (at least `READ_CHUNK`), so a long record takes few reads. The end of the input,
+    /// or a record longer than `MAX_RECORD`, is `UnexpectedEof`.
+    fn grow(&mut self) -> Result<(), PcapError> {
+        match self.read_more()? {
+            0 => Err(PcapError::IoError(std::io::ErrorKind::UnexpectedEof.into())),
+            _ => Ok(()),
+        }
+    }
+
+    fn read_more(&mut self) -> Result<usize, PcapError> {
+        self.buf.drain(..self.start);
+        self.start = 0;
+        let want = self.buf.len().max(READ_CHUNK).min(MAX_RECORD.saturating_sub(self.buf.len()));
+        (&mut self.input).take(want as u64).read_to_end(&mut self.buf).map_err(PcapError::IoError)
+    }
+}
 
 impl CaptureReader<File> {
     pub fn open(path: &str) -> Result<Self> {
@@ -474,45 +522,70 @@ impl<R: Read> CaptureReader<R> {
                 bail!("truncated pcap header: {} of {PCAP_HEADER_LEN} bytes", head.len());
             }
         }
-        let input = std::io::Cursor::new(head).chain(input);
+        let mut input = Window { input, buf: head, start: 0 };
         let capture = if pcapng {
-            let reader = PcapNgReader::new(input).map_err(|e| describe(e, "the pcapng section header"))?;
-            Capture::PcapNg { reader }
+            let what = "the pcapng section header";
+            let parser = loop {
+                match PcapNgParser::new(input.bytes()) {
+                    Ok((rem, parser)) => {
+                        let used = input.bytes().len() - rem.len();
+                        input.consume(used);
+                        break parser;
+                    }
+                    Err(PcapError::IncompleteBuffer) => input.grow().map_err(|e| describe(e, what))?,
+                    Err(e) => return Err(describe(e, what)),
+                }
+            };
+            Capture::PcapNg { parser }
         } else {
-            let reader = PcapReader::new(input).map_err(|e| describe(e, "the pcap header"))?;
-            let header = reader.header();
+            let (_, parser) = PcapParser::new(input.bytes()).map_err(|e| describe(e, "the pcap header"))?;
+            input.consume(PCAP_HEADER_LEN as usize);
+            let header = parser.header();
             let link = Link::from_datalink(header.datalink)?;
-            Capture::Pcap { reader, link, nanos: header.ts_resolution == TsResolution::NanoSecond }
+            Capture::Pcap { parser, link, nanos: header.ts_resolution == TsResolution::NanoSecond }
         };
-        Ok(CaptureReader { capture, origin: "capture".into() })
+        Ok(CaptureReader { capture, input, origin: "capture".into() })
     }
 
     /// Calls `f` with every frame, in file order; stops at the first error, `f`'s or the file's.
     pub fn for_each_frame(self, mut f: impl FnMut(Frame<'_>) -> Result<()>) -> Result<()> {
         let origin = self.origin;
         let bad = |e: anyhow::Error| e.context(origin.clone());
+        let mut input = self.input;
         match self.capture {
-            Capture::Pcap { mut reader, link, nanos } => {
+            Capture::Pcap { parser, link, nanos } => {
                 let mut index = 0u64;
-                while let Some(packet) = reader.next_raw_packet() {
+                while input.has_more().map_err(|e| bad(describe(e, &format!("record {}", index + 1))))? {
                     index += 1;
-                    // Raw: the checked packet also refuses an original length above the snap
-                    // length, which is every packet of a `tcpdump -s` capture.
-                    let p = packet.map_err(|e| bad(describe(e, &format!("record {index}"))))?;
-                    let frac_us = if nanos { u64::from(p.ts_frac) / 1000 } else { u64::from(p.ts_frac) };
-                    f(Frame { t_us: u64::from(p.ts_sec) * 1_000_000 + frac_us, link, data: &p.data })?;
+                    let at = || format!("record {index}");
+                    loop {
+                        let bytes = input.bytes();
+                        // Raw: the checked packet also refuses an original length above the
+                        // snap length, which is every packet of a `tcpdump -s` capture.
+                        match parser.next_raw_packet(bytes) {
+                            Ok((rem, p)) => {
+                                let used = bytes.len() - rem.len();
+                                let frac_us = if nanos { u64::from(p.ts_frac) / 1000 } else { u64::from(p.ts_frac) };
+                                f(Frame { t_us: u64::from(p.ts_sec) * 1_000_000 + frac_us, link, data: &p.data })?;
+                                input.consume(used);
+                                break;
+                            }
+                            Err(PcapError::IncompleteBuffer) => input.grow().map_err(|e| bad(describe(e, &at())))?,
+                            Err(e) => return Err(bad(describe(e, &at()))),
+                        }
+                    }
                 }
             }
-            Capture::PcapNg { mut reader } => {
+            Capture::PcapNg { mut parser } => {
                 // Interfaces of the current section; Simple Packet Blocks have no time stamp and
                 // take the previous packet's.
                 let mut interfaces: Vec<Interface> = Vec::new();
                 let mut last_t_us = 0;
                 let mut index = 0u64;
-                while let Some(block) = reader.next_block() {
+                while input.has_more().map_err(|e| bad(describe(e, &format!("block {}", index + 1))))? {
                     index += 1;
                     let at = || format!("block {index}");
-                    let iface = |id: u32| {
+                    let iface = |interfaces: &[Interface], id: u32| {
                         interfaces.get(id as usize).copied().ok_or_else(|| {
                             bad(anyhow!(
                                 "malformed: block {index} is a packet of interface {id}, which no Interface \
@@ -520,33 +593,47 @@ impl<R: Read> CaptureReader<R> {
                             ))
                         })
                     };
-                    match block.map_err(|e| bad(describe(e, &at())))? {
-                        Block::SectionHeader(_) => interfaces.clear(),
-                        Block::InterfaceDescription(idb) => {
-                            let id = interfaces.len();
-                            let iface = Interface::new(&idb).with_context(|| format!("{}: interface {id}", at()));
-                            interfaces.push(iface.map_err(bad)?);
+                    loop {
+                        let bytes = input.bytes();
+                        let (rem, block) = match parser.next_block(bytes) {
+                            Ok(parsed) => parsed,
+                            Err(PcapError::IncompleteBuffer) => {
+                                input.grow().map_err(|e| bad(describe(e, &at())))?;
+                                continue;
+                            }
+                            Err(e) => return Err(bad(describe(e, &at()))),
+                        };
+                        let used = bytes.len() - rem.len();
+                        match block {
+                            Block::SectionHeader(_) => interfaces.clear(),
+                            Block::InterfaceDescription(idb) => {
+                                let id = interfaces.len();
+                                let iface = Interface::new(&idb).with_context(|| format!("{}: interface {id}", at()));
+                                interfaces.push(iface.map_err(bad)?);
+                            }
+                            // The crate hands the raw count of time units over as nanoseconds.
+                            Block::EnhancedPacket(p) => {
+                                let i = iface(&interfaces, p.interface_id)?;
+                                last_t_us = i.t_us(u64::try_from(p.timestamp.as_nanos()).unwrap_or(u64::MAX));
+                                f(Frame { t_us: last_t_us, link: i.link, data: &p.data })?;
+                            }
+                            Block::Packet(p) => {
+                                let i = iface(&interfaces, u32::from(p.interface_id))?;
+                                last_t_us = i.t_us(p.timestamp);
+                                f(Frame { t_us: last_t_us, link: i.link, data: &p.data })?;
+                            }
+                            Block::SimplePacket(p) => {
+                                let i = iface(&interfaces, 0)?;
+                                // The block's data includes its padding; the packet is the
+                                // original length cut to the snap length.
+                                let snap = if i.snaplen == 0 { u32::MAX } else { i.snaplen };
+                                let len = (p.original_len.min(snap) as usize).min(p.data.len());
+                                f(Frame { t_us: last_t_us, link: i.link, data: &p.data[..len] })?;
+                            }
+                            _ => {}
                         }
-                        // The crate hands the raw count of time units over as nanoseconds.
-                        Block::EnhancedPacket(p) => {
-                            let i = iface(p.interface_id)?;
-                            last_t_us = i.t_us(u64::try_from(p.timestamp.as_nanos()).unwrap_or(u64::MAX));
-                            f(Frame { t_us: last_t_us, link: i.link, data: &p.data })?;
-                        }
-                        Block::Packet(p) => {
-                            let i = iface(u32::from(p.interface_id))?;
-                            last_t_us = i.t_us(p.timestamp);
-                            f(Frame { t_us: last_t_us, link: i.link, data: &p.data })?;
-                        }
-                        Block::SimplePacket(p) => {
-                            let i = iface(0)?;
-                            // The block's data includes its padding; the packet is the original
-                            // length cut to the snap length.
-                            let snap = if i.snaplen == 0 { u32::MAX } else { i.snaplen };
-                            let len = (p.original_len.min(snap) as usize).min(p.data.len());
-                            f(Frame { t_us: last_t_us, link: i.link, data: &p.data[..len] })?;
-                        }
-                        _ => {}
+                        input.consume(used);
+                        break;
                     }
                 }
             }
@@ -668,6 +755,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A reader that hands out at most `n` bytes per read, like a pipe or a slow disk.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn records_longer_than_a_read_stream_through() {
+        // Records of 0 to 3 reads' worth, in a file of several reads, read whole and a few
+        // bytes at a time, both formats.
+        let sizes = [60, READ_CHUNK - 16, READ_CHUNK, 3 * READ_CHUNK + 5, 1, 200_000];
+        let sent: Vec<(u64, Vec<u8>)> =
+            sizes.iter().enumerate().map(|(i, &n)| (1_000_000 * i as u64, vec![i as u8 + 1; n])).collect();
+        let mut classic = pcap_header(0xa1b2_c3d4, 1, false);
+        for (t, data) in &sent {
+            classic.extend(record(false, (t / 1_000_000) as u32, 0, data));
+        }
+        let ng = pcapng(&sent, Endianness::Big);
+        for file in [&classic, &ng] {
+            let whole = frames(file).unwrap();
+            assert_eq!(whole.iter().map(|(t, _, d)| (*t, d.clone())).collect::<Vec<_>>(), sent);
+            for n in [1, 7, 4096] {
+                let mut got = Vec::new();
+                CaptureReader::new(Trickle(file, n))
+                    .and_then(|r| {
+                        r.for_each_frame(|f| {
+                            got.push((f.t_us, f.link, f.data.to_vec()));
+                            Ok(())
+                        })
+                    })
+                    .unwrap();
+                assert_eq!(got, whole, "{n} bytes a read");
+            }
+        }
+        // A record longer than MAX_RECORD is refused as before (pcap-file's readers had a
+        // buffer that long), also when the file holds it all.
+        let mut long = pcap_header(0xa1b2_c3d4, 1, false);
+        long.extend(record(false, 1, 0, &vec![0; MAX_RECORD]));
+        assert!(err(&long).starts_with("capture: truncated: record 1 is cut short"), "{}", err(&long));
     }
 
     /// `frames` (µs, bytes) as pcapng: interface 0 Ethernet in µs (the default, as tcpdump

@@ -1,5 +1,5 @@
 //! Stock iperf 2 (Debian's 2.1.8) clients against `uniperf -s --iperf2` on a TAP device in a
-//! throw-away namespace. TCP (`-t`, `-n`, `-P 2`): the bytes the client says it sent are
+//! throw-away namespace. TCP (`-t`, `-n`, `-P 2`, `-P 8`): the bytes the client says it sent are
 //! exactly the bytes uniperf says it received, per connection and in sum. UDP: the "Server
 //! Report" the client prints is uniperf's own count (bytes, lost, total), and the total is
 //! the client's end-of-test id, as with a stock iperf 2 server. `-d`, `-r`, `--full-duplex`
@@ -76,6 +76,13 @@ fn tcp_bytes() {
 #[test]
 fn tcp_parallel() {
     tcp_case(&["-t", "2", "-P", "2", "-f", "B"], 2);
+}
+
+/// More connections at once than the server keeps listeners (four): each SYN is answered
+/// before the next is read and the taken listener replaced, so none is refused.
+#[test]
+fn tcp_parallel_beyond_the_listeners() {
+    tcp_case(&["-t", "2", "-P", "8", "-f", "B"], 8);
 }
 
 #[test]

@@ -691,6 +691,15 @@ impl Role for Client {
         if self.run.is_none() && !self.creating && total > 0 && self.streams.len() == total {
             return Some(self.last_progress);
         }
+        self.next_timer()
+    }
+
+    /// While `poll_at` asks to be polled continuously only TEST_START arriving can move the
+    /// client, or these timers.
+    fn next_timer(&self) -> Option<Instant> {
+        if self.outcome.is_some() {
+            return None;
+        }
         let mut at = self.last_progress + self.cfg.stall_timeout;
         if let Some(m) = self.run.as_ref().and_then(|r| r.meas.poll_at()) {
             at = at.min(m);

@@ -78,6 +78,14 @@ pub trait Role {
     fn poll(&mut self, now: Instant, io: &mut RoleIo<'_>) -> bool;
     /// The next instant a timer needs the role polled.
     fn poll_at(&self) -> Option<Instant>;
+    /// The next instant a timer needs the role polled, for a platform on virtual time (the
+    /// simulator, where nothing happens between events). It differs from `poll_at` while the
+    /// role asks to be polled continuously (`poll_at` in the past) although only arriving
+    /// frames or these timers can move it: stepping the clock a microsecond at a time through
+    /// such a wait cost the simulator thousands of passes per round trip.
+    fn next_timer(&self) -> Option<Instant> {
+        self.poll_at()
+    }
     /// Report text produced since the last call.
     fn take_output(&mut self) -> String {
         String::new()

@@ -305,7 +305,14 @@ impl UdpSpec {
                 budget >> 10
             ));
         }
-        Ok(UdpSpec { rx, tx, datagram: datagram.max(1) })
+        // Datagram size 0 leaves it to the client, which sends full-size ones; none is shorter
+        // than iperf3's minimum. (Taken as 1 byte, a hostile `"len":0` with `-P 8` asked for a
+        // metadata slot per byte of 32 MiB of buffer: 2 GB.)
+        let datagram = match datagram {
+            0 => 1500,
+            n => n.max(crate::proto::limits::UDP_LEN.min as usize),
+        };
+        Ok(UdpSpec { rx, tx, datagram })
     }
 }
 
@@ -331,6 +338,13 @@ pub fn try_udp_socket(spec: &UdpSpec) -> Result<udp::Socket<'static>, alloc::str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn udp_slots_assume_no_datagram_below_the_minimum() {
+        // fuzz/corpus/server_control/oom-2fc9f41a4970ba9ff6e92f7bc174b4fc101d0787
+        let spec = |len| UdpSpec::for_streams(0, len, 8, DATA_BUF_BUDGET).unwrap().datagram;
+        assert_eq!((spec(0), spec(1), spec(16), spec(1000)), (1500, 16, 16, 1000));
+    }
 
     #[test]
     fn a_buffer_the_heap_cannot_give_is_an_error() {

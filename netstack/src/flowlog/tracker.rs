@@ -426,9 +426,12 @@ impl Flow {
                 self.srtt_us = Some(r);
                 self.rttvar_us = r / 2;
             }
+            // In u128: a capture's time stamps may put an ACK centuries after its segment.
+            // Each result lies between its two inputs, so it fits back in a u64.
             Some(srtt) => {
-                self.rttvar_us = (3 * self.rttvar_us + srtt.abs_diff(r)) / 4;
-                self.srtt_us = Some((7 * srtt + r) / 8);
+                let (srtt, rttvar, r) = (u128::from(srtt), u128::from(self.rttvar_us), u128::from(r));
+                self.rttvar_us = ((3 * rttvar + srtt.abs_diff(r)) / 4) as u64;
+                self.srtt_us = Some(((7 * srtt + r) / 8) as u64);
             }
         }
         self.rtt_samples += 1;
@@ -967,4 +970,27 @@ fn on_ack_advance(flow: &mut Flow, t_us: u64, rel: u64, out: &mut Emitted) {
         flow.round_limited = false;
     }
     out.push(Event::Ack, Some(rel), None, rtt.map(clamp_u32));
+}
+
+#[cfg(test)]
+mod rtt_tests {
+    use super::*;
+
+    #[test]
+    fn rtt_estimate_takes_any_sample() {
+        // fuzz/corpus/pcap/crash-e585796da622eab1c1e7651237ad39ddfa8d5dee: RTTs near u64::MAX
+        // from a capture's time stamps overflowed `7 * srtt`.
+        let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);
+        let mut flow = Flow::new(FlowId::new(addr, addr), -1, 0);
+        for r in [u64::MAX, u64::MAX - 1, 0, u64::MAX, 1000] {
+            flow.add_rtt(r);
+        }
+        assert!(flow.srtt_us.is_some_and(|s| s < u64::MAX) && flow.rttvar_us < u64::MAX);
+        // Ordinary samples are unchanged: RFC 6298's integer steps.
+        let mut flow = Flow::new(FlowId::new(addr, addr), -1, 0);
+        for r in [1000, 2000, 1500] {
+            flow.add_rtt(r);
+        }
+        assert_eq!((flow.srtt_us, flow.rttvar_us), (Some(1171), 562));
+    }
 }

@@ -127,8 +127,8 @@ impl Pair {
             self.server.iface.poll_at(now, &self.server.sockets),
             self.client.iface.poll_at(now, &self.client.sockets),
             self.link.next_arrival(),
-            server.poll_at(),
-            client.poll_at(),
+            server.next_timer(),
+            client.next_timer(),
         ];
         for t in events.into_iter().flatten() {
             next = next.min(t);

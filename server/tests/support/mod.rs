@@ -123,6 +123,9 @@ impl Role for Both<'_> {
     fn poll_at(&self) -> Option<netstack::smoltcp::time::Instant> {
         self.0.poll_at()
     }
+    fn next_timer(&self) -> Option<netstack::smoltcp::time::Instant> {
+        self.0.next_timer()
+    }
     fn done(&self) -> bool {
         false
     }
@@ -155,6 +158,9 @@ impl Role for Clients {
     }
     fn poll_at(&self) -> Option<netstack::smoltcp::time::Instant> {
         self.clients.iter().filter_map(|c| c.poll_at()).min()
+    }
+    fn next_timer(&self) -> Option<netstack::smoltcp::time::Instant> {
+        self.clients.iter().filter_map(|c| c.next_timer()).min()
     }
     fn done(&self) -> bool {
         self.clients.iter().all(|c| c.done())
