@@ -611,7 +611,10 @@ impl Measurement {
 
     /// Moves data on every stream: drains what arrived and, if `sending`, writes payload as
     /// far as the socket, the `-b` pacing and the `-n`/`-k` limit allow. Returns the bytes
-    /// moved either way. `clock` stamps UDP datagrams as they are written.
+    /// moved either way. `clock` stamps UDP datagrams as they are written; `info` (the flow
+    /// probe's TCP_INFO) bounds what a TCP stream keeps queued ([`DataStream::queue_cap`]).
+    // The loop's inputs as they are: grouping them in a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn pump(
         &mut self,
         sockets: &mut SocketSet<'_>,
