@@ -44,8 +44,9 @@ const RIG_TIMEOUT_CI_SECS: u64 = 600;
 fn all_cases() -> bool {
     std::env::var("UNIPERF_XEN_CASES").map_or(true, |v| v != "ci")
 }
-/// Tests reaching the server domU (five stock clients and the client domU), one flow log each.
-const SERVER_TESTS: usize = 6;
+/// Tests reaching the server domU (five stock clients, the client domU and four reference
+/// runs), one flow log each.
+const SERVER_TESTS: usize = 10;
 
 /// One boot of the rig: where its files are and how it ended.
 struct RigRun {
@@ -196,6 +197,8 @@ fn boot() -> Result<Option<RigRun>, String> {
         out.to_str().expect("temp dir is UTF-8"),
         "--file",
         &cases_arg,
+        "--file",
+        &format!("{}:vmlinuz", dom0_kernel().display()),
         "--timeout",
         &timeout.to_string(),
     ]
@@ -209,6 +212,13 @@ fn boot() -> Result<Option<RigRun>, String> {
         return Err(format!("the Xen rig failed (rig.sh status {:?})\n{}", run.status, run.context()));
     }
     Ok(Some(run))
+}
+
+/// Debian's kernel that scripts/xen/fetch.sh keeps for dom0; the Linux reference domU boots it.
+fn dom0_kernel() -> PathBuf {
+    let cache = std::env::var_os("UNIPERF_CACHE")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"), PathBuf::from);
+    cache.join("xen").join("vmlinuz")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,4 +459,47 @@ fn rig_boot_and_timings() {
     );
     let image = fs::metadata(image_path()).map(|m| m.len()).unwrap_or(0);
     eprintln!("xen: image {image} B; {} marks: {marks:?}", marks.len());
+}
+
+/// The server domU against a Linux PV domU running stock `iperf3 -s` on the same Xen and
+/// bridge, each measured by dom0's stock iperf3 the same four ways (-P 1 and 4, both
+/// directions): every run must complete with data; the rates and their ratios are printed
+/// (absolute figures mean nothing under nested TCG, ratios from one boot are the report).
+#[test]
+fn linux_domu_reference() {
+    let Some(rig) = domu_rig() else { return };
+    assert_eq!(
+        rig.status_of("linux"),
+        0,
+        "the Linux reference domU did not come up:\n{}\n--- its console:\n{}\n{}",
+        rig.read("linux.out").unwrap_or_default(),
+        rig.read("linux.console").unwrap_or_default(),
+        rig.context()
+    );
+    let rate = |who: &str, run: &str| -> f64 {
+        let name = format!("ref-{who}-{run}");
+        let text = rig.file(&format!("{name}.json"));
+        assert_eq!(
+            rig.status_of(&name),
+            0,
+            "{name}: iperf3 failed:\n{text}\n{}\n{}",
+            rig.read(&format!("{name}.err")).unwrap_or_default(),
+            rig.context()
+        );
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: not JSON ({e}):\n{text}"));
+        let end = &v["end"];
+        let bytes = end["sum_received"]["bytes"].as_f64().unwrap_or(0.0);
+        // dom0's clock: the sender's seconds forward, the receiver's (dom0 itself) with -R.
+        let secs = if run.ends_with('r') { &end["sum_received"]["seconds"] } else { &end["sum_sent"]["seconds"] };
+        let secs = secs.as_f64().unwrap_or(0.0);
+        assert!(bytes > 0.0 && secs > 0.0, "{name}: {bytes} B in {secs} s:\n{text}");
+        bytes * 8.0 / secs
+    };
+    let mut table = String::from("xen reference (Mbit/s, dom0's stock iperf3 -c; same boot):\n");
+    table.push_str("  run            uniperf domU   Linux domU   ratio\n");
+    for (run, what) in [("p1", "-P 1"), ("p1r", "-P 1 -R"), ("p4", "-P 4"), ("p4r", "-P 4 -R")] {
+        let (u, l) = (rate("uniperf", run), rate("linux", run));
+        table.push_str(&format!("  {what:<12} {:>12.1} {:>12.1} {:>7.2}\n", u / 1e6, l / 1e6, u / l));
+    }
+    eprintln!("{table}");
 }

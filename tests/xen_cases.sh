@@ -10,13 +10,16 @@
 #                  parallel4}.*, then the client domU pair.* (`-c 198.18.0.2`); then destroyed
 #   collect.*      `uniperf collect` in dom0, flowlog-*: the logs it stored
 #   client.*       a client domU against stock `iperf3 -s -1 -J` in dom0 (stocksrv.*)
-# Environment: XEN_TEST_SECS (iperf3 -t, default 2).
+#   linux.*, ref-*  a Linux PV domU with stock iperf3 -s (scripts/xen/dom0/linux-domu) and the
+#                  server domU, each measured by dom0's iperf3: -P 1/4, both directions
+# Environment: XEN_TEST_SECS (iperf3 -t, default 2), XEN_REF_SECS (the reference runs', 4).
 # /rig/files/cases (rig.sh --file): `ci` runs readnotes and the dry runs only (no domU); anything
 # else (or no file) runs every case. (dom0's user space used to corrupt here with a domU
 # running: TCG's XSAVE under Xen; rig.sh now gives QEMU `-cpu max,-xsave,…`.)
 . /rig/lib.sh
 cd "$RIG_OUT" || exit 125
 T=${XEN_TEST_SECS:-2}
+REF_T=${XEN_REF_SECS:-4}
 CASES=$(cat /rig/files/cases 2>/dev/null || echo all)
 FLOWLOG="--flowlog-collect 198.18.0.1:6000"
 VIF="--vif-script vif-sh"
@@ -64,9 +67,10 @@ if [ "$CASES" = ci ]; then
     exit 0
 fi
 
-# Six tests reach the server domU (five stock clients, one client domU); each ships a flow log.
+# Ten tests reach the server domU (five stock clients, one client domU, four reference runs);
+# each ships a flow log.
 mkdir -p flowlogs
-uniperf collect --listen 198.18.0.1:6000 -o flowlogs --count 6 --timeout 600 >collect.stdout 2>collect.stderr &
+uniperf collect --listen 198.18.0.1:6000 -o flowlogs --count 10 --timeout 900 >collect.stdout 2>collect.stderr &
 COLLECT=$!
 
 mark server-create
@@ -97,6 +101,32 @@ if wait_for server.console "uniperf: ready: listening on 198.18.0.2:5201" 120; t
     echo $? >pair.status
     mark pair-done
     rig_ship pair.console pair.xlsh pair.status
+
+    # The reference: a Linux PV domU running stock iperf3 -s on the same Xen and bridge; dom0's
+    # stock iperf3 measures it and the server domU the same four ways, one after the other:
+    # ref-{uniperf,linux}-{p1,p1r,p4,p4r}.*.
+    mark linux-create
+    linux-domu start linux-ref 198.18.0.4/24 00:16:3e:18:00:04 >linux.out 2>&1
+    echo $? >linux.status
+    cp /run/linux-domu-linux-ref.console linux.console 2>/dev/null
+    mark linux-ready
+    rig_ship linux.out linux.status
+    for target in uniperf:198.18.0.2 linux:198.18.0.4; do
+        who=${target%%:*}
+        addr=${target#*:}
+        [ "$who" = linux ] && [ "$(cat linux.status)" != 0 ] && continue
+        for run in p1: p1r:-R "p4:-P 4" "p4r:-P 4 -R"; do
+            r=${run%%:*}
+            mark "ref-$who-$r"
+            # shellcheck disable=SC2086 # the run's options are words
+            timeout $((REF_T + 60)) iperf3 -c "$addr" -t "$REF_T" -J ${run#*:} >"ref-$who-$r.json" 2>"ref-$who-$r.err"
+            echo $? >"ref-$who-$r.status"
+            rig_ship "ref-$who-$r.json" "ref-$who-$r.err" "ref-$who-$r.status"
+        done
+    done
+    cp /run/linux-domu-linux-ref.console linux.console 2>/dev/null
+    linux-domu stop linux-ref
+    rig_ship linux.console
 else
     mark server-not-ready
     echo "the server domU printed no readiness line within 120 s" >server.not-ready

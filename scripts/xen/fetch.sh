@@ -68,7 +68,8 @@ for pkg in "${PACKAGES[@]}"; do
     [[ -n $version && $version != "(none)" ]] || die "apt-cache has no candidate for $pkg (run apt-get update?)"
     specs+=("$pkg=$version")
 done
-want=$(printf '%s\n' "${specs[@]}" | sort)
+# The layout line makes a cache built by an older fetch.sh (same packages) rebuild.
+want=$(printf '%s\n' "${specs[@]}" layout=2-xen-netfront | sort)
 
 mkdir -p "$DIR"
 exec {lock}>"$DIR/lock"
@@ -99,7 +100,9 @@ rm -rf "$DIR/root.new"
 MODULES=(drivers/xen/xen-privcmd drivers/xen/xenfs/xenfs drivers/xen/xen-evtchn drivers/xen/xen-gntdev
     drivers/xen/xen-gntalloc net/llc/llc net/802/stp net/bridge/bridge drivers/net/xen-netback/xen-netback)
 members=("./boot/vmlinuz-$KVER")
-for m in "${MODULES[@]}"; do members+=("./lib/modules/$KVER/kernel/$m.ko"); done
+# Not loaded by dom0: the Linux reference domU's (scripts/xen/dom0/linux-domu).
+DOMU_MODULES=(drivers/net/xen-netfront)
+for m in "${MODULES[@]}" "${DOMU_MODULES[@]}"; do members+=("./lib/modules/$KVER/kernel/$m.ko"); done
 mkdir -p "$DIR/root.new"
 for spec in "${specs[@]}"; do
     pkg=${spec%%=*} version=${spec#*=}
@@ -156,7 +159,7 @@ missing=$(LD_LIBRARY_PATH=$R/usr/lib/x86_64-linux-gnu ldd "usr/lib/xen-$XENV/bin
 [[ -z $missing ]] || die "libraries not found: $missing"
 # Kernel modules, flat; etc/dom0-modules lists them in load order.
 MODS="$R/lib/modules/$KVER/kernel"
-for m in "${MODULES[@]}"; do
+for m in "${MODULES[@]}" "${DOMU_MODULES[@]}"; do
     cp "$MODS/$m.ko" lib/modules/
 done
 printf '%s\n' "${MODULES[@]##*/}" >etc/dom0-modules

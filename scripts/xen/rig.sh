@@ -135,6 +135,7 @@ mkdir -p "$L/rig/files" "$L/rig/out" "$L/usr/bin" "$L/etc/xen/scripts" "$L/lib/x
 install -m 755 "$ROOT/scripts/xen/dom0/init" "$L/init"
 install -m 644 "$ROOT/scripts/xen/dom0/lib.sh" "$L/rig/lib.sh"
 install -m 755 "$ROOT/scripts/xen/dom0/vif-sh" "$L/etc/xen/scripts/vif-sh"
+install -m 755 "$ROOT/scripts/xen/dom0/linux-domu" "$L/usr/bin/linux-domu"
 install -m 755 "$ROOT/scripts/xl.sh" "$L/usr/bin/xl.sh"
 install -m 755 "$ROOT/scripts/xen/xl-config.sh" "$L/usr/bin/xl-config.sh"
 install -m 755 "$SCRIPT" "$L/rig/test.sh"
@@ -239,19 +240,23 @@ ELAPSED=$(perl -MTime::HiRes=time -e 'printf "%.2f", time - $ARGV[0]' "$T0")
 # Xen prints its own lines, "(XEN) …" and guests' "(dN) …", whenever it likes, also into the
 # middle of a line of dom0's: they are cut out first, wherever they start.
 parse=$(perl -e '
-    use MIME::Base64; use Digest::MD5 qw(md5_hex);
+    use MIME::Base64; use Digest::MD5 qw(md5_hex); use IO::Uncompress::Gunzip qw(gunzip);
     my ($raw, $out) = @ARGV;
     open(my $f, "<", $raw) or die "no $raw\n"; local $/; my $text = <$f>; close $f;
     $text =~ s/\r//g;
     $text =~ s/\((?:XEN|d\d+)\) [^\n]*\n//g;
-    my ($name, $size, $md5, $b64, $exit, %bad, %ok, @got);
+    my ($name, $size, $md5, $b64, $gz, $exit, %bad, %ok, @got);
     for my $line (split /\n/, $text) {
-        if ($line =~ /^\@\@RIG-BEGIN ([A-Za-z0-9._-]+) (\d+) ([0-9a-f]{32})$/) {
-            ($name, $size, $md5, $b64) = ($1, $2, $3, "");
+        if ($line =~ /^\@\@RIG-BEGIN ([A-Za-z0-9._-]+) (\d+) ([0-9a-f]{32})( gz)?$/) {
+            ($name, $size, $md5, $b64, $gz) = ($1, $2, $3, "", defined $4);
         } elsif (defined $name && $line =~ /^\@\@RIG-B ([A-Za-z0-9+\/=]*)$/) {
             $b64 .= $1;
         } elsif (defined $name && $line =~ /^\@\@RIG-END \Q$name\E$/) {
             my $data = decode_base64($b64);
+            if ($gz) {
+                my $plain;
+                $data = gunzip(\$data => \$plain) ? $plain : "";
+            }
             if ($ok{$name}) {
                 # a second copy of a file that already arrived intact
             } elsif (length($data) != $size || md5_hex($data) ne $md5) {
