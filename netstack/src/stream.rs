@@ -603,10 +603,16 @@ impl Measurement {
     /// True when the peer has acknowledged every byte this side wrote: the data has left the
     /// stack, so a receiver that counts what reached it will count all of it.
     pub fn all_acked(&self, sockets: &SocketSet<'_>) -> bool {
+        self.queued_to_send(sockets) == 0
+    }
+
+    /// Bytes this side's TCP streams hold in their sockets: written, not yet acknowledged.
+    pub fn queued_to_send(&self, sockets: &SocketSet<'_>) -> usize {
         self.streams
             .iter()
             .filter(|s| s.sends && s.udp.is_none())
-            .all(|s| sockets.get::<tcp::Socket>(s.handle).send_queue() == 0)
+            .map(|s| sockets.get::<tcp::Socket>(s.handle).send_queue())
+            .sum()
     }
 
     /// Moves data on every stream: drains what arrived and, if `sending`, writes payload as
@@ -640,7 +646,9 @@ impl Measurement {
                 }
             } else {
                 let sock = sockets.get_mut::<tcp::Socket>(s.handle);
-                let limit = if sending {
+                // The probe lookup only when the socket can take data (at full speed it often
+                // cannot, and this runs on every pass of the loop).
+                let limit = if sending && sock.can_send() {
                     let queue_room = s.queue_cap(info).saturating_sub(sock.send_queue() as u64);
                     s.send_allowance(rate, started, now).min(left).min(queue_room)
                 } else {

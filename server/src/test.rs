@@ -289,13 +289,7 @@ impl Test {
             return Err(Stop::Abort(String::from("the test ran past its length; the client did not end it")));
         }
         if let Some(run) = self.run.as_ref() {
-            let queued: usize = run
-                .meas
-                .streams
-                .iter()
-                .filter(|s| s.udp.is_none() && s.sends)
-                .map(|s| io.sockets.get::<tcp::Socket>(s.handle).send_queue())
-                .sum();
+            let queued = run.meas.queued_to_send(io.sockets);
             if queued < self.queued_to_send {
                 self.last_progress = now;
             }
