@@ -197,8 +197,7 @@ fn boot() -> Result<Option<RigRun>, String> {
         out.to_str().expect("temp dir is UTF-8"),
         "--file",
         &cases_arg,
-        "--file",
-        &format!("{}:vmlinuz", dom0_kernel().display()),
+        "--linux-domu",
         "--timeout",
         &timeout.to_string(),
     ]
@@ -212,13 +211,6 @@ fn boot() -> Result<Option<RigRun>, String> {
         return Err(format!("the Xen rig failed (rig.sh status {:?})\n{}", run.status, run.context()));
     }
     Ok(Some(run))
-}
-
-/// Debian's kernel that scripts/xen/fetch.sh keeps for dom0; the Linux reference domU boots it.
-fn dom0_kernel() -> PathBuf {
-    let cache = std::env::var_os("UNIPERF_CACHE")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"), PathBuf::from);
-    cache.join("xen").join("vmlinuz")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -478,7 +470,7 @@ fn linux_domu_reference() {
     );
     let rate = |who: &str, run: &str| -> f64 {
         let name = format!("ref-{who}-{run}");
-        let text = rig.file(&format!("{name}.json"));
+        let text = rig.file(&format!("{name}.out"));
         assert_eq!(
             rig.status_of(&name),
             0,

@@ -79,15 +79,21 @@ xl.sh --role server $VIF --timeout 900 -- -s -J --ip 198.18.0.2/24 $FLOWLOG \
 SERVER=$!
 if wait_for server.console "uniperf: ready: listening on 198.18.0.2:5201" 120; then
     mark server-ready
-    # stock NAME ARGS…: stock iperf3 -c against the server domU, bounded in time.
+    # iperf3_run NAME ADDR SECS ARGS…: stock iperf3 -c ADDR -t SECS ARGS, bounded in time;
+    # NAME.out, NAME.err and NAME.status, shipped at once.
+    iperf3_run() {
+        name=$1 addr=$2 secs=$3
+        shift 3
+        mark "$name"
+        timeout $((secs + 60)) iperf3 -c "$addr" -t "$secs" "$@" >"$name.out" 2>"$name.err"
+        echo $? >"$name.status"
+        rig_ship "$name.out" "$name.err" "$name.status"
+    }
+    # stock NAME ARGS…: against the server domU.
     stock() {
         name=$1
         shift
-        mark "stock-$name"
-        timeout $((T + 60)) iperf3 -c 198.18.0.2 -t "$T" "$@" >"stock-$name.out" 2>"stock-$name.err"
-        st=$?
-        echo $st >"stock-$name.status"
-        rig_ship "stock-$name.out" "stock-$name.err" "stock-$name.status"
+        iperf3_run "stock-$name" 198.18.0.2 "$T" "$@"
     }
     stock text
     stock json -J
@@ -108,7 +114,6 @@ if wait_for server.console "uniperf: ready: listening on 198.18.0.2:5201" 120; t
     mark linux-create
     linux-domu start linux-ref 198.18.0.4/24 00:16:3e:18:00:04 >linux.out 2>&1
     echo $? >linux.status
-    cp /run/linux-domu-linux-ref.console linux.console 2>/dev/null
     mark linux-ready
     rig_ship linux.out linux.status
     for target in uniperf:198.18.0.2 linux:198.18.0.4; do
@@ -116,12 +121,8 @@ if wait_for server.console "uniperf: ready: listening on 198.18.0.2:5201" 120; t
         addr=${target#*:}
         [ "$who" = linux ] && [ "$(cat linux.status)" != 0 ] && continue
         for run in p1: p1r:-R "p4:-P 4" "p4r:-P 4 -R"; do
-            r=${run%%:*}
-            mark "ref-$who-$r"
             # shellcheck disable=SC2086 # the run's options are words
-            timeout $((REF_T + 60)) iperf3 -c "$addr" -t "$REF_T" -J ${run#*:} >"ref-$who-$r.json" 2>"ref-$who-$r.err"
-            echo $? >"ref-$who-$r.status"
-            rig_ship "ref-$who-$r.json" "ref-$who-$r.err" "ref-$who-$r.status"
+            iperf3_run "ref-$who-${run%%:*}" "$addr" "$REF_T" -J ${run#*:}
         done
     done
     cp /run/linux-domu-linux-ref.console linux.console 2>/dev/null

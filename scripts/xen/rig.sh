@@ -25,6 +25,8 @@
 #   --timeout SECS     stop QEMU (by PID) after SECS (default 600)
 #   --xen-arg WORD     one more word for Xen's command line (repeatable)
 #   --dom0-arg WORD    one more word for dom0's kernel command line (repeatable)
+#   --linux-domu       also put dom0's kernel at /rig/vmlinuz, for scripts/xen/dom0/linux-domu
+#                      (a Linux reference domU; ~8 MB more initramfs)
 #   --dry-run          build the initramfs, print the QEMU command line, stop
 # Environment: RIG_CPU, QEMU's -cpu (default max,-xsave,-avx,-avx2: see below).
 #
@@ -51,6 +53,7 @@ TIMEOUT=600
 XEN_EXTRA=()
 DOM0_EXTRA=()
 DRY_RUN=0
+LINUX_DOMU=0
 # -xsave: with XSAVE offered, dom0's user space corrupts as soon as a domU runs (busybox and
 # iperf3 SIGSEGV, malloc aborts, md5sum of unchanged binaries differing): TCG's XSAVE/XRSTOR
 # under Xen's vCPU context switches loses FPU/SSE state. Measured with a dom0 probe (md5sum of
@@ -77,8 +80,9 @@ while (($#)); do
         --timeout) need "$@"; TIMEOUT=$2; shift 2 ;;
         --xen-arg) need "$@"; XEN_EXTRA+=("$2"); shift 2 ;;
         --dom0-arg) need "$@"; DOM0_EXTRA+=("$2"); shift 2 ;;
+        --linux-domu) LINUX_DOMU=1; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
-        -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
@@ -140,6 +144,9 @@ install -m 755 "$ROOT/scripts/xl.sh" "$L/usr/bin/xl.sh"
 install -m 755 "$ROOT/scripts/xen/xl-config.sh" "$L/usr/bin/xl-config.sh"
 install -m 755 "$SCRIPT" "$L/rig/test.sh"
 install -m 644 "$IMAGE" "$L/rig/uniperf-image"
+if ((LINUX_DOMU)); then
+    install -m 644 "$XDIR/vmlinuz" "$L/rig/vmlinuz"
+fi
 if [[ -f $UNIPERF_BIN ]]; then
     install -m 755 "$UNIPERF_BIN" "$L/usr/bin/uniperf"
     # It links against this machine's glibc; the base archive has most of it, these make sure.
