@@ -2,9 +2,10 @@
 # Soak: a uniperf server (TAP, or the server image under QEMU with --target image) under many
 # misbehaving iperf3 clients interleaved with good stock ones (benches/soak.py), in a network
 # namespace made for the run (198.18.0.0/15 only). Reports good clients served, how each kind of
-# misbehaving client ended, and the server's memory after a warm-up test and at the end: VmRSS
-# and VmHWM on TAP; on the image the heap in use and its high-water mark (the image's
-# `uniperf.heapstats` console lines).
+# misbehaving client ended, and the server's heap in use and its high-water mark after a warm-up
+# test and after a last good test at the end (the `uniperf: heap:` lines the image prints with
+# `uniperf.heapstats` and the TAP server with UNIPERF_HEAPSTATS=1); on TAP also VmRSS and VmHWM,
+# which move with glibc keeping freed pages and so cannot show a leak alone.
 #
 # usage: benches/soak.sh [--bad N] [--good N] [--parallel N] [--target tap|image] [--mem MB]
 #                        [--no-build]
@@ -48,35 +49,35 @@ else
     BIN=${UNIPERF_BIN:-"${CARGO_TARGET_DIR:-$PWD/target}/release/uniperf"}
     netns_topo_tap "$NS"
     netns_spawn SRV "$NS" "$WORK/server.out" "$WORK/server.err" \
-        "$BIN" -s --tap tap0 --ip 198.18.0.2/24 --max-tests 4 --idle-timeout 2
+        env UNIPERF_HEAPSTATS=1 "$BIN" -s --tap tap0 --ip 198.18.0.2/24 --max-tests 4 --idle-timeout 2
     netns_wait_for_line "$WORK/server.err" "uniperf: ready: listening on 198.18.0.2:5201" 15 "$SRV"
     CONSOLE=$WORK/server.err
 fi
 
-# mem: "RSS HWM" in KiB (TAP), or "IN_USE HIGH_WATER" in bytes from the image's last heap line.
-mem() {
-    if [[ $TARGET == image ]]; then
-        grep -a "uniperf: heap:" "$CONSOLE" | tail -n 1 |
-            sed -E 's/.*: ([0-9]+) B in use, high-water ([0-9]+) B.*/\1 \2/'
-    else
-        echo "$(grep -E "^VmRSS:" "/proc/$SRV/status" | awk '{print $2}') $(grep -E "^VmHWM:" "/proc/$SRV/status" | awk '{print $2}')"
-    fi
+# heap: "IN_USE HIGH_WATER" in bytes from the server's last heap line.
+heap() {
+    grep -a "uniperf: heap:" "$CONSOLE" | tail -n 1 |
+        sed -E 's/.*: ([0-9]+) B in use, high-water ([0-9]+) B.*/\1 \2/'
+}
+# rss: "RSS HWM" in KiB of the TAP server process.
+rss() {
+    echo "$(grep -E "^VmRSS:" "/proc/$SRV/status" | awk '{print $2}') $(grep -E "^VmHWM:" "/proc/$SRV/status" | awk '{print $2}')"
 }
 ip netns exec "$NS" iperf3 -c 198.18.0.2 -t 1 -J >/dev/null
 sleep 0.5
-read -r M0 H0 <<<"$(mem)"
+read -r M0 H0 <<<"$(heap)"
+if [[ $TARGET == tap ]]; then read -r R0 RH0 <<<"$(rss)"; fi
 echo "== soak ($TARGET): $BAD misbehaving clients ($PARALLEL at a time) and $GOOD good ones" >&2
 RC=0
 ip netns exec "$NS" timeout $((120 + BAD / 2 + GOOD * 5)) \
     python3 benches/soak.py --host 198.18.0.2 --bad "$BAD" --good "$GOOD" --parallel "$PARALLEL" \
     >"$WORK/soak.json" || RC=$?
 sleep 3   # let the last stalled connections time out
-if [[ $TARGET == image ]]; then
-    # One more good test, so the heap line after it shows what the soak left behind.
-    ip netns exec "$NS" iperf3 -c 198.18.0.2 -t 1 -J >/dev/null || RC=1
-    sleep 0.5
-fi
-read -r M1 H1 <<<"$(mem)"
+# One more good test, so the heap line after it shows what the soak left behind.
+ip netns exec "$NS" iperf3 -c 198.18.0.2 -t 1 -J >/dev/null || RC=1
+sleep 0.5
+read -r M1 H1 <<<"$(heap)"
+if [[ $TARGET == tap ]]; then read -r R1 RH1 <<<"$(rss)"; fi
 ALIVE=yes
 kill -0 "$SRV" 2>/dev/null || ALIVE=no
 cat "$WORK/soak.json"
@@ -84,6 +85,7 @@ echo "server alive: $ALIVE; panics: $(grep -ac panic "$CONSOLE" || true)"
 if [[ $TARGET == image ]]; then
     echo "heap (bytes): in use $M0 -> $M1, high-water $H0 -> $H1; refused allocations: $(grep -a "uniperf: heap:" "$CONSOLE" | tail -n 1 | sed -E 's/.*, ([0-9]+) allocations refused.*/\1/')"
 else
-    echo "memory (KiB): VmRSS $M0 -> $M1, VmHWM $H0 -> $H1"
+    echo "heap (bytes): in use $M0 -> $M1, high-water $H0 -> $H1"
+    echo "memory (KiB): VmRSS $R0 -> $R1, VmHWM $RH0 -> $RH1"
 fi
 [[ $ALIVE == yes && $RC == 0 ]]

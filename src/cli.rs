@@ -155,6 +155,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let setup = Setup { mss: stack.mss(), buffer_budget: DATA_BUF_BUDGET };
     let mut platform = TapPlatform { clock: Clock::new(), fd, out, error: None };
     crate::signals::install().context("cannot install the SIGINT/SIGTERM/SIGHUP handlers")?;
+    let heapstats = crate::heap::stats_wanted();
+    if heapstats {
+        eprintln!("{}", crate::heap::line("start"));
+    }
     let ok = driver::run_options::<server::Server, client::Client, _>(
         &o,
         &setup,
@@ -162,9 +166,19 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         &mut machine,
         &mut platform,
         &mut |_, _, _, role, test, log| {
-            let Some((path, format)) = &flowlog else { return true };
-            let path = if role == "server" { suffixed_path(path, &format!("test{test}")) } else { path.clone() };
-            report_log_write(&path, *format, &log)
+            let shipped = match &flowlog {
+                Some((path, format)) => {
+                    let path =
+                        if role == "server" { suffixed_path(path, &format!("test{test}")) } else { path.clone() };
+                    report_log_write(&path, *format, &log)
+                }
+                None => true,
+            };
+            drop(log);
+            if heapstats {
+                eprintln!("{}", crate::heap::line(&format!("after {role} test {test}")));
+            }
+            shipped
         },
     )
     .map_err(|e| anyhow!("parameter error - {e}"))?;

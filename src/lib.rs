@@ -6,6 +6,7 @@ pub mod cli;
 pub mod collect;
 pub mod compare;
 pub mod flowlog_cmd;
+pub mod heap;
 pub mod logger;
 pub mod machine;
 pub mod output;
