@@ -3,6 +3,8 @@
 //! the environment, the server prints a `uniperf: heap: …` line to stderr at start and after
 //! every test. A soak compares those lines: resident memory (VmRSS) also moves with glibc's
 //! caching of freed blocks, so it cannot tell a leak from an allocator keeping pages.
+//! (The image's wrapper is the same dozen lines around talc; netstack, the crate both share,
+//! forbids `unsafe`, which a `GlobalAlloc` impl needs, so each binary keeps its own.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
