@@ -874,17 +874,28 @@ fn probe_and_capture_of_one_tap_run_agree() {
     let close = |ours: u64, capture: u64| ours.abs_diff(capture) <= 100.max(capture / 4);
     let worst_over = ps.iter().zip(&cs).map(|(p, c)| u64::from(p.1).saturating_sub(u64::from(c.1))).max().unwrap_or(0);
     // Each interval's `rtt` is the smoothed RTT when the interval ended: the capture's
-    // smoothed RTT at the same frame. The first data sample is the test's start to within
-    // the control connection's round trip.
+    // smoothed RTT at about the same frame. The first data sample is the test's start only to
+    // within the control connection's round trip and a poll step, and one CI run ended
+    // interval 0 on a 6.7 ms RTT spike where the sample picked by time alone had 60 µs against
+    // the report's 312 µs; so the report must match the capture at one of the frames within
+    // 5 ms of the interval's end.
     let t0 = ps[0].0;
     for (i, iv) in intervals(&report).iter().enumerate() {
         let rtt = json_u64(iv, &["streams", "0", "rtt"]);
         let at = t0 + (json_f64(iv, &["streams", "0", "end"]) * 1e6) as u64;
         let k = ps.iter().rposition(|s| s.0 <= at).unwrap_or(0);
-        let capture_srtt = u64::from(cs[k].2);
+        let near: Vec<u64> = ps
+            .iter()
+            .zip(&cs)
+            .filter(|(p, _)| p.0.abs_diff(at) <= 5_000)
+            .map(|(_, c)| u64::from(c.2))
+            .chain([u64::from(cs[k].2)])
+            .collect();
         assert!(
-            close(rtt, capture_srtt),
-            "interval {i}: reported rtt {rtt} µs, capture's smoothed RTT {capture_srtt} µs"
+            near.iter().any(|&c| close(rtt, c)),
+            "interval {i}: reported rtt {rtt} µs, capture's smoothed RTT within 5 ms of its end {}..{} µs",
+            near.iter().min().unwrap(),
+            near.iter().max().unwrap()
         );
     }
     let min_of = |v: &[(u64, u32, u32)]| v.iter().map(|x| u64::from(x.1)).min().unwrap_or(0);
