@@ -343,7 +343,10 @@ fn iperf2_client_is_cut_off() {
 
 /// A server keeps reading until TEST_END arrives, so like a stock server it reports the short
 /// trailing interval (`2.00-2.00`) when it moved data: its intervals cover its whole test, up
-/// to the end its summary gives.
+/// to the end its summary gives. iperf3 drops a final interval shorter than a tenth of `-i`
+/// that moved no byte (its 2 s timer took the last bytes and TEST_END came a moment later);
+/// then the summary ends up to that tenth after the last interval, and the intervals still
+/// hold every byte the summary counts.
 fn trailing_interval(peer: Peer) {
     if !ready(peer) {
         return;
@@ -354,7 +357,14 @@ fn trailing_interval(peer: Peer) {
     let last = ivs.last().expect("server intervals");
     let last_end = json_f64(last, &["sum", "end"]);
     let summary_end = json_f64(&s, &["end", "streams", "0", "receiver", "end"]);
-    assert!((last_end - summary_end).abs() < 1e-3, "last interval ends at {last_end}, the summary at {summary_end}");
+    let gap = summary_end - last_end;
+    let tail_dropped = gap >= 1e-3;
+    assert!(
+        gap.abs() < 1e-3 || (tail_dropped && gap < 0.1 && last_end >= 2.0),
+        "last interval ends at {last_end}, the summary at {summary_end}"
+    );
+    let interval_bytes: u64 = ivs.iter().map(|iv| json_u64(iv, &["sum", "bytes"])).sum();
+    assert_eq!(interval_bytes, sum_received_bytes(&s), "the server's intervals against its summary");
     assert!(ivs.len() >= intervals(&c).len(), "server {} intervals, client {}", ivs.len(), intervals(&c).len());
     if ivs.len() == 3 {
         assert!(json_u64(last, &["sum", "bytes"]) > 0, "a short trailing interval is shown only with data");
