@@ -307,6 +307,8 @@ fn server_domu_boots_and_connects_netfront() {
     for needle in [
         "uniperf: xen: version 4.17, PVH domU",
         "uniperf: nic: Xen netfront",
+        // netback offers feature-sg and feature-gso-tcpv4.
+        "checksum offload both ways, TSO on (frames up to 65535 B",
         "uniperf: ready: listening on 198.18.0.2:5201",
     ] {
         assert!(
@@ -399,6 +401,22 @@ fn client_domu_against_server_domu() {
     let server = server_document_for(&servers, &client, "client domU");
     let (fwd, _) = assert_pair_consistent(&client, server, Direction::Forward, 1, false);
     eprintln!("xen: client domU → server domU: {fwd} B; {:.3} Gbit/s", gbps(sum_received_bps(&client)));
+    // Both domUs offload: the sender's data went out as TSO frames with blank checksums, and
+    // its receive side took the server's ACKs (checksum blank, from the other netfront) as
+    // vouched for by netback.
+    let console = rig.file("pair.console");
+    let nic = console
+        .lines()
+        .find(|l| l.contains("uniperf: nic:") && l.contains("rx frames"))
+        .unwrap_or_else(|| panic!("the client domU (-V) printed no netfront counters:\n{console}"));
+    eprintln!("xen: client domU {}", nic.trim());
+    let count = |after: &str| -> u64 {
+        let tail = nic.split(after).nth(1).unwrap_or_else(|| panic!("no {after:?} in {nic:?}"));
+        tail.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse().unwrap_or(0)
+    };
+    assert!(count("TSO making") > 0 && nic.contains(" TSO making "), "no TSO frames: {nic}");
+    assert!(count("rx frames (") > 0, "no checksums vouched for: {nic}");
+    assert!(nic.contains(" 0 bad checksums"), "bad checksums: {nic}");
 }
 
 /// The server domU shipped each test's flow log over netfront to `uniperf collect` in dom0.

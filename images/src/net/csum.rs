@@ -33,8 +33,9 @@ pub fn rx_checksum_acceptable(header: &[u8], frame: &[u8]) -> bool {
 }
 
 /// Whether an incoming frame the device did not vouch for has a correct TCP/UDP checksum
-/// (true for frames that are not IPv4 TCP/UDP: smoltcp checks those itself).
-fn rx_checksum_ok(frame: &[u8]) -> bool {
+/// (true for frames that are not IPv4 TCP/UDP: smoltcp checks those itself). Xen's netfront
+/// uses it the same way for frames netback did not mark.
+pub fn rx_checksum_ok(frame: &[u8]) -> bool {
     let Some(l4) = virtio_net_hdr::locate_ipv4_transport(frame) else { return true };
     let Some(segment) = frame.get(l4.start..l4.end) else { return true };
     let (src, dst) = (IpAddress::Ipv4(l4.src), IpAddress::Ipv4(l4.dst));

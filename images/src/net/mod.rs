@@ -13,6 +13,7 @@ use alloc::string::String;
 
 use virtio_drivers::transport::SomeTransport;
 
+pub use csum::{fallback_gso_size, rx_checksum_ok};
 pub use hal::ensure_mapped;
 pub use queues::SharedQueues;
 pub use virtio::Offloads;
@@ -168,7 +169,7 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
         if !crate::xen::active() {
             return Err(String::from("running on Xen, but the Xen set-up failed: no netfront"));
         }
-        return crate::xen::netfront::open().map(Nic::Xen).map_err(|e| format!("Xen netfront: {e}"));
+        return crate::xen::netfront::open(offloads.tso).map(Nic::Xen).map_err(|e| format!("Xen netfront: {e}"));
     }
     if let Some(found) = pci::find()? {
         let location = format!("virtio-pci (modern) at {}", found.location);
@@ -195,7 +196,7 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
 }
 
 /// The offloads the command line asks for: `virtio_net.tso=on|off` (transmit segmentation,
-/// HOST_TSO4), `virtio_net.lro=on|off` (large receive, GUEST_TSO4; `gro=` says the same) and
+/// HOST_TSO4; on Xen, netfront's TSO), `virtio_net.lro=on|off` (large receive, GUEST_TSO4; `gro=` says the same) and
 /// `virtio_net.offloads=on|off` (both); later words win. Both are on unless turned off.
 /// Checksum offload stays on either way. Any other `virtio_net.` word is an error, so a typo
 /// does not silently measure the wrong configuration.

@@ -2,8 +2,22 @@
 //! netback over xenstore, then one TX and one RX ring of 256 slots each. Every buffer is
 //! granted once at start-up: 256 RX pages stay posted (re-posted as soon as smoltcp has read
 //! their frame), 256 TX half-pages are reused through a free list, so nothing is allocated or
-//! granted per packet. Plain one-slot frames of up to 1514 bytes, copy-mode receive, full
-//! checksums both ways (`feature-no-csum-offload`); no scatter-gather, no GSO.
+//! granted per packet. Copy-mode receive of one-slot frames of up to 1514 bytes.
+//!
+//! Offloads, as Linux's netfront uses them:
+//! - Transmit checksums: smoltcp leaves TCP checksums out; the frame gets the pseudo-header
+//!   sum (`virtio_net_hdr::offload_tcpv4`, the same CHECKSUM_PARTIAL form) and
+//!   `NETTXF_csum_blank | NETTXF_data_validated`, and netback completes it (or a local
+//!   receiver in dom0 never sums the payload at all). UDP checksums stay in software.
+//! - Receive checksums: we do not write `feature-no-csum-offload`, so netback may hand us
+//!   frames marked `NETRXF_csum_blank` or `NETRXF_data_validated`; those are taken as they
+//!   are, and every other IPv4 TCP/UDP frame is verified here (smoltcp checks none).
+//! - TSO, when the backend offers `feature-sg` and `feature-gso-tcpv4` and the command line
+//!   does not say `virtio_net.tso=off`: smoltcp builds TCP frames up to 65535 bytes into one of
+//!   [`LARGE_BUFS`] contiguous 16-page buffers (granted once), sent as a chain of page slots
+//!   with a GSO extra-info slot giving the segment size; netback cuts them up.
+//!
+//! Receive stays one slot per frame (no `feature-sg`/`feature-gso-tcpv4` from us).
 //!
 //! The rings' bookkeeping and checks are `netstack::xen::netif` (host-tested); a response the
 //! checks reject, or the backend leaving the Connected state, stops the NIC with a
@@ -16,15 +30,23 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use netstack::smoltcp::phy::{Checksum, ChecksumCapabilities, PacketMeta};
 use netstack::smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use netstack::smoltcp::time::Instant;
-use netstack::xen::netif::{self, Rx, Shared, Tx};
+use netstack::virtio_net_hdr::{self, flags as hdr_flags, gso};
+use netstack::xen::netif::{self, Rx, Shared, Tx, TxSlot};
 use netstack::xen::xenstore::{Client, Error as XsError};
 
 /// Largest frame: 1500-byte IP MTU plus the Ethernet header.
 const MAX_FRAME: usize = 1514;
 const TX_BUF: usize = 2048;
 const IDS: u16 = 256;
+/// Large transmit buffers with TSO: 12 × 64 KiB (768 KiB, 192 grants), ids from [`IDS`] on,
+/// [`LARGE_PAGES`] per buffer. At most 12 frames of 44 segments are in flight.
+pub const LARGE_BUFS: usize = 12;
+const LARGE_PAGES: usize = netif::MAX_TX_SLOTS;
+/// The largest frame smoltcp may build with TSO (the netif size field is 16 bits).
+const TSO_FRAME: usize = netif::MAX_TX_FRAME;
 /// xenbus states (`io/xenbus.h`).
 const INIT_WAIT: u32 = 2;
 const INITIALISED: u32 = 3;
@@ -77,6 +99,20 @@ pub struct Stats {
     pub tx_dropped: u64,
     pub rx_errors: u64,
     pub notifies: u64,
+    /// Frames the backend vouched for (`data_validated` or `csum_blank`), and frames dropped
+    /// for a wrong TCP/UDP checksum when it did not.
+    pub rx_csum_trusted: u64,
+    pub rx_bad_checksum: u64,
+    pub tx_tso: u64,
+    pub tx_tso_segments: u64,
+}
+
+/// One large transmit buffer: 16 contiguous pages, each granted, and how many of its slots
+/// the backend has not answered yet (free at 0).
+struct LargeBuf {
+    base: *mut u8,
+    grefs: [u32; LARGE_PAGES],
+    pending: usize,
 }
 
 pub struct Netfront {
@@ -100,6 +136,8 @@ pub struct Netfront {
     stats: Stats,
     fault: Option<String>,
     scratch: Vec<u8>,
+    /// TSO: the large buffers and the free ones (None: frames stay at 1514 bytes).
+    large: Option<(Vec<LargeBuf>, Vec<usize>)>,
 }
 
 /// What the idle loop needs to arm the rings: pages, consumer indices, the event channel.
@@ -152,7 +190,7 @@ fn read_num(c: &mut Client<store::StoreRing>, path: &str) -> Result<u32, String>
 
 /// The handshake: finds `device/vif/N`, grants rings and buffers to the backend, writes the
 /// ring refs, event channel and features in one transaction, and waits for Connected.
-pub fn open() -> Result<Netfront, String> {
+pub fn open(tso_wanted: bool) -> Result<Netfront, String> {
     grant::init()?;
     let mut c = store::open()?;
     c.ring().set_deadline(HANDSHAKE_SECS);
@@ -183,11 +221,18 @@ pub fn open() -> Result<Netfront, String> {
         other => return Err(format!("backend {backend} lacks feature-rx-copy ({other:?})")),
     }
 
+    let backend_offers = |c: &mut Client<store::StoreRing>, key: &str| {
+        c.read(0, &format!("{backend}/{key}")).is_ok_and(|v| v.trim() == "1")
+    };
+    let backend_tso = backend_offers(&mut c, "feature-sg") && backend_offers(&mut c, "feature-gso-tcpv4");
+    let tso = tso_wanted && backend_tso;
+
     let mut tx_page = RingPage(page()?);
     let mut rx_page = RingPage(page()?);
     let tx_ref = grant::grant(backend_id, tx_page.0 as u64, false)?;
     let rx_ref = grant::grant(backend_id, rx_page.0 as u64, false)?;
-    let tx = Tx::new(&mut tx_page, 0, IDS);
+    let chained = if tso { (LARGE_BUFS * LARGE_PAGES) as u16 } else { 0 };
+    let tx = Tx::new(&mut tx_page, 0, IDS, chained);
     let mut rx = Rx::new(&mut rx_page, 0, IDS);
     let mut tx_bufs = Vec::with_capacity(usize::from(IDS));
     for _ in 0..usize::from(IDS) * TX_BUF / 4096 {
@@ -198,6 +243,25 @@ pub fn open() -> Result<Netfront, String> {
             tx_bufs.push((unsafe { p.add(half * TX_BUF) }, gref, (half * TX_BUF) as u16));
         }
     }
+    let large = if tso {
+        let layout = Layout::from_size_align(LARGE_PAGES * 4096, 4096).map_err(|_| String::from("buffer layout"))?;
+        let mut bufs = Vec::with_capacity(LARGE_BUFS);
+        for _ in 0..LARGE_BUFS {
+            // SAFETY: non-zero size.
+            let base = unsafe { alloc_zeroed(layout) };
+            if base.is_null() {
+                return Err(String::from("out of memory for netfront's TSO buffers"));
+            }
+            let mut grefs = [0; LARGE_PAGES];
+            for (i, g) in grefs.iter_mut().enumerate() {
+                *g = grant::grant(backend_id, base as u64 + (i * 4096) as u64, true)?;
+            }
+            bufs.push(LargeBuf { base, grefs, pending: 0 });
+        }
+        Some((bufs, (0..LARGE_BUFS).rev().collect()))
+    } else {
+        None
+    };
     let mut rx_bufs = Vec::with_capacity(usize::from(IDS));
     for id in 0..IDS {
         let p = page()?;
@@ -219,7 +283,7 @@ pub fn open() -> Result<Netfront, String> {
             ("event-channel", format!("{port}")),
             ("request-rx-copy", String::from("1")),
             ("feature-rx-notify", String::from("1")),
-            ("feature-no-csum-offload", String::from("1")),
+            ("feature-no-csum-offload", String::from("0")),
             ("feature-sg", String::from("0")),
             ("feature-gso-tcpv4", String::from("0")),
             ("state", format!("{INITIALISED}")),
@@ -250,9 +314,14 @@ pub fn open() -> Result<Netfront, String> {
     IDLE_RX.store(rx_page.0 as u64, Ordering::Relaxed);
     IDLE_TX.store(tx_page.0 as u64, Ordering::Relaxed);
     IDLE_PORT.store(port, Ordering::Relaxed);
+    let tso_text = match (tso, tso_wanted, backend_tso) {
+        (true, ..) => format!("TSO on (frames up to {TSO_FRAME} B, {LARGE_BUFS} buffers)"),
+        (false, false, _) => String::from("TSO off (virtio_net.tso=off)"),
+        (false, true, _) => String::from("TSO off (the backend lacks feature-sg or feature-gso-tcpv4)"),
+    };
     let description = format!(
         "Xen netfront {dev} (backend {backend} in domain {backend_id}, event channel {port}), {IDS} rx + {IDS} tx \
-         slots, rx-copy, no offloads"
+         slots, rx-copy, checksum offload both ways, {tso_text}"
     );
     Ok(Netfront {
         tx_page,
@@ -272,10 +341,21 @@ pub fn open() -> Result<Netfront, String> {
         stats: Stats::default(),
         fault: None,
         scratch: alloc::vec![0; MAX_FRAME],
+        large,
     })
 }
 
 impl Netfront {
+    /// Room for whatever smoltcp builds next: a pooled id and, with TSO, a free large buffer
+    /// and ring slots for its longest chain (a token cannot know the frame's length).
+    fn can_transmit(&self) -> bool {
+        self.tx.available() > 0
+            && self
+                .large
+                .as_ref()
+                .is_none_or(|(_, free)| !free.is_empty() && self.tx.front.free() as usize > netif::MAX_TX_SLOTS + 1)
+    }
+
     pub fn mac(&self) -> [u8; 6] {
         self.mac
     }
@@ -288,9 +368,18 @@ impl Netfront {
         let s = self.stats;
         let (polls, timeouts) = super::idle_stats();
         format!(
-            "{} rx frames, {} tx frames, {} tx dropped, {} rx errors, {} notifications; {polls} idle blocks \
-             ({timeouts} ran to their deadline)",
-            s.rx_frames, s.tx_frames, s.tx_dropped, s.rx_errors, s.notifies
+            "{} rx frames ({} checksums vouched for by the backend, {} bad checksums), {} tx frames ({} TSO making \
+             {} segments), {} tx dropped, {} rx errors, {} notifications; {polls} idle blocks ({timeouts} ran to \
+             their deadline)",
+            s.rx_frames,
+            s.rx_csum_trusted,
+            s.rx_bad_checksum,
+            s.tx_frames,
+            s.tx_tso,
+            s.tx_tso_segments,
+            s.tx_dropped,
+            s.rx_errors,
+            s.notifies
         )
     }
 
@@ -312,9 +401,20 @@ impl Netfront {
 
     fn reap_tx(&mut self) {
         let mut dropped = 0;
+        let mut large = self.large.as_mut();
         let r = self.tx.reap(&self.tx_page, |d| {
             if d.status == netif::RSP_DROPPED {
                 dropped += 1;
+            }
+            // A chained id: one page slot of large buffer k answered.
+            if let (Some(k), Some((bufs, free))) = (usize::from(d.id).checked_sub(usize::from(IDS)), large.as_mut()) {
+                let k = k / LARGE_PAGES;
+                if let Some(b) = bufs.get_mut(k) {
+                    b.pending = b.pending.saturating_sub(1);
+                    if b.pending == 0 {
+                        free.push(k);
+                    }
+                }
             }
         });
         self.stats.tx_dropped += dropped;
@@ -382,7 +482,25 @@ impl Device for Netfront {
                     }
                     return None;
                 }
-                Ok(Some(Ok(f))) => break f,
+                Ok(Some(Ok(f))) => {
+                    if f.flags & (netif::RXF_DATA_VALIDATED | netif::RXF_CSUM_BLANK) != 0 {
+                        self.stats.rx_csum_trusted += 1;
+                        break f;
+                    }
+                    let base = self.rx_bufs[usize::from(f.id)].0;
+                    // SAFETY: the page is off the ring until posted again below or in hand;
+                    // offset + len <= 4096 was checked by `Rx::next`.
+                    let data =
+                        unsafe { core::slice::from_raw_parts(base.add(usize::from(f.offset)), usize::from(f.len)) };
+                    if crate::net::rx_checksum_ok(data) {
+                        break f;
+                    }
+                    self.stats.rx_bad_checksum += 1;
+                    if let Err(e) = self.rx.post(&mut self.rx_page, f.id, self.rx_bufs[usize::from(f.id)].1) {
+                        self.set_fault(e.0);
+                        return None;
+                    }
+                }
                 Ok(Some(Err(id))) => {
                     self.stats.rx_errors += 1;
                     let gref = self.rx_bufs[usize::from(id)].1;
@@ -404,20 +522,20 @@ impl Device for Netfront {
         // SAFETY: the page is off the ring (in hand) until the next `receive`; offset + len
         // <= 4096 was checked by `Rx::next`.
         let data = unsafe { core::slice::from_raw_parts(base.add(usize::from(frame.offset)), usize::from(frame.len)) };
-        Some((NetfrontRx { data }, NetfrontTx { nic: TxSide::from(self) }))
+        Some((NetfrontRx { data }, NetfrontTx { nic: TxSide::from(self), gso_size: None }))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
         if self.fault.is_some() {
             return None;
         }
-        if self.tx.available() == 0 {
+        if !self.can_transmit() {
             self.reap_tx();
-            if self.tx.available() == 0 {
+            if !self.can_transmit() {
                 return None;
             }
         }
-        Some(NetfrontTx { nic: TxSide::from(self) })
+        Some(NetfrontTx { nic: TxSide::from(self), gso_size: None })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -425,6 +543,15 @@ impl Device for Netfront {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = MAX_FRAME;
         caps.max_burst_size = None;
+        // TCP: the backend completes transmit checksums, the driver checks what it did not
+        // vouch for on receive; UDP: transmit in smoltcp, receive checked by the driver.
+        let mut checksum = ChecksumCapabilities::default();
+        checksum.tcp = Checksum::None;
+        checksum.udp = Checksum::Tx;
+        caps.checksum = checksum;
+        if self.large.is_some() {
+            caps.segmentation.tcpv4 = core::num::NonZeroUsize::new(TSO_FRAME);
+        }
         caps
     }
 }
@@ -446,6 +573,7 @@ struct TxSide<'a> {
     bufs: &'a [(*mut u8, u32, u16)],
     stats: &'a mut Stats,
     scratch: &'a mut Vec<u8>,
+    large: Option<&'a mut (Vec<LargeBuf>, Vec<usize>)>,
     port: u32,
 }
 
@@ -457,39 +585,103 @@ impl<'a> TxSide<'a> {
             bufs: &n.tx_bufs,
             stats: &mut n.stats,
             scratch: &mut n.scratch,
+            large: n.large.as_mut(),
             port: n.port,
+        }
+    }
+
+    /// Builds a frame nowhere the backend sees and counts it as dropped.
+    fn drop_frame<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        self.stats.tx_dropped += 1;
+        if self.scratch.len() < len {
+            self.scratch.resize(len, 0);
+        }
+        f(&mut self.scratch[..len])
+    }
+
+    fn publish(self) {
+        self.stats.tx_frames += 1;
+        if self.tx.push(self.page) {
+            self.stats.notifies += 1;
+            hypercall::evtchn_send(self.port);
         }
     }
 }
 
 pub struct NetfrontTx<'a> {
     nic: TxSide<'a>,
+    /// smoltcp's segment size for a frame longer than one MTU (`PacketMeta`).
+    gso_size: Option<u16>,
 }
 
 impl TxToken for NetfrontTx<'_> {
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.gso_size = meta.segmentation_offload_size.map(core::num::NonZeroU16::get);
+    }
+
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let n = self.nic;
-        let id = if (1..=MAX_FRAME).contains(&len) { n.tx.take() } else { None };
+        if len > MAX_FRAME {
+            return consume_large(n, self.gso_size, len, f);
+        }
+        let id = if len >= 1 { n.tx.take() } else { None };
         let Some(id) = id else {
-            // No free slot (a receive's reply token while the ring is full) or a frame too
-            // long: build it somewhere and count it as dropped.
-            n.stats.tx_dropped += 1;
-            if n.scratch.len() < len {
-                n.scratch.resize(len, 0);
-            }
-            return f(&mut n.scratch[..len]);
+            // No free slot (a receive's reply token while the ring is full) or an empty frame.
+            return n.drop_frame(len, f);
         };
         let (buf, gref, offset) = n.bufs[usize::from(id)];
         // SAFETY: id came off the free list, so the backend is done with its buffer;
         // len <= 1514 < TX_BUF.
         let frame = unsafe { core::slice::from_raw_parts_mut(buf, len) };
         let r = f(frame);
-        n.tx.post(n.page, id, gref, offset, len as u16);
-        n.stats.tx_frames += 1;
-        if n.tx.push(n.page) {
-            n.stats.notifies += 1;
-            hypercall::evtchn_send(n.port);
-        }
+        let hdr = virtio_net_hdr::offload_tcpv4(frame, None);
+        let flags = if hdr.flags & hdr_flags::NEEDS_CSUM != 0 { netif::TXF_CSUM_OFFLOAD } else { 0 };
+        n.tx.post(n.page, id, gref, offset, len as u16, flags);
+        n.publish();
         r
     }
+}
+
+/// A TSO frame: built in a free large buffer, given its pseudo-header checksum and segment
+/// size, and posted as a chain of page slots behind a GSO extra-info slot.
+fn consume_large<R, F: FnOnce(&mut [u8]) -> R>(mut n: TxSide<'_>, gso_size: Option<u16>, len: usize, f: F) -> R {
+    let count = len.div_ceil(4096);
+    // Slots for the pages and the extra-info slot.
+    let ring_room = n.tx.front.free() as usize > count;
+    let picked = match n.large.as_mut() {
+        Some((bufs, free)) if len <= TSO_FRAME && ring_room => free.pop().map(|k| (k, bufs[k].base, bufs[k].grefs)),
+        _ => None,
+    };
+    let Some((k, base, grefs)) = picked else { return n.drop_frame(len, f) };
+    // SAFETY: buffer k was on the free list, so the backend has answered every slot of its
+    // last frame; len <= 65535 < its 16 pages.
+    let frame = unsafe { core::slice::from_raw_parts_mut(base, len) };
+    let r = f(frame);
+    // smoltcp sets the size whenever it builds a frame this long; a wrapper that lost it gets
+    // the segment size our MTU allows.
+    let mss = gso_size.or_else(|| crate::net::fallback_gso_size(frame, MAX_FRAME));
+    let hdr = virtio_net_hdr::offload_tcpv4(frame, mss);
+    let mut slots = [TxSlot { id: 0, gref: 0, offset: 0, len: 0 }; LARGE_PAGES];
+    for (i, slot) in slots.iter_mut().enumerate().take(count) {
+        let id = usize::from(IDS) + k * LARGE_PAGES + i;
+        *slot = TxSlot { id: id as u16, gref: grefs[i], offset: 0, len: (len - i * 4096).min(4096) as u16 };
+    }
+    let posted = if hdr.gso_type == gso::TCPV4 {
+        n.tx.post_chain(n.page, &slots[..count], netif::TXF_CSUM_OFFLOAD, Some(hdr.gso_size)).is_ok()
+    } else {
+        // Too long for the wire and not a TCP frame the backend can cut up.
+        false
+    };
+    let Some((bufs, free)) = n.large.as_mut() else { return r };
+    if !posted {
+        free.push(k);
+        n.stats.tx_dropped += 1;
+        return r;
+    }
+    bufs[k].pending = count;
+    n.stats.tx_tso += 1;
+    let payload = len - usize::from(hdr.hdr_len);
+    n.stats.tx_tso_segments += payload.div_ceil(usize::from(hdr.gso_size.max(1))) as u64;
+    n.publish();
+    r
 }

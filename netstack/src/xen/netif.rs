@@ -29,6 +29,23 @@ pub const RSP_NULL: i16 = 1;
 /// `NETRXF_more_data` / `NETRXF_extra_info` (and the same bits in TX flags).
 pub const RXF_MORE_DATA: u16 = 4;
 pub const RXF_EXTRA_INFO: u16 = 8;
+/// `NETRXF_data_validated`: the backend (or the NIC behind it) checked the TCP/UDP checksum.
+pub const RXF_DATA_VALIDATED: u16 = 1;
+/// `NETRXF_csum_blank`: built by a stack on the host with its checksum left to offload.
+pub const RXF_CSUM_BLANK: u16 = 2;
+/// `NETTXF_csum_blank | NETTXF_data_validated`: the checksum field holds the pseudo-header
+/// sum and the backend completes it (Linux's CHECKSUM_PARTIAL).
+pub const TXF_CSUM_OFFLOAD: u16 = 1 | 2;
+pub const TXF_MORE_DATA: u16 = 4;
+pub const TXF_EXTRA_INFO: u16 = 8;
+/// `XEN_NETIF_EXTRA_TYPE_GSO` and `XEN_NETIF_GSO_TYPE_TCPV4`.
+const EXTRA_TYPE_GSO: u16 = 1;
+const GSO_TYPE_TCPV4: u16 = 1;
+/// The most data slots one transmitted frame may take: netback drops a frame with 18 or more
+/// (`XEN_NETBK_LEGACY_SLOTS_MAX`), and 16 pages hold the largest frame the 16-bit size allows.
+pub const MAX_TX_SLOTS: usize = 16;
+/// The largest frame: the first slot's size field (the whole frame) is 16 bits.
+pub const MAX_TX_FRAME: usize = 0xFFFF;
 
 /// One shared ring page. `fence` is a full memory barrier between the two ends.
 pub trait Shared {
@@ -115,11 +132,14 @@ fn slot(idx: u32, size: usize) -> usize {
     HEADER + (idx % RING_SIZE) as usize * size
 }
 
-/// Transmit side: ids 0..256, each owning a pre-granted buffer; a free list of ids.
+/// Transmit side. Ids below `pooled` each own a pre-granted buffer and come from a free list
+/// ([`Tx::take`]); ids from `pooled` to `pooled + chained` are the caller's to manage (the
+/// slots of its large multi-page buffers, posted with [`Tx::post_chain`]).
 pub struct Tx {
     pub front: Front,
     free: Vec<u16>,
     in_flight: Vec<bool>,
+    pooled: u16,
 }
 
 /// A transmit response that was consumed.
@@ -129,14 +149,24 @@ pub struct TxDone {
     pub status: i16,
 }
 
+/// One data slot of a frame: `len` bytes at `offset` in grant `gref`, under request `id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxSlot {
+    pub id: u16,
+    pub gref: u32,
+    pub offset: u16,
+    pub len: u16,
+}
+
 impl Tx {
-    pub fn new<S: Shared>(page: &mut S, start: u32, ids: u16) -> Tx {
+    pub fn new<S: Shared>(page: &mut S, start: u32, pooled: u16, chained: u16) -> Tx {
         let front = Front::init(page, start);
-        let ids = ids.min(RING_SIZE as u16);
-        Tx { front, free: (0..ids).rev().collect(), in_flight: alloc::vec![false; usize::from(ids)] }
+        let pooled = pooled.min(RING_SIZE as u16);
+        let ids = usize::from(pooled) + usize::from(chained);
+        Tx { front, free: (0..pooled).rev().collect(), in_flight: alloc::vec![false; ids], pooled }
     }
 
-    /// A free id (its buffer may be written), or None when all are in flight.
+    /// A free pooled id (its buffer may be written), or None when all are in flight.
     pub fn take(&mut self) -> Option<u16> {
         if self.front.free() == 0 {
             return None;
@@ -149,6 +179,11 @@ impl Tx {
         self.free.push(id);
     }
 
+    /// Whether `id` is one of the pooled ids (else a chained one the caller manages).
+    pub fn is_pooled(&self, id: u16) -> bool {
+        id < self.pooled
+    }
+
     /// Publishes posted frames; true if the backend asked to be told.
     pub fn push<S: Shared>(&mut self, page: &mut S) -> bool {
         self.front.push(page)
@@ -159,14 +194,73 @@ impl Tx {
     }
 
     /// Queues a one-slot frame of `len` bytes at `offset` in grant `gref` (not yet pushed).
-    pub fn post<S: Shared>(&mut self, page: &mut S, id: u16, gref: u32, offset: u16, len: u16) {
+    /// `flags` is 0 (checksum present) or [`TXF_CSUM_OFFLOAD`].
+    pub fn post<S: Shared>(&mut self, page: &mut S, id: u16, gref: u32, offset: u16, len: u16, flags: u16) {
+        self.write_request(page, TxSlot { id, gref, offset, len }, flags & TXF_CSUM_OFFLOAD);
+    }
+
+    /// Queues a frame spread over `slots` (in order; the frame is their concatenation), with
+    /// `flags` ([`TXF_CSUM_OFFLOAD`] or 0) and, with `gso_mss`, a GSO extra-info slot asking the
+    /// backend to cut it into TCPv4 segments of that size. Nothing is written unless it is all
+    /// valid: 1 to [`MAX_TX_SLOTS`] slots of caller-managed ids not in flight, at most
+    /// [`MAX_TX_FRAME`] bytes in all, and room in the ring for every slot.
+    pub fn post_chain<S: Shared>(
+        &mut self,
+        page: &mut S,
+        slots: &[TxSlot],
+        flags: u16,
+        gso_mss: Option<u16>,
+    ) -> Result<(), RingError> {
+        let need = slots.len() + usize::from(gso_mss.is_some());
+        if slots.is_empty() || slots.len() > MAX_TX_SLOTS {
+            return Err(RingError(format!("tx ring: a frame of {} slots (1 to {MAX_TX_SLOTS})", slots.len())));
+        }
+        if need > self.front.free() as usize {
+            return Err(RingError(format!("tx ring: {need} slots wanted, {} free", self.front.free())));
+        }
+        let total: usize = slots.iter().map(|s| usize::from(s.len)).sum();
+        if total > MAX_TX_FRAME || slots.iter().any(|s| s.len == 0 || usize::from(s.offset) + usize::from(s.len) > PAGE)
+        {
+            return Err(RingError(format!("tx ring: a frame of {total} bytes whose slots do not fit their pages")));
+        }
+        for s in slots {
+            match self.in_flight.get(usize::from(s.id)) {
+                Some(false) if !self.is_pooled(s.id) => {}
+                _ => return Err(RingError(format!("tx ring: id {} is not a free chained id", s.id))),
+            }
+        }
+        if gso_mss == Some(0) {
+            return Err(RingError(String::from("tx ring: GSO segment size 0")));
+        }
+        let flags = flags & TXF_CSUM_OFFLOAD;
+        let more = if slots.len() > 1 { TXF_MORE_DATA } else { 0 };
+        let extra = if gso_mss.is_some() { TXF_EXTRA_INFO } else { 0 };
+        // The first request's size is the whole frame's, the others' their own.
+        self.write_request(page, TxSlot { len: total as u16, ..slots[0] }, flags | more | extra);
+        if let Some(mss) = gso_mss {
+            // struct netif_extra_info: type, flags, then gso {size, type, pad, features}.
+            let at = slot(self.front.req_prod_pvt, TX_SLOT);
+            page.store_u16(at, EXTRA_TYPE_GSO);
+            page.store_u16(at + 2, mss);
+            page.store_u16(at + 4, GSO_TYPE_TCPV4);
+            page.store_u16(at + 6, 0);
+            self.front.req_prod_pvt = self.front.req_prod_pvt.wrapping_add(1);
+        }
+        for (i, s) in slots.iter().enumerate().skip(1) {
+            let more = if i + 1 < slots.len() { TXF_MORE_DATA } else { 0 };
+            self.write_request(page, *s, more);
+        }
+        Ok(())
+    }
+
+    fn write_request<S: Shared>(&mut self, page: &mut S, s: TxSlot, flags: u16) {
         let at = slot(self.front.req_prod_pvt, TX_SLOT);
-        page.store_u32(at, gref);
-        page.store_u16(at + 4, offset);
-        page.store_u16(at + 6, 0); // flags: checksum present, one slot
-        page.store_u16(at + 8, id);
-        page.store_u16(at + 10, len);
-        self.in_flight[usize::from(id)] = true;
+        page.store_u32(at, s.gref);
+        page.store_u16(at + 4, s.offset);
+        page.store_u16(at + 6, flags);
+        page.store_u16(at + 8, s.id);
+        page.store_u16(at + 10, s.len);
+        self.in_flight[usize::from(s.id)] = true;
         self.front.req_prod_pvt = self.front.req_prod_pvt.wrapping_add(1);
     }
 
@@ -191,7 +285,9 @@ impl Tx {
                     )));
                 }
             }
-            self.free.push(id);
+            if self.is_pooled(id) {
+                self.free.push(id);
+            }
             if status == RSP_ERROR {
                 return Err(RingError(format!("tx ring: backend rejected frame id {id} (status {status})")));
             }

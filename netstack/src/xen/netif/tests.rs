@@ -83,14 +83,14 @@ impl Back {
 fn tx_full_ring_out_of_order_and_wrap() {
     for start in [0, u32::MAX - 100] {
         let mut p = Page::new();
-        let mut tx = Tx::new(&mut p, start, 256);
+        let mut tx = Tx::new(&mut p, start, 256, 0);
         let mut back = Back::new(start);
         let mut sent = 0u64;
         let mut done = 0u64;
         for round in 0..20 {
             // Fill the ring completely.
             while let Some(id) = tx.take() {
-                tx.post(&mut p, id, 100 + u32::from(id), 0, 60);
+                tx.post(&mut p, id, 100 + u32::from(id), 0, 60, 0);
                 sent += 1;
             }
             assert_eq!(tx.available(), 0);
@@ -116,57 +116,156 @@ fn tx_full_ring_out_of_order_and_wrap() {
 #[test]
 fn tx_bad_responses() {
     let mut p = Page::new();
-    let mut tx = Tx::new(&mut p, 0, 256);
+    let mut tx = Tx::new(&mut p, 0, 256, 0);
     let mut back = Back::new(0);
     let id = tx.take().unwrap();
-    tx.post(&mut p, id, 9, 0, 60);
+    tx.post(&mut p, id, 9, 0, 60, 0);
     tx.push(&mut p);
     back.take_tx(&p);
     back.tx_respond(&mut p, 300, RSP_OKAY);
     assert_eq!(tx.reap(&p, |_| {}).unwrap_err().to_string(), "tx ring: response with id 300 (ids are 0..256)");
 
     let mut p = Page::new();
-    let mut tx = Tx::new(&mut p, 0, 256);
+    let mut tx = Tx::new(&mut p, 0, 256, 0);
     let mut back = Back::new(0);
     let id = tx.take().unwrap();
-    tx.post(&mut p, id, 9, 0, 60);
+    tx.post(&mut p, id, 9, 0, 60, 0);
     tx.push(&mut p);
     back.take_tx(&p);
     back.tx_respond(&mut p, id + 1, RSP_OKAY);
     assert!(tx.reap(&p, |_| {}).unwrap_err().to_string().contains("not in flight"));
 
     let mut p = Page::new();
-    let mut tx = Tx::new(&mut p, 0, 256);
+    let mut tx = Tx::new(&mut p, 0, 256, 0);
     let mut back = Back::new(0);
     back.tx_respond(&mut p, 0, RSP_OKAY);
     assert!(tx.reap(&p, |_| {}).unwrap_err().to_string().contains("1 responses with 0 requests outstanding"));
 
     let mut p = Page::new();
-    let mut tx = Tx::new(&mut p, 0, 256);
+    let mut tx = Tx::new(&mut p, 0, 256, 0);
     let mut back = Back::new(0);
     let id = tx.take().unwrap();
-    tx.post(&mut p, id, 9, 0, 60);
+    tx.post(&mut p, id, 9, 0, 60, 0);
     tx.push(&mut p);
     back.take_tx(&p);
     back.tx_respond(&mut p, id, RSP_ERROR);
     assert!(tx.reap(&p, |_| {}).unwrap_err().to_string().contains("rejected frame"));
 }
 
+/// Raw TX request slots as the backend reads them: (gref, offset, flags, id, size), or for an
+/// extra-info slot its first four u16s.
+fn raw_tx(p: &Page, from: u32, n: u32) -> Vec<[u32; 5]> {
+    (0..n)
+        .map(|i| {
+            let at = slot(from.wrapping_add(i), TX_SLOT);
+            [
+                p.load_u32(at),
+                u32::from(p.load_u16(at + 4)),
+                u32::from(p.load_u16(at + 6)),
+                u32::from(p.load_u16(at + 8)),
+                u32::from(p.load_u16(at + 10)),
+            ]
+        })
+        .collect()
+}
+
+/// A 3-page TSO frame: the first slot carries the whole size and the flags, the GSO extra slot
+/// follows it, the rest carry their own sizes with more_data on all but the last. The backend
+/// answers the extra slot with RSP_NULL; every chained id comes back once, none into the pool.
+#[test]
+fn tx_chain_layout_and_responses() {
+    for start in [0, u32::MAX - 1] {
+        let mut p = Page::new();
+        let mut tx = Tx::new(&mut p, start, 4, 16);
+        let mut back = Back::new(start);
+        let slots = [
+            TxSlot { id: 4, gref: 40, offset: 0, len: 4096 },
+            TxSlot { id: 5, gref: 41, offset: 0, len: 4096 },
+            TxSlot { id: 6, gref: 42, offset: 0, len: 1000 },
+        ];
+        tx.post_chain(&mut p, &slots, TXF_CSUM_OFFLOAD, Some(1448)).unwrap();
+        assert_eq!(tx.front.free(), RING_SIZE - 4);
+        tx.push(&mut p);
+        let raw = raw_tx(&p, start, 4);
+        assert_eq!(raw[0], [40, 0, 1 | 2 | 4 | 8, 4, 9192]);
+        // Extra info: type GSO (1), flags 0; size 1448; type TCPv4 (1); features 0.
+        assert_eq!(p.load_u16(slot(start.wrapping_add(1), TX_SLOT)), 1);
+        assert_eq!(p.load_u16(slot(start.wrapping_add(1), TX_SLOT) + 2), 1448);
+        assert_eq!(p.load_u16(slot(start.wrapping_add(1), TX_SLOT) + 4), 1);
+        assert_eq!(p.load_u16(slot(start.wrapping_add(1), TX_SLOT) + 6), 0);
+        assert_eq!(raw[2], [41, 0, 4, 5, 4096]);
+        assert_eq!(raw[3], [42, 0, 0, 6, 1000]);
+        assert_eq!(back.take_tx(&p).len(), 4);
+        back.tx_respond(&mut p, 4, RSP_OKAY);
+        back.tx_respond(&mut p, 0xFFFF, RSP_NULL);
+        back.tx_respond(&mut p, 5, RSP_OKAY);
+        back.tx_respond(&mut p, 6, RSP_OKAY);
+        let mut done = Vec::new();
+        tx.reap(&p, |d| done.push(d.id)).unwrap();
+        assert_eq!(done, [4, 5, 6]);
+        assert_eq!(tx.front.free(), RING_SIZE);
+        assert_eq!(tx.available(), 4, "chained ids never join the pool");
+        // The same ids may go again once answered; a one-slot chain has no more_data.
+        tx.post_chain(&mut p, &slots[..1], 0, None).unwrap();
+        assert_eq!(raw_tx(&p, start.wrapping_add(4), 1)[0], [40, 0, 0, 4, 4096]);
+    }
+}
+
+#[test]
+fn tx_chain_refusals_write_nothing() {
+    let mut p = Page::new();
+    let mut tx = Tx::new(&mut p, 0, 4, 40);
+    let s = |id: u16, len: u16| TxSlot { id, gref: 1, offset: 0, len };
+    let pooled = tx.take().unwrap();
+    let cases: Vec<(Vec<TxSlot>, Option<u16>, &str)> = vec![
+        (vec![], None, "a frame of 0 slots"),
+        ((4..21).map(|i| s(i, 100)).collect(), None, "a frame of 17 slots"),
+        (vec![s(4, 4096); 1].into_iter().chain((5..20).map(|i| s(i, 4096))).collect(), None, "65536 bytes"),
+        (vec![TxSlot { offset: 4000, ..s(4, 200) }], None, "do not fit their pages"),
+        (vec![s(4, 0)], None, "do not fit their pages"),
+        (vec![s(pooled, 60)], None, "not a free chained id"),
+        (vec![s(44, 60)], None, "not a free chained id"),
+        (vec![s(4, 60)], Some(0), "segment size 0"),
+    ];
+    for (slots, mss, why) in cases {
+        let err = tx.post_chain(&mut p, &slots, 0, mss).unwrap_err().to_string();
+        assert!(err.contains(why), "{err:?} lacks {why:?}");
+        assert_eq!(tx.front.free(), RING_SIZE, "{why}: something was queued");
+    }
+    tx.post_chain(&mut p, &[s(4, 60)], 0, None).unwrap();
+    let err = tx.post_chain(&mut p, &[s(4, 60)], 0, None).unwrap_err().to_string();
+    assert!(err.contains("not a free chained id"), "{err}");
+    // A full ring refuses a chain it cannot hold whole.
+    while let Some(id) = tx.take() {
+        tx.post(&mut p, id, 9, 0, 60, 0);
+    }
+    let mut p2 = Page::new();
+    let mut tx2 = Tx::new(&mut p2, 0, 256, 16);
+    for _ in 0..254 {
+        let id = tx2.take().unwrap();
+        tx2.post(&mut p2, id, 9, 0, 60, 0);
+    }
+    let err = tx2.post_chain(&mut p2, &[s(256, 60), s(257, 60)], 0, Some(1448)).unwrap_err().to_string();
+    assert!(err.contains("3 slots wanted, 2 free"), "{err}");
+    tx2.post_chain(&mut p2, &[s(256, 60), s(257, 60)], 0, None).unwrap();
+    assert_eq!(tx2.front.free(), 0);
+}
+
 #[test]
 fn push_notifies_only_when_asked() {
     let mut p = Page::new();
-    let mut tx = Tx::new(&mut p, 0, 256);
+    let mut tx = Tx::new(&mut p, 0, 256, 0);
     let id = tx.take().unwrap();
-    tx.post(&mut p, id, 9, 0, 60);
+    tx.post(&mut p, id, 9, 0, 60, 0);
     // req_event = 1 after init: the first push crosses it.
     assert!(tx.push(&mut p));
     let id = tx.take().unwrap();
-    tx.post(&mut p, id, 9, 0, 60);
+    tx.post(&mut p, id, 9, 0, 60, 0);
     // The backend has not re-armed: no notification.
     assert!(!tx.push(&mut p));
     p.store_u32(REQ_EVENT, 3);
     let id = tx.take().unwrap();
-    tx.post(&mut p, id, 9, 0, 60);
+    tx.post(&mut p, id, 9, 0, 60, 0);
     assert!(tx.push(&mut p));
     // Arming sees an already produced response.
     assert!(!tx.front.arm(&mut p));
