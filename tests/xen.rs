@@ -309,6 +309,9 @@ fn server_domu_boots_and_connects_netfront() {
         "uniperf: nic: Xen netfront",
         // netback offers feature-sg and feature-gso-tcpv4.
         "checksum offload both ways, TSO on (frames up to 65535 B",
+        "receive GSO on (feature-sg, feature-gso-tcpv4)",
+        // Idle halts, woken by the event-channel upcall (NIC events, VIRQ_TIMER deadlines).
+        "uniperf: idle: Xen event-channel upcall on vector 0x32",
         "uniperf: ready: listening on 198.18.0.2:5201",
     ] {
         assert!(
@@ -415,7 +418,7 @@ fn client_domu_against_server_domu() {
         tail.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse().unwrap_or(0)
     };
     assert!(count("TSO making") > 0 && nic.contains(" TSO making "), "no TSO frames: {nic}");
-    assert!(count("rx frames (") > 0, "no checksums vouched for: {nic}");
+    assert!(count("of several slots, ") > 0, "no checksums vouched for: {nic}");
     assert!(nic.contains(" 0 bad checksums"), "bad checksums: {nic}");
 }
 

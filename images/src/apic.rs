@@ -16,6 +16,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub const NIC_VECTOR: u8 = 0x30;
 /// The local APIC timer's vector.
 pub const TIMER_VECTOR: u8 = 0x31;
+/// Xen's event-channel upcall (`HVM_PARAM_CALLBACK_IRQ`, injected directly: no EOI).
+pub const XEN_VECTOR: u8 = 0x32;
 /// The spurious-interrupt vector (low four bits all ones, as older APICs require).
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
@@ -197,6 +199,7 @@ pub fn handle(vector: u8) {
             TIMER_IRQS.fetch_add(1, Ordering::Relaxed);
             eoi();
         }
+        XEN_VECTOR => crate::xen::upcall(),
         // Spurious interrupts take no EOI.
         _ => {}
     }

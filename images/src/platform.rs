@@ -25,8 +25,9 @@ const STALL_SLEEP_US: u64 = 1000;
 /// Waits shorter than this spin: arming and disarming costs about as much.
 const MIN_SLEEP_US: u64 = 20;
 
-/// The longest one idle call blocks on Xen (events from the NIC end it sooner).
-const XEN_IDLE_MAX_US: u64 = 10_000;
+/// The longest one idle call blocks on Xen (events from the NIC end it sooner): the same
+/// safety net as [`MAX_SLEEP_US`].
+const XEN_IDLE_MAX_US: u64 = MAX_SLEEP_US;
 
 /// Clock, idle wait and console for the role loops.
 #[derive(Default)]
@@ -46,7 +47,7 @@ pub fn setup_interrupts(nic: &crate::net::Nic) -> (Option<SharedQueues>, String)
     let nic = match nic {
         crate::net::Nic::Virtio(n) => n,
         crate::net::Nic::Xen(_) => {
-            return (None, String::from("Xen event channel (blocks in SCHEDOP_poll when idle)"));
+            return (None, crate::xen::idle_mode());
         }
     };
     if let InterruptRoute::Unknown(why) = nic.interrupt() {

@@ -87,7 +87,7 @@ exception_common:
 
     // Device interrupts: save the registers a C call may clobber, call `irq_entry(vector)`
     // on a 16-byte aligned stack, restore, return.
-    .irp n, 48,49,255
+    .irp n, 48,49,50,255
 irq_stub_\n:
     push $\n
     jmp irq_common
@@ -133,6 +133,7 @@ exception_stub_table:
 irq_stub_table:
     .quad irq_stub_48
     .quad irq_stub_49
+    .quad irq_stub_50
     .quad irq_stub_255
     .text
     "#,
@@ -143,11 +144,11 @@ irq_stub_table:
 
 unsafe extern "C" {
     static exception_stub_table: [u64; 32];
-    static irq_stub_table: [u64; 3];
+    static irq_stub_table: [u64; 4];
 }
 
 /// The device vectors `irq_stub_table` serves, in its order.
-const IRQ_VECTORS: [u8; 3] = [apic::NIC_VECTOR, apic::TIMER_VECTOR, apic::SPURIOUS_VECTOR];
+const IRQ_VECTORS: [u8; 4] = [apic::NIC_VECTOR, apic::TIMER_VECTOR, apic::XEN_VECTOR, apic::SPURIOUS_VECTOR];
 
 extern "C" fn irq_entry(vector: u64) {
     apic::handle(vector as u8);

@@ -169,7 +169,9 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
         if !crate::xen::active() {
             return Err(String::from("running on Xen, but the Xen set-up failed: no netfront"));
         }
-        return crate::xen::netfront::open(offloads.tso).map(Nic::Xen).map_err(|e| format!("Xen netfront: {e}"));
+        return crate::xen::netfront::open(offloads.tso, offloads.lro)
+            .map(Nic::Xen)
+            .map_err(|e| format!("Xen netfront: {e}"));
     }
     if let Some(found) = pci::find()? {
         let location = format!("virtio-pci (modern) at {}", found.location);

@@ -12,6 +12,7 @@ pub const GRANT_TABLE_OP: u64 = 20;
 pub const SCHED_OP: u64 = 29;
 pub const EVENT_CHANNEL_OP: u64 = 32;
 pub const HVM_OP: u64 = 34;
+pub const VCPU_OP: u64 = 24;
 
 pub const DOMID_SELF: u16 = 0x7FF0;
 
@@ -130,7 +131,12 @@ pub fn memory_map() -> Result<heapless::Vec<(u64, u64, u32), 64>, i64> {
 }
 
 // --- hvm_op ---
+pub const HVMOP_SET_PARAM: u64 = 0;
 pub const HVMOP_GET_PARAM: u64 = 1;
+/// `HVM_PARAM_CALLBACK_IRQ`: how Xen signals pending events; `CALLBACK_VIA_VECTOR << 56 | v`
+/// asks for vector v, injected whenever vCPU 0's `evtchn_upcall_pending` is set (no EOI).
+pub const HVM_PARAM_CALLBACK_IRQ: u32 = 0;
+pub const CALLBACK_VIA_VECTOR: u64 = 2;
 pub const HVM_PARAM_STORE_PFN: u32 = 1;
 pub const HVM_PARAM_STORE_EVTCHN: u32 = 2;
 pub const HVM_PARAM_CONSOLE_PFN: u32 = 17;
@@ -143,6 +149,11 @@ pub struct HvmParam {
     pub value: u64,
 }
 
+pub fn hvm_set_param(index: u32, value: u64) -> i64 {
+    let mut p = HvmParam { domid: DOMID_SELF, index, value };
+    op(HVM_OP, HVMOP_SET_PARAM, &mut p)
+}
+
 pub fn hvm_get_param(index: u32) -> Result<u64, i64> {
     let mut p = HvmParam { domid: DOMID_SELF, index, value: 0 };
     match op(HVM_OP, HVMOP_GET_PARAM, &mut p) {
@@ -152,7 +163,25 @@ pub fn hvm_get_param(index: u32) -> Result<u64, i64> {
 }
 
 // --- event_channel_op ---
+pub const EVTCHNOP_BIND_VIRQ: u64 = 1;
 pub const EVTCHNOP_SEND: u64 = 4;
+pub const VIRQ_TIMER: u32 = 0;
+
+#[repr(C)]
+pub struct BindVirq {
+    pub virq: u32,
+    pub vcpu: u32,
+    pub port: u32,
+}
+
+/// Binds `virq` on vCPU 0 to a new event channel; returns its port.
+pub fn evtchn_bind_virq(virq: u32) -> Result<u32, i64> {
+    let mut b = BindVirq { virq, vcpu: 0, port: 0 };
+    match op(EVENT_CHANNEL_OP, EVTCHNOP_BIND_VIRQ, &mut b) {
+        0 => Ok(b.port),
+        e => Err(e),
+    }
+}
 pub const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
 
 #[repr(C)]
@@ -198,6 +227,23 @@ pub fn shutdown(reason: u32) -> i64 {
 pub fn poll(ports: &[u32], timeout_ns: u64) -> i64 {
     let mut p = SchedPoll { ports: ports.as_ptr() as u64, nr_ports: ports.len() as u32, timeout: timeout_ns };
     op(SCHED_OP, SCHEDOP_POLL, &mut p)
+}
+
+// --- vcpu_op ---
+pub const VCPUOP_SET_SINGLESHOT_TIMER: u64 = 8;
+
+#[repr(C)]
+pub struct SingleshotTimer {
+    pub timeout_abs_ns: u64,
+    pub flags: u32,
+}
+
+/// Fires VIRQ_TIMER on vCPU 0 once, when Xen's system time reaches `at_ns` (at once if it is
+/// past: no `VCPU_SSHOTTMR_future` flag).
+pub fn set_singleshot_timer(at_ns: u64) -> i64 {
+    let mut t = SingleshotTimer { timeout_abs_ns: at_ns, flags: 0 };
+    // SAFETY: VCPUOP_set_singleshot_timer takes (cmd, vcpu id, pointer to the structure).
+    unsafe { call(VCPU_OP, VCPUOP_SET_SINGLESHOT_TIMER, 0, &mut t as *mut SingleshotTimer as u64) }
 }
 
 // --- grant_table_op ---

@@ -23,10 +23,15 @@ static VERSION: AtomicU32 = AtomicU32::new(0);
 /// The shared-info page: Xen's frame is mapped over this one.
 static mut SHARED_INFO: Page = Page([0; 4096]);
 
-/// Offsets in `struct shared_info` (x86_64): vcpu_info[32] of 64 bytes each, then the
-/// event-channel bitmaps, then the wall clock.
+/// Offsets in `struct shared_info` (x86_64): vcpu_info[32] of 64 bytes each (vCPU 0's:
+/// `evtchn_upcall_pending` u8, `evtchn_upcall_mask` u8, `evtchn_pending_sel` at 8, the time
+/// at 32), then the event-channel bitmaps, then the wall clock.
+const VCPU0_UPCALL_PENDING: usize = 0;
+const VCPU0_UPCALL_MASK: usize = 1;
+const VCPU0_PENDING_SEL: usize = 8;
 const VCPU0_TIME: usize = 32;
 const EVTCHN_PENDING: usize = 2048;
+const EVTCHN_MASK: usize = 2560;
 const WC_VERSION: usize = 3072;
 const WC_SEC: usize = 3076;
 const WC_NSEC: usize = 3080;
@@ -65,7 +70,70 @@ pub fn init(hv: &Hypervisor) -> Result<bool, &'static str> {
     }
     ACTIVE.store(true, Ordering::Release);
     console::init();
+    setup_upcall();
     Ok(true)
+}
+
+/// The event channel VIRQ_TIMER is bound to when events arrive as [`crate::apic::XEN_VECTOR`]
+/// (0: no upcall, the idle wait blocks in SCHEDOP_poll instead).
+static TIMER_PORT: AtomicU32 = AtomicU32::new(0);
+/// Why the upcall could not be set up (for the idle-mode line), if it could not.
+static UPCALL_ERROR: AtomicU64 = AtomicU64::new(0);
+/// Upcalls taken (the vector's interrupts).
+static UPCALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Binds VIRQ_TIMER to a port and asks Xen to signal events with [`crate::apic::XEN_VECTOR`]
+/// (`HVM_PARAM_CALLBACK_IRQ`, vector type). Interrupts stay off except inside the idle wait's
+/// `sti; hlt`, so the vector only ever ends a halt.
+fn setup_upcall() {
+    let port = match hypercall::evtchn_bind_virq(hypercall::VIRQ_TIMER) {
+        Ok(p) if p != 0 => p,
+        Ok(_) => return UPCALL_ERROR.store(1, Ordering::Relaxed),
+        Err(e) => return UPCALL_ERROR.store(e.unsigned_abs() << 8 | 2, Ordering::Relaxed),
+    };
+    let via = hypercall::CALLBACK_VIA_VECTOR << 56 | u64::from(crate::apic::XEN_VECTOR);
+    let rc = hypercall::hvm_set_param(hypercall::HVM_PARAM_CALLBACK_IRQ, via);
+    if rc != 0 {
+        return UPCALL_ERROR.store(rc.unsigned_abs() << 8 | 3, Ordering::Relaxed);
+    }
+    unmask(port);
+    // SAFETY: vCPU 0's upcall mask byte in shared info; 0 lets Xen raise the upcall.
+    unsafe { write_volatile(si_ptr(VCPU0_UPCALL_MASK), 0u8) };
+    TIMER_PORT.store(port, Ordering::Release);
+}
+
+/// How the idle wait waits on Xen, for the console's idle-mode line.
+pub fn idle_mode() -> alloc::string::String {
+    let port = TIMER_PORT.load(Ordering::Acquire);
+    if port != 0 {
+        return alloc::format!(
+            "Xen event-channel upcall on vector {:#x} (VIRQ_TIMER on port {port} for deadlines; hlt when idle)",
+            crate::apic::XEN_VECTOR
+        );
+    }
+    let e = UPCALL_ERROR.load(Ordering::Relaxed);
+    let why = match e & 0xFF {
+        1 => alloc::string::String::from("EVTCHNOP_bind_virq(VIRQ_TIMER) gave port 0"),
+        2 => alloc::format!("EVTCHNOP_bind_virq(VIRQ_TIMER): error -{}", e >> 8),
+        3 => alloc::format!("HVMOP_set_param(CALLBACK_IRQ): error -{}", e >> 8),
+        _ => alloc::string::String::from("not set up"),
+    };
+    alloc::format!("Xen event channel, blocking in SCHEDOP_poll when idle (no upcall vector: {why})")
+}
+
+/// The upcall vector's handler (interrupts off): clears vCPU 0's `evtchn_upcall_pending`,
+/// which Xen injects the vector for as long as it is set. The idle loop looks at the rings.
+pub fn upcall() {
+    UPCALLS.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: vCPU 0's upcall-pending byte in shared info.
+    unsafe { write_volatile(si_ptr(VCPU0_UPCALL_PENDING), 0u8) };
+}
+
+/// Clears `port`'s mask bit, so its events raise the upcall.
+fn unmask(port: u32) {
+    let word = si_ptr(EVTCHN_MASK + (port as usize / 64) * 8) as *const core::sync::atomic::AtomicU64;
+    // SAFETY: an aligned word of the mask bitmap.
+    unsafe { (*word).fetch_and(!(1u64 << (port % 64)), Ordering::SeqCst) };
 }
 
 fn si_ptr(off: usize) -> *mut u8 {
@@ -155,15 +223,36 @@ pub fn shutdown(code: u8) -> ! {
 }
 
 /// Idles until an event on one of the ports the drivers registered, or for `max_us`: the
-/// vCPU blocks in Xen (SCHEDOP_poll), so dom0 and the backend get the CPU meanwhile.
+/// vCPU halts (woken by the upcall vector: a NIC event or the VIRQ_TIMER deadline) or, without
+/// the upcall, blocks in SCHEDOP_poll; either way dom0 and the backend get the CPU meanwhile.
 pub fn idle(max_us: u64) {
+    let timer = TIMER_PORT.load(Ordering::Relaxed);
+    if timer != 0 {
+        // Xen raises the upcall only when a port's pending bit, its selector bit and the
+        // upcall-pending byte each go from 0 to 1: clear all three before looking at the
+        // rings, so that whatever arrives after the look ends the halt.
+        // SAFETY: vCPU 0's upcall-pending byte and pending selector in shared info.
+        unsafe {
+            write_volatile(si_ptr(VCPU0_UPCALL_PENDING), 0u8);
+            (*(si_ptr(VCPU0_PENDING_SEL) as *const AtomicU64)).swap(0, Ordering::SeqCst);
+        }
+        clear_pending(timer);
+    }
     let mut ports = [0u32; 2];
     let n = netfront::arm_idle(&mut ports);
     if n == usize::MAX {
         return; // the rings have work already
     }
     let deadline = system_time_ns() + max_us * 1000;
-    hypercall::poll(&ports[..n], deadline);
+    if timer != 0 {
+        for &p in &ports[..n] {
+            unmask(p);
+        }
+        hypercall::set_singleshot_timer(deadline);
+        crate::apic::wait_for_interrupt();
+    } else {
+        hypercall::poll(&ports[..n], deadline);
+    }
     IDLE_POLLS.fetch_add(1, Ordering::Relaxed);
     if system_time_ns() >= deadline {
         IDLE_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
@@ -174,8 +263,9 @@ pub fn idle(max_us: u64) {
 static IDLE_POLLS: AtomicU64 = AtomicU64::new(0);
 static IDLE_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
 
-pub fn idle_stats() -> (u64, u64) {
-    (IDLE_POLLS.load(Ordering::Relaxed), IDLE_TIMEOUTS.load(Ordering::Relaxed))
+/// Idle blocks, how many ran to their deadline, and upcalls taken.
+pub fn idle_stats() -> (u64, u64, u64) {
+    (IDLE_POLLS.load(Ordering::Relaxed), IDLE_TIMEOUTS.load(Ordering::Relaxed), UPCALLS.load(Ordering::Relaxed))
 }
 
 /// A shared page at a guest physical address (identity-mapped below 4 GiB).

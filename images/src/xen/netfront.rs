@@ -2,7 +2,7 @@
 //! netback over xenstore, then one TX and one RX ring of 256 slots each. Every buffer is
 //! granted once at start-up: 256 RX pages stay posted (re-posted as soon as smoltcp has read
 //! their frame), 256 TX half-pages are reused through a free list, so nothing is allocated or
-//! granted per packet. Copy-mode receive of one-slot frames of up to 1514 bytes.
+//! granted per packet. Copy-mode receive (`request-rx-copy`).
 //!
 //! Offloads, as Linux's netfront uses them:
 //! - Transmit checksums: smoltcp leaves TCP checksums out; the frame gets the pseudo-header
@@ -17,7 +17,10 @@
 //!   [`LARGE_BUFS`] contiguous 16-page buffers (granted once), sent as a chain of page slots
 //!   with a GSO extra-info slot giving the segment size; netback cuts them up.
 //!
-//! Receive stays one slot per frame (no `feature-sg`/`feature-gso-tcpv4` from us).
+//! - Receive GSO: we write `feature-sg` and `feature-gso-tcpv4` (unless the command line says
+//!   `virtio_net.lro=off`), so netback may hand us TCP packets of up to 64 KiB over several
+//!   slots with a GSO extra-info slot. They are copied into one assembly buffer for smoltcp;
+//!   one-slot frames are read in place.
 //!
 //! The rings' bookkeeping and checks are `netstack::xen::netif` (host-tested); a response the
 //! checks reject, or the backend leaving the Connected state, stops the NIC with a
@@ -105,6 +108,8 @@ pub struct Stats {
     pub rx_bad_checksum: u64,
     pub tx_tso: u64,
     pub tx_tso_segments: u64,
+    /// Received packets that spanned several slots (GSO from netback).
+    pub rx_large: u64,
 }
 
 /// One large transmit buffer: 16 contiguous pages, each granted, and how many of its slots
@@ -138,6 +143,9 @@ pub struct Netfront {
     scratch: Vec<u8>,
     /// TSO: the large buffers and the free ones (None: frames stay at 1514 bytes).
     large: Option<(Vec<LargeBuf>, Vec<usize>)>,
+    /// Where a packet spanning several receive slots is put together for smoltcp
+    /// ([`netif::MAX_RX_SLOTS`] pages; null without receive GSO).
+    assembly: *mut u8,
 }
 
 /// What the idle loop needs to arm the rings: pages, consumer indices, the event channel.
@@ -190,7 +198,7 @@ fn read_num(c: &mut Client<store::StoreRing>, path: &str) -> Result<u32, String>
 
 /// The handshake: finds `device/vif/N`, grants rings and buffers to the backend, writes the
 /// ring refs, event channel and features in one transaction, and waits for Connected.
-pub fn open(tso_wanted: bool) -> Result<Netfront, String> {
+pub fn open(tso_wanted: bool, gso_rx: bool) -> Result<Netfront, String> {
     grant::init()?;
     let mut c = store::open()?;
     c.ring().set_deadline(HANDSHAKE_SECS);
@@ -233,7 +241,18 @@ pub fn open(tso_wanted: bool) -> Result<Netfront, String> {
     let rx_ref = grant::grant(backend_id, rx_page.0 as u64, false)?;
     let chained = if tso { (LARGE_BUFS * LARGE_PAGES) as u16 } else { 0 };
     let tx = Tx::new(&mut tx_page, 0, IDS, chained);
-    let mut rx = Rx::new(&mut rx_page, 0, IDS);
+    let mut rx = Rx::new(&mut rx_page, 0, IDS, gso_rx);
+    let assembly = if gso_rx {
+        let layout = Layout::from_size_align(netif::MAX_RX_SLOTS * 4096, 4096).map_err(|_| String::from("layout"))?;
+        // SAFETY: non-zero size.
+        let p = unsafe { alloc_zeroed(layout) };
+        if p.is_null() {
+            return Err(String::from("out of memory for netfront's receive assembly buffer"));
+        }
+        p
+    } else {
+        core::ptr::null_mut()
+    };
     let mut tx_bufs = Vec::with_capacity(usize::from(IDS));
     for _ in 0..usize::from(IDS) * TX_BUF / 4096 {
         let p = page()?;
@@ -284,8 +303,8 @@ pub fn open(tso_wanted: bool) -> Result<Netfront, String> {
             ("request-rx-copy", String::from("1")),
             ("feature-rx-notify", String::from("1")),
             ("feature-no-csum-offload", String::from("0")),
-            ("feature-sg", String::from("0")),
-            ("feature-gso-tcpv4", String::from("0")),
+            ("feature-sg", String::from(if gso_rx { "1" } else { "0" })),
+            ("feature-gso-tcpv4", String::from(if gso_rx { "1" } else { "0" })),
             ("state", format!("{INITIALISED}")),
         ];
         for (key, value) in &writes {
@@ -321,7 +340,8 @@ pub fn open(tso_wanted: bool) -> Result<Netfront, String> {
     };
     let description = format!(
         "Xen netfront {dev} (backend {backend} in domain {backend_id}, event channel {port}), {IDS} rx + {IDS} tx \
-         slots, rx-copy, checksum offload both ways, {tso_text}"
+         slots, rx-copy, checksum offload both ways, {tso_text}, {}",
+        if gso_rx { "receive GSO on (feature-sg, feature-gso-tcpv4)" } else { "receive GSO off (virtio_net.lro=off)" }
     );
     Ok(Netfront {
         tx_page,
@@ -342,10 +362,71 @@ pub fn open(tso_wanted: bool) -> Result<Netfront, String> {
         fault: None,
         scratch: alloc::vec![0; MAX_FRAME],
         large,
+        assembly,
     })
 }
 
 impl Netfront {
+    /// A packet off the ring: its frame for smoltcp, or None when it is dropped (an error
+    /// status, a wrong checksum). One data slot is read in place (its page stays in hand until
+    /// the next `receive`); several are copied into the assembly buffer. Every other page goes
+    /// back on the ring at once.
+    fn take_packet(&mut self, pkt: &netif::RxPacket) -> Result<Option<&'static [u8]>, netif::RingError> {
+        let data: Option<&'static [u8]> = match pkt.data() {
+            _ if !pkt.ok => {
+                self.stats.rx_errors += 1;
+                None
+            }
+            [one] => {
+                let base = self.rx_bufs[usize::from(one.id)].0;
+                self.in_hand = Some(one.id);
+                // SAFETY: the page is off the ring (in hand) until the next `receive`, and
+                // smoltcp's token cannot outlive that; offset + len <= 4096 was checked by
+                // `Rx::next_packet`.
+                Some(unsafe { core::slice::from_raw_parts(base.add(usize::from(one.offset)), usize::from(one.len)) })
+            }
+            slots => {
+                let mut at = 0;
+                for f in slots {
+                    let src = self.rx_bufs[usize::from(f.id)].0;
+                    // SAFETY: each page is off the ring until posted again below, offset + len
+                    // <= 4096 (checked), and the assembly buffer holds MAX_RX_SLOTS pages.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            src.add(usize::from(f.offset)),
+                            self.assembly.add(at),
+                            usize::from(f.len),
+                        );
+                    }
+                    at += usize::from(f.len);
+                }
+                self.stats.rx_large += 1;
+                // SAFETY: written just above; read by smoltcp before the next `receive`.
+                Some(unsafe { core::slice::from_raw_parts(self.assembly, at) })
+            }
+        };
+        let data = data.filter(|d| {
+            if pkt.flags & (netif::RXF_DATA_VALIDATED | netif::RXF_CSUM_BLANK) != 0 {
+                self.stats.rx_csum_trusted += 1;
+                true
+            } else if crate::net::rx_checksum_ok(d) {
+                true
+            } else {
+                self.stats.rx_bad_checksum += 1;
+                false
+            }
+        });
+        if data.is_none() {
+            self.in_hand = None;
+        }
+        for &id in pkt.ids() {
+            if self.in_hand != Some(id) {
+                self.rx.post(&mut self.rx_page, id, self.rx_bufs[usize::from(id)].1)?;
+            }
+        }
+        Ok(data)
+    }
+
     /// Room for whatever smoltcp builds next: a pooled id and, with TSO, a free large buffer
     /// and ring slots for its longest chain (a token cannot know the frame's length).
     fn can_transmit(&self) -> bool {
@@ -366,12 +447,13 @@ impl Netfront {
 
     pub fn stats(&self) -> String {
         let s = self.stats;
-        let (polls, timeouts) = super::idle_stats();
+        let (polls, timeouts, upcalls) = super::idle_stats();
         format!(
-            "{} rx frames ({} checksums vouched for by the backend, {} bad checksums), {} tx frames ({} TSO making \
-             {} segments), {} tx dropped, {} rx errors, {} notifications; {polls} idle blocks ({timeouts} ran to \
-             their deadline)",
+            "{} rx frames ({} of several slots, {} checksums vouched for by the backend, {} bad checksums), {} tx \
+             frames ({} TSO making {} segments), {} tx dropped, {} rx errors, {} notifications; {polls} idle blocks ({timeouts} ran to \
+             their deadline), {upcalls} upcalls",
             s.rx_frames,
+            s.rx_large,
             s.rx_csum_trusted,
             s.rx_bad_checksum,
             s.tx_frames,
@@ -472,43 +554,25 @@ impl Device for Netfront {
             return None;
         }
         self.reap_tx();
-        let frame = loop {
-            match self.rx.next(&self.rx_page) {
+        let data = loop {
+            let pkt = match self.rx.next_packet(&self.rx_page) {
+                Ok(Some(p)) => p,
                 Ok(None) => {
                     IDLE_RX_CONS.store(self.rx.front.rsp_cons, Ordering::Relaxed);
-                    // Pages returned with an error status were posted again: publish them.
+                    // Pages given back without a frame were posted again: publish them.
                     if self.rx.push(&mut self.rx_page) {
                         self.notify();
                     }
                     return None;
                 }
-                Ok(Some(Ok(f))) => {
-                    if f.flags & (netif::RXF_DATA_VALIDATED | netif::RXF_CSUM_BLANK) != 0 {
-                        self.stats.rx_csum_trusted += 1;
-                        break f;
-                    }
-                    let base = self.rx_bufs[usize::from(f.id)].0;
-                    // SAFETY: the page is off the ring until posted again below or in hand;
-                    // offset + len <= 4096 was checked by `Rx::next`.
-                    let data =
-                        unsafe { core::slice::from_raw_parts(base.add(usize::from(f.offset)), usize::from(f.len)) };
-                    if crate::net::rx_checksum_ok(data) {
-                        break f;
-                    }
-                    self.stats.rx_bad_checksum += 1;
-                    if let Err(e) = self.rx.post(&mut self.rx_page, f.id, self.rx_bufs[usize::from(f.id)].1) {
-                        self.set_fault(e.0);
-                        return None;
-                    }
+                Err(e) => {
+                    self.set_fault(e.0);
+                    return None;
                 }
-                Ok(Some(Err(id))) => {
-                    self.stats.rx_errors += 1;
-                    let gref = self.rx_bufs[usize::from(id)].1;
-                    if let Err(e) = self.rx.post(&mut self.rx_page, id, gref) {
-                        self.set_fault(e.0);
-                        return None;
-                    }
-                }
+            };
+            match self.take_packet(&pkt) {
+                Ok(Some(data)) => break data,
+                Ok(None) => {}
                 Err(e) => {
                     self.set_fault(e.0);
                     return None;
@@ -516,12 +580,7 @@ impl Device for Netfront {
             }
         };
         IDLE_RX_CONS.store(self.rx.front.rsp_cons, Ordering::Relaxed);
-        self.in_hand = Some(frame.id);
         self.stats.rx_frames += 1;
-        let base = self.rx_bufs[usize::from(frame.id)].0;
-        // SAFETY: the page is off the ring (in hand) until the next `receive`; offset + len
-        // <= 4096 was checked by `Rx::next`.
-        let data = unsafe { core::slice::from_raw_parts(base.add(usize::from(frame.offset)), usize::from(frame.len)) };
         Some((NetfrontRx { data }, NetfrontTx { nic: TxSide::from(self), gso_size: None }))
     }
 

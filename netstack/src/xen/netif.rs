@@ -298,14 +298,20 @@ impl Tx {
 }
 
 /// Receive side: every id owns one granted page, posted whenever the frontend is not
-/// holding its frame.
+/// holding its frame. With scatter-gather a packet spans several responses (`more_data`),
+/// and a GSO packet has an extra-info response after its first; [`Rx::next_packet`] takes
+/// them together.
 pub struct Rx {
     pub front: Front,
     posted: Vec<bool>,
+    /// The id posted at each ring index: an extra-info response carries none, but it used up
+    /// the request at its index.
+    at_index: Vec<u16>,
+    sg: bool,
 }
 
-/// A received frame: `len` bytes at `offset` in id's page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One data slot of a received packet: `len` bytes at `offset` in id's page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxFrame {
     pub id: u16,
     pub offset: u16,
@@ -313,10 +319,53 @@ pub struct RxFrame {
     pub flags: u16,
 }
 
+/// The most responses one packet may take: 17 pages for a 65535-byte IP packet with its
+/// Ethernet header, and extra-info slots.
+pub const MAX_RX_SLOTS: usize = 20;
+
+/// A received packet, taken off the ring whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxPacket {
+    /// Every id it used, in ring order; each must be posted again (data ids once their bytes
+    /// have been read).
+    pub ids: [u16; MAX_RX_SLOTS],
+    pub n_ids: usize,
+    /// The data slots in order; their concatenation is the frame.
+    pub data: [RxFrame; MAX_RX_SLOTS],
+    pub n_data: usize,
+    /// The first slot's flags (`NETRXF_data_validated`, `NETRXF_csum_blank`, …).
+    pub flags: u16,
+    /// The GSO segment size the backend gave (0: none).
+    pub gso_size: u16,
+    /// Bytes in all data slots.
+    pub len: usize,
+    /// False when a slot carried an error status: drop the packet, post the ids again.
+    pub ok: bool,
+}
+
+impl RxPacket {
+    pub fn ids(&self) -> &[u16] {
+        &self.ids[..self.n_ids]
+    }
+
+    pub fn data(&self) -> &[RxFrame] {
+        &self.data[..self.n_data]
+    }
+}
+
+/// `XEN_NETIF_EXTRA_FLAG_MORE`: another extra-info slot follows.
+const EXTRA_FLAG_MORE: u16 = 1;
+
 impl Rx {
-    pub fn new<S: Shared>(page: &mut S, start: u32, ids: u16) -> Rx {
+    /// `sg`: we offered `feature-sg` (and GSO), so packets may span several responses.
+    pub fn new<S: Shared>(page: &mut S, start: u32, ids: u16, sg: bool) -> Rx {
         let front = Front::init(page, start);
-        Rx { front, posted: alloc::vec![false; usize::from(ids.min(RING_SIZE as u16))] }
+        Rx {
+            front,
+            posted: alloc::vec![false; usize::from(ids.min(RING_SIZE as u16))],
+            at_index: alloc::vec![u16::MAX; RING_SIZE as usize],
+            sg,
+        }
     }
 
     /// Queues id's page for the backend to fill (not yet pushed).
@@ -334,41 +383,98 @@ impl Rx {
         page.store_u16(at + 2, 0);
         page.store_u32(at + 4, gref);
         self.posted[usize::from(id)] = true;
+        self.at_index[(self.front.req_prod_pvt % RING_SIZE) as usize] = id;
         self.front.req_prod_pvt = self.front.req_prod_pvt.wrapping_add(1);
         Ok(())
     }
 
-    /// The next response, checked. `Ok(Err(id))`: the backend returned id's page without a
-    /// frame (an error status); the page must be posted again.
-    pub fn next<S: Shared>(&mut self, page: &S) -> Result<Option<Result<RxFrame, u16>>, RingError> {
-        if self.front.ready(page, "rx")? == 0 {
-            return Ok(None);
+    /// The next whole packet, checked; None until all of its responses are there. Every
+    /// response must name a posted id (an extra-info slot: the id posted at its index), a data
+    /// slot must fit its page, and a packet may not span more than [`MAX_RX_SLOTS`]
+    /// responses, or more than one without `sg`. A slot with an error status makes the packet
+    /// `ok: false` (its pages come back, nothing to read).
+    pub fn next_packet<S: Shared>(&mut self, page: &S) -> Result<Option<RxPacket>, RingError> {
+        let ready = self.front.ready(page, "rx")?;
+        let mut p = RxPacket {
+            ids: [0; MAX_RX_SLOTS],
+            n_ids: 0,
+            data: [RxFrame::default(); MAX_RX_SLOTS],
+            n_data: 0,
+            flags: 0,
+            gso_size: 0,
+            len: 0,
+            ok: true,
+        };
+        // Walk the responses without consuming them until the packet is complete.
+        let mut extra_next = false;
+        let mut more = true;
+        let mut i = 0u32;
+        while more || extra_next {
+            if i == ready {
+                return Ok(None); // the rest of the packet is not there yet
+            }
+            if p.n_ids == MAX_RX_SLOTS {
+                return Err(RingError(format!("rx ring: a packet of more than {MAX_RX_SLOTS} responses")));
+            }
+            let idx = self.front.rsp_cons.wrapping_add(i);
+            let at = slot(idx, RX_SLOT);
+            if extra_next {
+                // struct netif_extra_info: type u8, flags u8, gso {size u16, type u8, …}.
+                let head = page.load_u16(at);
+                let (ty, xflags) = (head & 0xFF, head >> 8);
+                if ty == EXTRA_TYPE_GSO {
+                    p.gso_size = page.load_u16(at + 2);
+                }
+                extra_next = xflags & EXTRA_FLAG_MORE != 0;
+                p.ids[p.n_ids] = self.at_index[(idx % RING_SIZE) as usize];
+            } else {
+                let id = page.load_u16(at);
+                let offset = page.load_u16(at + 2);
+                let flags = page.load_u16(at + 4);
+                let status = page.load_u16(at + 6) as i16;
+                if p.n_ids == 0 {
+                    p.flags = flags;
+                    extra_next = flags & RXF_EXTRA_INFO != 0;
+                }
+                more = flags & RXF_MORE_DATA != 0;
+                if (more || extra_next) && !self.sg {
+                    return Err(RingError(format!(
+                        "rx ring: multi-slot frame (flags {flags:#x}) though neither feature-sg nor GSO was offered"
+                    )));
+                }
+                if status <= 0 {
+                    p.ok = false;
+                } else if usize::from(offset) + status as usize > PAGE {
+                    return Err(RingError(format!("rx ring: {status} bytes at offset {offset} overrun the page")));
+                } else {
+                    p.data[p.n_data] = RxFrame { id, offset, len: status as u16, flags };
+                    p.n_data += 1;
+                    p.len += status as usize;
+                }
+                p.ids[p.n_ids] = id;
+            }
+            p.n_ids += 1;
+            i += 1;
         }
-        let at = slot(self.front.rsp_cons, RX_SLOT);
-        let id = page.load_u16(at);
-        let offset = page.load_u16(at + 2);
-        let flags = page.load_u16(at + 4);
-        let status = page.load_u16(at + 6) as i16;
-        self.front.rsp_cons = self.front.rsp_cons.wrapping_add(1);
-        match self.posted.get_mut(usize::from(id)) {
-            Some(p) if *p => *p = false,
-            Some(_) => return Err(RingError(format!("rx ring: response for id {id}, which is not posted"))),
-            None => {
-                return Err(RingError(format!("rx ring: response with id {id} (ids are 0..{})", self.posted.len())));
+        // Every id must be posted, and once only in this packet.
+        for (k, &id) in p.ids().iter().enumerate() {
+            let posted = self.posted.get(usize::from(id)).copied();
+            if posted != Some(true) || p.ids()[..k].contains(&id) {
+                return Err(match posted {
+                    None => RingError(format!("rx ring: response with id {id} (ids are 0..{})", self.posted.len())),
+                    _ => RingError(format!("rx ring: response for id {id}, which is not posted")),
+                });
             }
         }
-        if status <= 0 {
-            return Ok(Some(Err(id)));
+        for &id in p.ids() {
+            self.posted[usize::from(id)] = false;
         }
-        if flags & (RXF_MORE_DATA | RXF_EXTRA_INFO) != 0 {
-            return Err(RingError(format!(
-                "rx ring: multi-slot frame (flags {flags:#x}) though neither feature-sg nor GSO was offered"
-            )));
+        self.front.rsp_cons = self.front.rsp_cons.wrapping_add(i);
+        if !p.ok {
+            p.n_data = 0;
+            p.len = 0;
         }
-        if usize::from(offset) + status as usize > PAGE {
-            return Err(RingError(format!("rx ring: {status} bytes at offset {offset} overrun the page")));
-        }
-        Ok(Some(Ok(RxFrame { id, offset, len: status as u16, flags })))
+        Ok(Some(p))
     }
 
     /// Publishes posted pages; true if the backend asked to be told.

@@ -278,7 +278,7 @@ fn push_notifies_only_when_asked() {
 fn rx_repost_wrap_and_bad_responses() {
     for start in [0, u32::MAX - 3] {
         let mut p = Page::new();
-        let mut rx = Rx::new(&mut p, start, 256);
+        let mut rx = Rx::new(&mut p, start, 256, false);
         let mut back = Back::new(start);
         for id in 0..256u16 {
             rx.post(&mut p, id, 1000 + u32::from(id)).unwrap();
@@ -292,43 +292,126 @@ fn rx_repost_wrap_and_bad_responses() {
             for (i, (id, _)) in posted.iter().rev().enumerate() {
                 back.rx_respond(&mut p, *id, 0, 0, if i == 3 { -1 } else { 1514 });
             }
-            while let Some(r) = rx.next(&p).unwrap() {
-                let id = match r {
-                    Ok(f) => {
-                        assert_eq!(f.len, 1514);
-                        got += 1;
-                        f.id
-                    }
-                    Err(id) => id,
-                };
-                rx.post(&mut p, id, 1000 + u32::from(id)).unwrap();
+            while let Some(r) = rx.next_packet(&p).unwrap() {
+                assert_eq!(r.n_ids, 1);
+                if r.ok {
+                    assert_eq!((r.len, r.data()[0].len), (1514, 1514));
+                    got += 1;
+                } else {
+                    assert_eq!((r.len, r.n_data), (0, 0));
+                }
+                rx.post(&mut p, r.ids[0], 1000 + u32::from(r.ids[0])).unwrap();
             }
             rx.push(&mut p);
         }
         assert_eq!(got, 10 * 255);
     }
     let mut p = Page::new();
-    let mut rx = Rx::new(&mut p, 0, 256);
+    let mut rx = Rx::new(&mut p, 0, 256, false);
     let mut back = Back::new(0);
     rx.post(&mut p, 5, 1).unwrap();
     rx.push(&mut p);
     back.take_rx(&p);
     back.rx_respond(&mut p, 5, 4000, 0, 200);
-    assert!(rx.next(&p).unwrap_err().to_string().contains("overrun the page"));
+    assert!(rx.next_packet(&p).unwrap_err().to_string().contains("overrun the page"));
     let mut p = Page::new();
-    let mut rx = Rx::new(&mut p, 0, 256);
+    let mut rx = Rx::new(&mut p, 0, 256, false);
     let mut back = Back::new(0);
     rx.post(&mut p, 5, 1).unwrap();
     rx.push(&mut p);
     back.take_rx(&p);
     back.rx_respond(&mut p, 6, 0, 0, 200);
-    assert!(rx.next(&p).unwrap_err().to_string().contains("not posted"));
+    assert!(rx.next_packet(&p).unwrap_err().to_string().contains("not posted"));
     let mut p = Page::new();
-    let mut rx = Rx::new(&mut p, 0, 256);
+    let mut rx = Rx::new(&mut p, 0, 256, false);
     let mut back = Back::new(0);
     rx.post(&mut p, 5, 1).unwrap();
     rx.push(&mut p);
     back.take_rx(&p);
     back.rx_respond(&mut p, 5, 0, RXF_MORE_DATA, 200);
-    assert!(rx.next(&p).unwrap_err().to_string().contains("multi-slot"));
+    assert!(rx.next_packet(&p).unwrap_err().to_string().contains("multi-slot"));
+}
+
+/// Responses as netback writes a GSO packet: data slot (more_data | extra_info), the extra
+/// slot (GSO, size), more data slots; the frontend sees nothing until the last is there.
+#[test]
+fn rx_gso_packet_across_slots() {
+    for start in [0, u32::MAX - 2] {
+        let mut p = Page::new();
+        let mut rx = Rx::new(&mut p, start, 256, true);
+        let mut back = Back::new(start);
+        for id in 0..8u16 {
+            rx.post(&mut p, id * 3, u32::from(id)).unwrap();
+        }
+        rx.push(&mut p);
+        let posted = back.take_rx(&p);
+        assert_eq!(posted.len(), 8);
+        let first = RXF_MORE_DATA | RXF_EXTRA_INFO | RXF_DATA_VALIDATED | RXF_CSUM_BLANK;
+        back.rx_respond(&mut p, posted[0].0, 0, first, 4096);
+        // The extra slot: type GSO (1), flags 0; gso size 1448, type TCPv4.
+        let at = slot(back.rsp_prod, RX_SLOT);
+        p.store_u16(at, 1);
+        p.store_u16(at + 2, 1448);
+        p.store_u16(at + 4, 1);
+        back.rsp_prod = back.rsp_prod.wrapping_add(1);
+        p.store_u32(RSP_PROD, back.rsp_prod);
+        back.rx_respond(&mut p, posted[2].0, 0, RXF_MORE_DATA, 4096);
+        assert_eq!(rx.next_packet(&p).unwrap(), None, "a packet is taken only whole");
+        back.rx_respond(&mut p, posted[3].0, 0, 0, 700);
+        let pkt = rx.next_packet(&p).unwrap().expect("the whole packet");
+        assert!(pkt.ok);
+        assert_eq!(pkt.ids(), [0, 3, 6, 9]);
+        assert_eq!(pkt.data().iter().map(|f| (f.id, f.len)).collect::<Vec<_>>(), [(0, 4096), (6, 4096), (9, 700)]);
+        assert_eq!((pkt.len, pkt.gso_size, pkt.flags), (8892, 1448, first));
+        assert_eq!(rx.next_packet(&p).unwrap(), None);
+        // The ids may be posted again; an error status in a chain drops the packet whole.
+        for &id in pkt.ids() {
+            rx.post(&mut p, id, 1).unwrap();
+        }
+        back.rx_respond(&mut p, posted[4].0, 0, RXF_MORE_DATA, 4096);
+        back.rx_respond(&mut p, posted[5].0, 0, 0, -1i16);
+        let bad = rx.next_packet(&p).unwrap().unwrap();
+        assert!(!bad.ok);
+        assert_eq!((bad.ids(), bad.n_data, bad.len), (&[12u16, 15][..], 0, 0));
+    }
+}
+
+#[test]
+fn rx_chain_refusals() {
+    let setup = || {
+        let mut p = Page::new();
+        let mut rx = Rx::new(&mut p, 0, 256, true);
+        let mut back = Back::new(0);
+        for id in 0..30u16 {
+            rx.post(&mut p, id, 1).unwrap();
+        }
+        rx.push(&mut p);
+        back.take_rx(&p);
+        (p, rx, back)
+    };
+    // Longer than any packet can be.
+    let (mut p, mut rx, mut back) = setup();
+    for id in 0..21u16 {
+        back.rx_respond(&mut p, id, 0, RXF_MORE_DATA, 100);
+    }
+    let err = rx.next_packet(&p).unwrap_err().to_string();
+    assert!(err.contains("more than 20 responses"), "{err}");
+    // The same id twice in one packet.
+    let (mut p, mut rx, mut back) = setup();
+    back.rx_respond(&mut p, 4, 0, RXF_MORE_DATA, 100);
+    back.rx_respond(&mut p, 4, 0, 0, 100);
+    let err = rx.next_packet(&p).unwrap_err().to_string();
+    assert!(err.contains("id 4, which is not posted"), "{err}");
+    // An id out of range in the middle of a chain.
+    let (mut p, mut rx, mut back) = setup();
+    back.rx_respond(&mut p, 1, 0, RXF_MORE_DATA, 100);
+    back.rx_respond(&mut p, 999, 0, 0, 100);
+    let err = rx.next_packet(&p).unwrap_err().to_string();
+    assert!(err.contains("id 999 (ids are 0..256)"), "{err}");
+    // A later slot overrunning its page.
+    let (mut p, mut rx, mut back) = setup();
+    back.rx_respond(&mut p, 1, 0, RXF_MORE_DATA, 100);
+    back.rx_respond(&mut p, 2, 100, 0, 4000);
+    let err = rx.next_packet(&p).unwrap_err().to_string();
+    assert!(err.contains("overrun the page"), "{err}");
 }
