@@ -9,7 +9,10 @@
 //!   client's and the domU's `-J` documents cross-checked as in tests/image.rs;
 //! * a client domU against the server domU, and a client domU against stock `iperf3 -s` in dom0:
 //!   exit status through `xl.sh`, the `-J` document over the PV console;
-//! * the server domU's flow logs, shipped over netfront to `uniperf collect` in dom0.
+//! * the server domU's flow logs, shipped over netfront to `uniperf collect` in dom0;
+//! * apart from the rig (after it, never beside it): the image as Xen's PVH dom0
+//!   (`scripts/xen/pvh-dom0.sh`), memory map from XENMEM_memory_map, a clear error for the
+//!   network it cannot have there.
 //!
 //! Needs root, `scripts/xen/fetch.sh` (scripts/setup.sh runs it; this test runs it too, it is
 //! idempotent) and a built image; skipped loudly without them, never under CI=true. The rig's
@@ -32,6 +35,7 @@ use serde_json::Value;
 const RIG_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/xen/rig.sh");
 const FETCH_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/xen/fetch.sh");
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xen_cases.sh");
+const PVH_DOM0_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/xen/pvh-dom0.sh");
 /// rig.sh's hard limit for the whole boot. On an idle 2-core machine the run takes about two
 /// minutes; a loaded one stretches TCG several times over.
 const RIG_TIMEOUT_SECS: u64 = 1200;
@@ -229,6 +233,49 @@ fn readnotes_shows_the_pvh_entry() {
     let value = u64::from_str_radix(addr.trim_start_matches("0x"), 16).unwrap_or(0);
     assert!(value != 0, "PHYS32_ENTRY is not a nonzero address: {line}");
     eprintln!("readnotes: {}", line.trim());
+}
+
+/// The image as Xen's PVH dom0 (`scripts/xen/pvh-dom0.sh`, its own QEMU, after the rig's boot):
+/// start info v0 without a memory map, so the map comes from XENMEM_memory_map; it knows it is
+/// dom0, prints through Xen's debug port, and stops with status 1 and a clear reason instead of
+/// waiting for a xenstore and netback a dom0 does not have.
+#[test]
+fn image_boots_as_pvh_dom0() {
+    // After the rig, so that two TCG guests never share the two cores.
+    if rig().is_none() {
+        return;
+    }
+    if std::env::var_os("UNIPERF_XEN_RIG_OUT").is_some() {
+        eprintln!("xen: UNIPERF_XEN_RIG_OUT judges an earlier rig run; the PVH dom0 boot is not run");
+        return;
+    }
+    let out = std::env::temp_dir().join("uniperf-xen-pvh-dom0.log");
+    let argv = [PVH_DOM0_SH, "--image", image_path().to_str().expect("image path is UTF-8"), "--out"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.to_str().expect("temp dir is UTF-8").to_string()])
+        .collect::<Vec<_>>();
+    let done = Proc::spawn("pvh-dom0", &argv, Duration::from_secs(300)).wait();
+    let console = fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(
+        done.code(),
+        Some(1),
+        "the dom0 image's status (1: no network):
+{}",
+        done.describe()
+    );
+    for needle in [
+        "(d0) uniperf: boot: PVH, hvm_start_info v0",
+        "(d0) uniperf: xen: version 4.17, PVH dom0",
+        "(d0) uniperf: console: Xen's debug port 0xE9",
+        " map entries (from XENMEM_memory_map), heap ",
+        "(d0) uniperf: error - network device: running as Xen's dom0: there is no netback here",
+        "(d0) uniperf: exit status 1",
+    ] {
+        assert!(console.contains(needle), "the dom0 console lacks {needle:?}:\n{console}");
+    }
+    let memory = console.lines().find(|l| l.contains("(d0) uniperf: memory:")).unwrap_or_default();
+    eprintln!("xen: PVH dom0: {}", memory.trim());
 }
 
 /// scripts/xl.sh --dry-run: xl-config.sh's server and client configs pass `xl create -n`.

@@ -93,6 +93,7 @@ extern "C" fn rust_start(start_info_paddr: u32) -> ! {
         Ok(info) => info,
         Err(e) => fatal(e),
     };
+    xen::set_dom0(info.xen_dom0());
     if info.memmap().is_empty() && xen::active() {
         // Xen's PVH dom0 builder gives start info v0 without a memory map: ask Xen.
         match xen::hypercall::memory_map() {
@@ -132,7 +133,8 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
     if xen::active() {
         let (major, minor) = xen::version();
         let (ring, port) = xen::console::describe();
-        println!("uniperf: xen: version {major}.{minor}, PVH domU; console ring at {ring:#x}, event channel {port}");
+        let role = if info.xen_dom0() { "dom0" } else { "domU" };
+        println!("uniperf: xen: version {major}.{minor}, PVH {role}; console ring at {ring:#x}, event channel {port}");
     }
     println!(
         "uniperf: console: {}",
@@ -140,14 +142,17 @@ fn run(info: &mem::BootInfo, heap: &mem::HeapReport, uart: bool, entry_tsc: u64)
             "16550 UART at 0x3f8"
         } else if xen::console::present() {
             "Xen PV console"
+        } else if xen::active() {
+            "Xen's debug port 0xE9 (no PV console ring)"
         } else {
             "no UART found"
         }
     );
     println!(
-        "uniperf: memory: {} MiB RAM in {} map entries, heap {} MiB in {} region(s) from {:#x}",
+        "uniperf: memory: {} MiB RAM in {} map entries{}, heap {} MiB in {} region(s) from {:#x}",
         mib(heap.ram_bytes),
         info.memmap().len(),
+        if info.memmap_from_xen { " (from XENMEM_memory_map)" } else { "" },
         mib(heap.heap_bytes),
         heap.regions,
         heap.first_addr

@@ -101,6 +101,10 @@ pub struct Region {
 /// What the loader told us, copied into the boot stack frame.
 pub struct BootInfo {
     pub version: u32,
+    /// `hvm_start_info.flags` (`SIF_PRIVILEGED`, `SIF_INITDOMAIN`).
+    pub flags: u32,
+    /// The memory map came from XENMEM_memory_map, not the start info.
+    pub memmap_from_xen: bool,
     cmdline: heapless::Vec<u8, CMDLINE_MAX>,
     pub cmdline_truncated: bool,
     memmap: heapless::Vec<Region, MEMMAP_MAX>,
@@ -119,6 +123,8 @@ impl BootInfo {
         debug_assert_eq!(si.raw().magic, START_MAGIC_VALUE);
         let mut info = BootInfo {
             version: si.raw().version,
+            flags: si.raw().flags.bits(),
+            memmap_from_xen: false,
             cmdline: heapless::Vec::new(),
             cmdline_truncated: false,
             memmap: heapless::Vec::new(),
@@ -142,6 +148,11 @@ impl BootInfo {
         core::str::from_utf8(&self.cmdline)
     }
 
+    /// `SIF_INITDOMAIN`: Xen started this image as its dom0.
+    pub fn xen_dom0(&self) -> bool {
+        self.flags & 2 != 0
+    }
+
     pub fn memmap(&self) -> &[Region] {
         &self.memmap
     }
@@ -149,6 +160,7 @@ impl BootInfo {
     /// Fills an empty map from e820 entries `(addr, size, type)` (type 1 is RAM): Xen's PVH
     /// dom0 builder passes start info v0 without a map, and the image asks Xen instead.
     pub fn fill_memmap(&mut self, e820: impl Iterator<Item = (u64, u64, u32)>) {
+        self.memmap_from_xen = true;
         for (addr, size, ty) in e820.take(MEMMAP_MAX) {
             let _ = self.memmap.push(Region { addr, size, ram: ty == 1 });
         }

@@ -169,6 +169,12 @@ pub fn open(cmdline: &str) -> Result<Nic, String> {
         if !crate::xen::active() {
             return Err(String::from("running on Xen, but the Xen set-up failed: no netfront"));
         }
+        if crate::xen::dom0() {
+            return Err(String::from(
+                "running as Xen's dom0: there is no netback here for netfront to connect to, and the image has no \
+                 driver for the host's own NICs; run it as a domU (type = \"pvh\")",
+            ));
+        }
         return crate::xen::netfront::open(offloads.tso, offloads.lro)
             .map(Nic::Xen)
             .map_err(|e| format!("Xen netfront: {e}"));

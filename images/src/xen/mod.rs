@@ -37,6 +37,18 @@ const WC_SEC: usize = 3076;
 const WC_NSEC: usize = 3080;
 const WC_SEC_HI: usize = 3084;
 
+static DOM0: AtomicBool = AtomicBool::new(false);
+
+/// Records that Xen started the image as its dom0 (`SIF_INITDOMAIN` in the start info).
+pub fn set_dom0(dom0: bool) {
+    DOM0.store(dom0, Ordering::Relaxed);
+}
+
+/// Whether the image runs as Xen's dom0 (no xenstore to read, no netback to connect to).
+pub fn dom0() -> bool {
+    DOM0.load(Ordering::Relaxed)
+}
+
 /// Whether [`init`] found Xen and set it up.
 pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)

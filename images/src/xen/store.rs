@@ -95,6 +95,9 @@ pub fn open() -> Result<Client<StoreRing>, String> {
         .map_err(|e| alloc::format!("HVM_PARAM_STORE_PFN: error {e}"))?;
     let port = hypercall::hvm_get_param(hypercall::HVM_PARAM_STORE_EVTCHN)
         .map_err(|e| alloc::format!("HVM_PARAM_STORE_EVTCHN: error {e}"))?;
+    if pfn == 0 {
+        return Err(alloc::string::String::from("no xenstore: HVM_PARAM_STORE_PFN is 0 (a dom0 has none of its own)"));
+    }
     let page = super::page_at(pfn).ok_or_else(|| alloc::format!("xenstore page at pfn {pfn:#x} is not below 4 GiB"))?;
     let mut ring = StoreRing { page, port: port as u32, deadline_ns: 0 };
     ring.set_deadline(10);
