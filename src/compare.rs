@@ -7,7 +7,9 @@
 //! 3. `image`: stock iperf3 ↔ the uniperf image on the identical QEMU command line;
 //! 4. `tap`: stock iperf3 ↔ uniperf on a TAP device;
 //! 5. `image-pair`: the uniperf client image ↔ the uniperf server image on one host;
-//! 6. `xen`: the Xen cases, where the Xen rig is available;
+//! 6. `xen`: the Xen rig (`scripts/xen/rig.sh`: Xen 4.17 and a Linux PV dom0 under QEMU TCG):
+//!    dom0's stock iperf3 against the uniperf server domU, and against a Linux PV domU running
+//!    stock iperf3 on the same Xen and bridge — two rows, to be read against each other;
 //! 7. `sim`: uniperf ↔ uniperf over the simulated link (how path impairment is applied when
 //!    the kernel has no `sch_netem`).
 //!
@@ -110,7 +112,7 @@ impl CaseKind {
             CaseKind::Image => format!("iperf3 <> uniperf image ({machine}, QEMU)"),
             CaseKind::Tap => "iperf3 <> uniperf on TAP".into(),
             CaseKind::ImagePair => format!("uniperf image <> uniperf image ({machine})"),
-            CaseKind::Xen => "Xen domU".into(),
+            CaseKind::Xen => "iperf3 (dom0) <> uniperf server domU (Xen)".into(),
             CaseKind::Sim => "uniperf <> uniperf, simulated link".into(),
         }
     }
@@ -153,24 +155,30 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     for (i, case) in a.cases.iter().enumerate() {
         eprintln!("compare: [{}/{total}] {} ...", i + 1, case.describe(&a.machine));
         let started = Instant::now();
-        let r = ctx.measure(*case).unwrap_or_else(|e| Run {
-            case: case.name(),
-            label: case.describe(&a.machine),
-            note: Some(format!("{e:#}")),
-            ..Run::default()
-        });
-        eprintln!(
-            "compare: [{}/{total}] {}: {} ({:.0} s)",
-            i + 1,
-            r.label,
-            match (r.gbps, &r.note) {
-                (Some(g), _) => format!("{g:.2} Gbit/s"),
-                (None, Some(n)) => format!("not measured: {n}"),
-                (None, None) => "not measured".into(),
-            },
-            started.elapsed().as_secs_f64()
-        );
-        runs.push(r);
+        let done = if *case == CaseKind::Xen {
+            ctx.xen()
+        } else {
+            vec![ctx.measure(*case).unwrap_or_else(|e| Run {
+                case: case.name(),
+                label: case.describe(&a.machine),
+                note: Some(format!("{e:#}")),
+                ..Run::default()
+            })]
+        };
+        for r in done {
+            eprintln!(
+                "compare: [{}/{total}] {}: {} ({:.0} s)",
+                i + 1,
+                r.label,
+                match (r.gbps, &r.note) {
+                    (Some(g), _) => format!("{g:.2} Gbit/s"),
+                    (None, Some(n)) => format!("not measured: {n}"),
+                    (None, None) => "not measured".into(),
+                },
+                started.elapsed().as_secs_f64()
+            );
+            runs.push(r);
+        }
     }
     let table = table(&a, &runs, &ctx);
     print!("{table}");
@@ -188,8 +196,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             ctx.flow_plots(&a, dir)?;
         }
     }
-    let measured = runs.iter().filter(|r| r.gbps.is_some()).count();
-    Ok(if measured == runs.iter().filter(|r| r.case != "xen").count() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    // The Xen rows need the rig (root, fetched packages, minutes of TCG): not having them is not
+    // a failure of the comparison.
+    let required = runs.iter().filter(|r| !r.case.starts_with("xen")).count();
+    let measured_required = runs.iter().filter(|r| !r.case.starts_with("xen") && r.gbps.is_some()).count();
+    Ok(if measured_required == required { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Builds what the chosen cases need and is missing: the image, the Linux guest.
@@ -313,7 +324,7 @@ impl Ctx {
             CaseKind::Image => self.guest(&mut run, Guest::Image, None)?,
             CaseKind::ImagePair => self.image_pair(&mut run, None)?,
             CaseKind::Sim => self.sim(&mut run)?,
-            CaseKind::Xen => return Err(anyhow!("the Xen rig is not part of this build")),
+            CaseKind::Xen => return Err(anyhow!("the Xen case is measured by Ctx::xen")),
         };
         figures(&mut run, &client_json);
         if self.impairment_note.is_some() && case != CaseKind::Sim {
@@ -407,6 +418,111 @@ impl Ctx {
         let text = std::fs::read_to_string(&cconsole)?;
         first_json(&text)
             .ok_or_else(|| anyhow!("the client image printed no -J document (console in {})", cconsole.display()))
+    }
+
+    /// Case 6: one boot of the Xen rig. In dom0, stock iperf3 with this run's flags against the
+    /// uniperf server domU (`xl.sh`), then against a Linux PV domU running stock iperf3 -s
+    /// (`linux-domu`), one after the other on the same Xen and bridge. Two rows; under nested
+    /// TCG only their ratio means anything. Path impairment does not apply here.
+    fn xen(&self) -> Vec<Run> {
+        let mut uni = Run { case: "xen", label: CaseKind::Xen.describe(&self.machine), ..Run::default() };
+        let mut linux =
+            Run { case: "xen-linux", label: "iperf3 (dom0) <> Linux PV domU (Xen)".into(), ..Run::default() };
+        let flags = self.client_flags.join(" ");
+        match self.xen_rig(&mut uni) {
+            Ok(out) => {
+                for (run, name, addr) in [(&mut uni, "uniperf", "198.18.0.2"), (&mut linux, "linux", "198.18.0.4")] {
+                    run.commands.push(format!("(in dom0) iperf3 -c {addr} -J {flags}"));
+                    let json = std::fs::read_to_string(out.join(format!("{name}.json"))).unwrap_or_default();
+                    match serde_json::from_str::<Value>(&json) {
+                        Ok(doc) if doc.get("error").is_none() && doc["end"]["sum_received"].is_object() => {
+                            figures(run, &doc);
+                            run.client_json = Some(doc);
+                        }
+                        _ => {
+                            let err = std::fs::read_to_string(out.join(format!("{name}.err"))).unwrap_or_default();
+                            let why = [err.trim(), json.trim()].into_iter().find(|t| !t.is_empty());
+                            let why = why.unwrap_or("no output").lines().take(3).collect::<Vec<_>>().join(" / ");
+                            run.note = Some(format!("dom0's iperf3 against {addr}: {why}"));
+                        }
+                    }
+                }
+                if self.netem.is_some() {
+                    for run in [&mut uni, &mut linux] {
+                        run.note.get_or_insert_with(|| "unimpaired (the Xen rig has no netem)".into());
+                    }
+                }
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                linux.note = Some(why.clone());
+                uni.note = Some(why);
+            }
+        }
+        // Both rows come from the one rig boot.
+        if let Some(rig) = uni.commands.first().cloned() {
+            linux.commands.insert(0, rig);
+        }
+        if let (Some(u), Some(l)) = (uni.gbps, linux.gbps)
+            && l > 0.0
+        {
+            uni.note = Some(format!("{:.2}x the Linux domU on the same Xen", u / l));
+        }
+        vec![uni, linux]
+    }
+
+    /// Boots the rig with the two measurements as its dom0 script; the directory its files
+    /// came back to.
+    fn xen_rig(&self, run: &mut Run) -> Result<PathBuf> {
+        let fetch = self.root.join("scripts/xen/fetch.sh");
+        let out = Command::new(&fetch).stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+        if !out.status.success() {
+            bail!(
+                "the Xen rig is not available: scripts/xen/fetch.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let image = self.root.join("images/target/x86_64-unknown-none/release/uniperf-image");
+        if !image.is_file() {
+            bail!("no image at {} (scripts/build-image.sh)", image.display());
+        }
+        let mut words = Vec::new();
+        for f in &self.client_flags {
+            if !f.chars().all(|c| c.is_ascii_alphanumeric() || "-.:_/".contains(c)) {
+                bail!("the flag {f:?} cannot be passed to dom0's shell");
+            }
+            words.push(f.clone());
+        }
+        let script = XEN_SCRIPT.replace("@FLAGS@", &words.join(" ")).replace("@LIMIT@", &(self.time + 60).to_string());
+        let script_path = self.work.join("xen-compare.sh");
+        std::fs::write(&script_path, script)?;
+        let rig_out = self.work.join("xen-rig");
+        let rig = self.root.join("scripts/xen/rig.sh");
+        let timeout = (2 * self.time + 600).to_string();
+        let argv: Vec<String> = [
+            rig.to_string_lossy().as_ref(),
+            "--script",
+            script_path.to_string_lossy().as_ref(),
+            "--image",
+            image.to_string_lossy().as_ref(),
+            "--out",
+            rig_out.to_string_lossy().as_ref(),
+            "--linux-domu",
+            "--timeout",
+            &timeout,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        run.commands.push(argv.join(" "));
+        let log = self.work.join("xen-rig.log");
+        let mut child = spawn_host(&argv, &log)?;
+        wait_child(&mut child, Duration::from_secs(2 * self.time as u64 + 720)).map_err(|e| {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            anyhow!("scripts/xen/rig.sh {e}: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
+        })?;
+        Ok(rig_out)
     }
 
     /// Case 7: `uniperf sim` with the flags and the impairment.
@@ -645,6 +761,10 @@ fn table(a: &Args, runs: &[Run], ctx: &Ctx) -> String {
     }
     s.push_str("\nGbit/s at the receiver; CPU as iperf3 reports it (the guests' own figures where a guest is the\n");
     s.push_str("server; under TCG a guest's CPU is emulated). Ratios: this case / case veth, / case linux-guest.\n");
+    if runs.iter().any(|r| r.case.starts_with("xen")) {
+        s.push_str("The Xen rows run inside the Xen rig (Xen, dom0 and both guests on one emulated vCPU under QEMU\n");
+        s.push_str("TCG): read them against each other, not against the rows above.\n");
+    }
     s
 }
 
@@ -852,6 +972,30 @@ impl Drop for Kill {
         let _ = self.0.wait();
     }
 }
+
+/// The rig's dom0 script for case 6 (`@FLAGS@`: iperf3's flags, checked to be plain words;
+/// `@LIMIT@`: seconds each iperf3 may take). Every file it writes comes back to the host.
+const XEN_SCRIPT: &str = r#". /rig/lib.sh
+cd "$RIG_OUT" || exit 125
+xl.sh --role server --vif-script vif-sh --timeout 900 -- -s --ip 198.18.0.2/24 >server.console 2>server.xlsh &
+SERVER=$!
+if rig_wait_for server.console "ready: listening on 198.18.0.2:5201" 120; then
+    timeout @LIMIT@ iperf3 -c 198.18.0.2 -J @FLAGS@ >uniperf.json 2>uniperf.err
+else
+    echo "the server domU printed no readiness line within 120 s" >uniperf.err
+fi
+rig_ship uniperf.json uniperf.err server.console
+xl destroy uniperf-server >/dev/null 2>&1
+wait $SERVER
+if linux-domu start linux-ref 198.18.0.4/24 00:16:3e:18:00:04 >linux.out 2>&1; then
+    timeout @LIMIT@ iperf3 -c 198.18.0.4 -J @FLAGS@ >linux.json 2>linux.err
+else
+    echo "the Linux domU did not start: $(tail -n 3 linux.out | tr '
+' ' ')" >linux.err
+fi
+linux-domu stop linux-ref >/dev/null 2>&1
+rig_ship linux.json linux.err linux.out
+"#;
 
 /// A running tcpdump; dropping it stops the capture (SIGTERM flushes the file).
 struct Capture(#[allow(dead_code)] Kill);

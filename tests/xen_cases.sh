@@ -29,17 +29,6 @@ mark() {
     rig_mark "$1"
 }
 
-# wait_for FILE TEXT SECS: until FILE has a line with TEXT; false after SECS.
-wait_for() {
-    i=0
-    while [ $i -lt $(($3 * 5)) ]; do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.2
-        i=$((i + 1))
-    done
-    return 1
-}
-
 # wait_pid PID SECS: waits for a background job at most SECS (then kills it); its status.
 wait_pid() {
     i=0
@@ -77,7 +66,7 @@ mark server-create
 xl.sh --role server $VIF --timeout 900 -- -s -J --ip 198.18.0.2/24 $FLOWLOG \
     >server.console 2>server.xlsh &
 SERVER=$!
-if wait_for server.console "uniperf: ready: listening on 198.18.0.2:5201" 120; then
+if rig_wait_for server.console "uniperf: ready: listening on 198.18.0.2:5201" 120; then
     mark server-ready
     # iperf3_run NAME ADDR SECS ARGS…: stock iperf3 -c ADDR -t SECS ARGS, bounded in time;
     # NAME.out, NAME.err and NAME.status, shipped at once.

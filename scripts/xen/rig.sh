@@ -14,7 +14,8 @@
 #                        /etc/xen/scripts/vif-sh   vif hotplug script for busybox (vif_script)
 #                        /rig/files/…         --file copies
 #                        $RIG_OUT (/rig/out)  files left here come back to --out
-#                        /rig/lib.sh          rig_ship FILE… (send now), rig_mark NAME
+#                        /rig/lib.sh          rig_ship FILE… (send now), rig_mark NAME,
+#                                             rig_wait_for FILE TEXT SECS
 #                      iperf3 3.12, xl, xenstore-*, readnotes and busybox are on PATH.
 #   --image FILE       the PVH image (default: images/target/…/release/uniperf-image)
 #   --uniperf FILE     the Linux binary (default target/release/uniperf; skipped if absent)

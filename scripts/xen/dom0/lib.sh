@@ -39,6 +39,17 @@ rig_ship() {
     done
 }
 
+# rig_wait_for FILE TEXT SECS: until FILE has a line with TEXT; false after SECS.
+rig_wait_for() {
+    i=0
+    while [ $i -lt $(($3 * 5)) ]; do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.2
+        i=$((i + 1))
+    done
+    return 1
+}
+
 # rig_finish STATUS: ships everything left in $RIG_OUT, reports STATUS, powers dom0 off.
 rig_finish() {
     rig_ship "$RIG_OUT"/*
