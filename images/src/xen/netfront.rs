@@ -16,7 +16,6 @@
 //!   does not say `virtio_net.tso=off`: smoltcp builds TCP frames up to 65535 bytes into one of
 //!   [`LARGE_BUFS`] contiguous 16-page buffers (granted once), sent as a chain of page slots
 //!   with a GSO extra-info slot giving the segment size; netback cuts them up.
-//!
 //! - Receive GSO: we write `feature-sg` and `feature-gso-tcpv4` (unless the command line says
 //!   `virtio_net.lro=off`), so netback may hand us TCP packets of up to 64 KiB over several
 //!   slots with a GSO extra-info slot. They are copied into one assembly buffer for smoltcp;
@@ -85,12 +84,13 @@ impl Shared for RingPage {
     }
 }
 
-fn page() -> Result<*mut u8, String> {
-    let layout = Layout::from_size_align(4096, 4096).map_err(|_| String::from("page layout"))?;
-    // SAFETY: non-zero size.
+/// `n` zeroed, contiguous, page-aligned pages for `what`, allocated once at start-up.
+fn pages(n: usize, what: &str) -> Result<*mut u8, String> {
+    let layout = Layout::from_size_align(n * 4096, 4096).map_err(|_| format!("layout of {n} pages"))?;
+    // SAFETY: non-zero size (n >= 1 at every call).
     let p = unsafe { alloc_zeroed(layout) };
     if p.is_null() {
-        return Err(String::from("out of memory for netfront pages"));
+        return Err(format!("out of memory for netfront's {what}"));
     }
     Ok(p)
 }
@@ -235,27 +235,17 @@ pub fn open(tso_wanted: bool, gso_rx: bool) -> Result<Netfront, String> {
     let backend_tso = backend_offers(&mut c, "feature-sg") && backend_offers(&mut c, "feature-gso-tcpv4");
     let tso = tso_wanted && backend_tso;
 
-    let mut tx_page = RingPage(page()?);
-    let mut rx_page = RingPage(page()?);
+    let mut tx_page = RingPage(pages(1, "ring pages")?);
+    let mut rx_page = RingPage(pages(1, "ring pages")?);
     let tx_ref = grant::grant(backend_id, tx_page.0 as u64, false)?;
     let rx_ref = grant::grant(backend_id, rx_page.0 as u64, false)?;
     let chained = if tso { (LARGE_BUFS * LARGE_PAGES) as u16 } else { 0 };
     let tx = Tx::new(&mut tx_page, 0, IDS, chained);
     let mut rx = Rx::new(&mut rx_page, 0, IDS, gso_rx);
-    let assembly = if gso_rx {
-        let layout = Layout::from_size_align(netif::MAX_RX_SLOTS * 4096, 4096).map_err(|_| String::from("layout"))?;
-        // SAFETY: non-zero size.
-        let p = unsafe { alloc_zeroed(layout) };
-        if p.is_null() {
-            return Err(String::from("out of memory for netfront's receive assembly buffer"));
-        }
-        p
-    } else {
-        core::ptr::null_mut()
-    };
+    let assembly = if gso_rx { pages(netif::MAX_RX_SLOTS, "receive assembly buffer")? } else { core::ptr::null_mut() };
     let mut tx_bufs = Vec::with_capacity(usize::from(IDS));
     for _ in 0..usize::from(IDS) * TX_BUF / 4096 {
-        let p = page()?;
+        let p = pages(1, "transmit buffers")?;
         let gref = grant::grant(backend_id, p as u64, true)?;
         for half in 0..4096 / TX_BUF {
             // SAFETY: inside the page just allocated.
@@ -263,14 +253,9 @@ pub fn open(tso_wanted: bool, gso_rx: bool) -> Result<Netfront, String> {
         }
     }
     let large = if tso {
-        let layout = Layout::from_size_align(LARGE_PAGES * 4096, 4096).map_err(|_| String::from("buffer layout"))?;
         let mut bufs = Vec::with_capacity(LARGE_BUFS);
         for _ in 0..LARGE_BUFS {
-            // SAFETY: non-zero size.
-            let base = unsafe { alloc_zeroed(layout) };
-            if base.is_null() {
-                return Err(String::from("out of memory for netfront's TSO buffers"));
-            }
+            let base = pages(LARGE_PAGES, "TSO buffers")?;
             let mut grefs = [0; LARGE_PAGES];
             for (i, g) in grefs.iter_mut().enumerate() {
                 *g = grant::grant(backend_id, base as u64 + (i * 4096) as u64, true)?;
@@ -283,7 +268,7 @@ pub fn open(tso_wanted: bool, gso_rx: bool) -> Result<Netfront, String> {
     };
     let mut rx_bufs = Vec::with_capacity(usize::from(IDS));
     for id in 0..IDS {
-        let p = page()?;
+        let p = pages(1, "receive pages")?;
         let gref = grant::grant(backend_id, p as u64, false)?;
         rx_bufs.push((p, gref));
         rx.post(&mut rx_page, id, gref).map_err(|e| e.0)?;
@@ -333,10 +318,12 @@ pub fn open(tso_wanted: bool, gso_rx: bool) -> Result<Netfront, String> {
     IDLE_RX.store(rx_page.0 as u64, Ordering::Relaxed);
     IDLE_TX.store(tx_page.0 as u64, Ordering::Relaxed);
     IDLE_PORT.store(port, Ordering::Relaxed);
-    let tso_text = match (tso, tso_wanted, backend_tso) {
-        (true, ..) => format!("TSO on (frames up to {TSO_FRAME} B, {LARGE_BUFS} buffers)"),
-        (false, false, _) => String::from("TSO off (virtio_net.tso=off)"),
-        (false, true, _) => String::from("TSO off (the backend lacks feature-sg or feature-gso-tcpv4)"),
+    let tso_text = if tso {
+        format!("TSO on (frames up to {TSO_FRAME} B, {LARGE_BUFS} buffers)")
+    } else if !tso_wanted {
+        String::from("TSO off (virtio_net.tso=off)")
+    } else {
+        String::from("TSO off (the backend lacks feature-sg or feature-gso-tcpv4)")
     };
     let description = format!(
         "Xen netfront {dev} (backend {backend} in domain {backend_id}, event channel {port}), {IDS} rx + {IDS} tx \

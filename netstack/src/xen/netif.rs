@@ -337,8 +337,6 @@ pub struct RxPacket {
     pub flags: u16,
     /// The GSO segment size the backend gave (0: none).
     pub gso_size: u16,
-    /// Bytes in all data slots.
-    pub len: usize,
     /// False when a slot carried an error status: drop the packet, post the ids again.
     pub ok: bool,
 }
@@ -350,6 +348,11 @@ impl RxPacket {
 
     pub fn data(&self) -> &[RxFrame] {
         &self.data[..self.n_data]
+    }
+
+    /// Bytes in all data slots (0 for a packet that is not `ok`).
+    pub fn bytes(&self) -> usize {
+        self.data().iter().map(|f| usize::from(f.len)).sum()
     }
 }
 
@@ -402,7 +405,6 @@ impl Rx {
             n_data: 0,
             flags: 0,
             gso_size: 0,
-            len: 0,
             ok: true,
         };
         // Walk the responses without consuming them until the packet is complete.
@@ -449,7 +451,6 @@ impl Rx {
                 } else {
                     p.data[p.n_data] = RxFrame { id, offset, len: status as u16, flags };
                     p.n_data += 1;
-                    p.len += status as usize;
                 }
                 p.ids[p.n_ids] = id;
             }
@@ -472,7 +473,6 @@ impl Rx {
         self.front.rsp_cons = self.front.rsp_cons.wrapping_add(i);
         if !p.ok {
             p.n_data = 0;
-            p.len = 0;
         }
         Ok(Some(p))
     }

@@ -295,10 +295,10 @@ fn rx_repost_wrap_and_bad_responses() {
             while let Some(r) = rx.next_packet(&p).unwrap() {
                 assert_eq!(r.n_ids, 1);
                 if r.ok {
-                    assert_eq!((r.len, r.data()[0].len), (1514, 1514));
+                    assert_eq!((r.bytes(), r.data()[0].len), (1514, 1514));
                     got += 1;
                 } else {
-                    assert_eq!((r.len, r.n_data), (0, 0));
+                    assert_eq!((r.bytes(), r.n_data), (0, 0));
                 }
                 rx.post(&mut p, r.ids[0], 1000 + u32::from(r.ids[0])).unwrap();
             }
@@ -362,7 +362,7 @@ fn rx_gso_packet_across_slots() {
         assert!(pkt.ok);
         assert_eq!(pkt.ids(), [0, 3, 6, 9]);
         assert_eq!(pkt.data().iter().map(|f| (f.id, f.len)).collect::<Vec<_>>(), [(0, 4096), (6, 4096), (9, 700)]);
-        assert_eq!((pkt.len, pkt.gso_size, pkt.flags), (8892, 1448, first));
+        assert_eq!((pkt.bytes(), pkt.gso_size, pkt.flags), (8892, 1448, first));
         assert_eq!(rx.next_packet(&p).unwrap(), None);
         // The ids may be posted again; an error status in a chain drops the packet whole.
         for &id in pkt.ids() {
@@ -372,7 +372,7 @@ fn rx_gso_packet_across_slots() {
         back.rx_respond(&mut p, posted[5].0, 0, 0, -1i16);
         let bad = rx.next_packet(&p).unwrap().unwrap();
         assert!(!bad.ok);
-        assert_eq!((bad.ids(), bad.n_data, bad.len), (&[12u16, 15][..], 0, 0));
+        assert_eq!((bad.ids(), bad.n_data, bad.bytes()), (&[12u16, 15][..], 0, 0));
     }
 }
 
