@@ -64,7 +64,10 @@ pub struct DataStream {
     /// Bytes since the test started, omitted period included.
     pub total_bytes: u64,
     interval_bytes: u64,
+    /// Where in the payload the next byte comes from while the send ring is not prefilled.
     offset: usize,
+    /// The socket's send ring holds the payload from end to end (see `pump`).
+    prefilled: bool,
     /// The peer closed its side (or the socket died).
     pub peer_closed: bool,
     /// Bytes the peer had acknowledged at the last three pumps, newest first. A reading is
@@ -140,6 +143,18 @@ impl SkippedDatagrams {
     }
 }
 
+/// Fills `b` with the payload `pl` repeated, starting at payload byte `off`.
+fn fill_from(b: &mut [u8], pl: &[u8], off: usize) {
+    let mut done = 0;
+    let mut o = off;
+    while done < b.len() {
+        let take = (pl.len() - o).min(b.len() - done);
+        b[done..done + take].copy_from_slice(&pl[o..o + take]);
+        done += take;
+        o = (o + take) % pl.len();
+    }
+}
+
 /// iperf3's stream ids: the first is 1, then 2 + the number of streams already there.
 pub fn stream_id(index: usize) -> i64 {
     if index == 0 { 1 } else { index as i64 + 2 }
@@ -156,6 +171,7 @@ impl DataStream {
             total_bytes: 0,
             interval_bytes: 0,
             offset: 0,
+            prefilled: false,
             peer_closed: false,
             acked: [0; 3],
             late_start: 0.0,
@@ -228,22 +244,30 @@ impl DataStream {
         }
         if self.sends && send_limit > 0 {
             let pl = &payload.buf;
+            let capacity = sock.send_capacity();
             let mut left = send_limit;
             while sock.can_send() && left > 0 {
-                let off = self.offset;
+                let (off, prefilled) = (self.offset, &mut self.prefilled);
                 let n = sock
                     .send(|b| {
-                        let b_len = (b.len() as u64).min(left) as usize;
-                        let b = &mut b[..b_len];
-                        let mut done = 0;
-                        let mut o = off;
-                        while done < b.len() {
-                            let take = (pl.len() - o).min(b.len() - done);
-                            b[done..done + take].copy_from_slice(&pl[o..o + take]);
-                            done += take;
-                            o = (o + take) % pl.len();
+                        let take = (b.len() as u64).min(left) as usize;
+                        if *prefilled {
+                            // Every byte of the ring already is a payload byte: claim them.
+                            return (take, take);
                         }
-                        (done, done)
+                        if b.len() == capacity {
+                            // An empty queue hands over the whole ring: fill it with the
+                            // payload once (ring byte i = payload byte i mod its length).
+                            // smoltcp never writes into a send ring, so from now on what it
+                            // sends are payload bytes and sending copies nothing. Like
+                            // iperf3, which restarts its block after a short write, the
+                            // stream is pieces of the block, not one continuous repetition.
+                            fill_from(b, pl, 0);
+                            *prefilled = true;
+                        } else {
+                            fill_from(&mut b[..take], pl, off);
+                        }
+                        (take, take)
                     })
                     .unwrap_or(0);
                 if n == 0 {
@@ -451,6 +475,62 @@ mod tests {
     fn ids_follow_iperf3() {
         let ids: Vec<i64> = (0..5).map(stream_id).collect();
         assert_eq!(ids, [1, 3, 4, 5, 6]);
+    }
+
+    /// The prefilled send ring: every byte the peer receives is a payload byte, in runs that
+    /// follow the payload (`0123456789` repeated), and the count is exact.
+    #[test]
+    fn sent_bytes_are_payload_bytes() {
+        use smoltcp::iface::{Config, Interface, SocketSet};
+        use smoltcp::phy::{Loopback, Medium};
+        use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+        let mut dev = Loopback::new(Medium::Ethernet);
+        let cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress([2, 0, 0, 0, 0, 1])));
+        let mut iface = Interface::new(cfg, &mut dev, Instant::ZERO);
+        iface.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap());
+        let mut sockets = SocketSet::new(alloc::vec![]);
+        let buf = |n: usize| tcp::SocketBuffer::new(alloc::vec![0u8; n]);
+        // A send ring that is not a multiple of the payload: the pieces still follow it.
+        let mut server = tcp::Socket::new(buf(7000), buf(1000));
+        server.listen(5201).unwrap();
+        let server = sockets.add(server);
+        let mut client = tcp::Socket::new(buf(1000), buf(23_456));
+        client.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 5201), 40000).unwrap();
+        let client = sockets.add(client);
+        let payload = Payload { buf: (0..1000).map(|i| b'0' + (i % 10) as u8).collect() };
+        let mut stream = DataStream::new(client, 0, true);
+        let total = 300_000u64;
+        let (mut sent, mut got) = (0u64, alloc::vec::Vec::new());
+        let mut now = Instant::ZERO;
+        for _ in 0..100_000 {
+            iface.poll(now, &mut dev, &mut sockets);
+            let limit = total - sent;
+            sent += stream.pump(sockets.get_mut::<tcp::Socket>(client), &payload, limit);
+            let s = sockets.get_mut::<tcp::Socket>(server);
+            while let Ok(n) = s.recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), b.len())
+            }) {
+                if n == 0 {
+                    break;
+                }
+            }
+            if got.len() as u64 == total {
+                break;
+            }
+            now += Duration::from_millis(1);
+        }
+        assert_eq!((sent, got.len() as u64), (total, total));
+        assert!(stream.prefilled);
+        let mut breaks = 0;
+        for w in got.windows(2) {
+            assert!(w[1].is_ascii_digit(), "a byte that is not the payload's: {}", w[1]);
+            if w[1] != b'0' + (w[0] - b'0' + 1) % 10 {
+                breaks += 1;
+            }
+        }
+        // Only where the ring wraps (its length is not a multiple of 10).
+        assert!(breaks <= total as usize / 23_456 + 1, "{breaks} breaks in the payload");
     }
 }
 
