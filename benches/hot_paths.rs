@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the per-frame and per-datagram hot paths: the flow probe's parse
 //! and bookkeeping of one TCP segment (data out, ACK in), the virtio-net offload header of a
 //! 64 KiB TSO frame (TAP and image transmit), the UDP receive accounting of one datagram, the
-//! pacer's decision, and the payload copy of a 1460-byte UDP datagram. Run with
+//! pacer's decision, the payload copy of a 1460-byte UDP datagram, and the TCP send loop
+//! (`DataStream::pump` into smoltcp, over a loopback interface to a receiving socket). Run with
 //! `cargo bench --bench hot_paths`; figures before and after a change go in its commit message.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -96,5 +97,54 @@ fn udp(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, probe, offload, udp);
+/// The TCP send loop end to end inside one process: `DataStream::pump` fills the sender's
+/// ring, smoltcp builds 64 KiB frames over a loopback device (MTU 65535, like TSO frames) and
+/// the receiving socket's data is read and dropped, as a server does. 4 MiB per iteration.
+fn send_loop(c: &mut Criterion) {
+    use netstack::machine::{SimMachine, SplitMix64};
+    use netstack::smoltcp::iface::{Config, Interface, SocketSet};
+    use netstack::smoltcp::phy::{Loopback, Medium};
+    use netstack::smoltcp::socket::tcp;
+    use netstack::smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+    use netstack::stream::{DataStream, Payload};
+    const CHUNK: u64 = 4 << 20;
+    let mut g = c.benchmark_group("send_loop");
+    g.throughput(Throughput::Bytes(CHUNK));
+    g.sample_size(20);
+    g.bench_function("pump_4MiB_loopback", |b| {
+        let mut dev = Loopback::new(Medium::Ethernet);
+        let cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress([2, 0, 0, 0, 0, 1])));
+        let mut now = Instant::ZERO;
+        let mut iface = Interface::new(cfg, &mut dev, now);
+        iface.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap());
+        let mut sockets = SocketSet::new(vec![]);
+        let buf = |n: usize| tcp::SocketBuffer::new(vec![0u8; n]);
+        let mut server = tcp::Socket::new(buf(4 << 20), buf(4096));
+        server.listen(5201).unwrap();
+        let server = sockets.add(server);
+        let mut client = tcp::Socket::new(buf(4096), buf(4 << 20));
+        client.set_ack_delay(None);
+        client.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 5201), 40000).unwrap();
+        let client = sockets.add(client);
+        let mut machine = SimMachine { rng: SplitMix64(1), name: String::new() };
+        let payload = Payload::new(128 * 1024, false, &mut machine);
+        let mut stream = DataStream::new(client, 0, true);
+        b.iter(|| {
+            let mut got = 0u64;
+            while got < CHUNK {
+                iface.poll(now, &mut dev, &mut sockets);
+                stream.pump(sockets.get_mut::<tcp::Socket>(client), &payload, u64::MAX);
+                let s = sockets.get_mut::<tcp::Socket>(server);
+                while let Ok(n @ 1..) = s.recv(|d| (d.len(), d.len())) {
+                    got += n as u64;
+                }
+                now += Duration::from_micros(10);
+            }
+            black_box(got)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, probe, offload, udp, send_loop);
 criterion_main!(benches);
