@@ -260,6 +260,8 @@ struct Ctx {
     impairment_note: Option<String>,
     sim_flags: Vec<String>,
     work: PathBuf,
+    /// `-o DIR`: where a failed case's evidence is kept (else a kept directory under /tmp).
+    out: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -309,6 +311,7 @@ impl Ctx {
             netem,
             impairment_note,
             sim_flags,
+            out: a.out.clone(),
             work,
         })
     }
@@ -458,6 +461,22 @@ impl Ctx {
                 uni.note = Some(why);
             }
         }
+        if uni.gbps.is_none() || linux.gbps.is_none() {
+            // The work directory goes at exit: keep what the rig left (its log, dom0's files,
+            // the guests' consoles) where the user can read why.
+            match self.keep_xen_evidence() {
+                Ok(Some(dir)) => {
+                    for run in [&mut uni, &mut linux] {
+                        if run.gbps.is_none() {
+                            let note = run.note.take().unwrap_or_default();
+                            run.note = Some(format!("{note} (the rig's files: {})", dir.display()));
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("compare: cannot keep the Xen rig's files: {e:#}"),
+            }
+        }
         // Both rows come from the one rig boot.
         if let Some(rig) = uni.commands.first().cloned() {
             linux.commands.insert(0, rig);
@@ -468,6 +487,16 @@ impl Ctx {
             uni.note = Some(format!("{:.2}x the Linux domU on the same Xen", u / l));
         }
         vec![uni, linux]
+    }
+
+    /// Copies the rig's log and output directory out of the work directory, to `-o DIR`'s
+    /// `xen-rig/` or a new `/tmp/uniperf-compare-xen.*`; None when the rig left nothing.
+    fn keep_xen_evidence(&self) -> Result<Option<PathBuf>> {
+        let dest = match &self.out {
+            Some(d) => d.join("xen-rig"),
+            None => std::env::temp_dir().join(format!("uniperf-compare-xen.{}", std::process::id())),
+        };
+        Ok(keep_rig_files(&self.work, &dest)?.then_some(dest))
     }
 
     /// Boots the rig with the two measurements as its dom0 script; the directory its files
@@ -675,6 +704,29 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+/// Copies `work/xen-rig.log` (as `rig.log`) and the files of `work/xen-rig/` into `dest`;
+/// false (and nothing created) when neither exists.
+fn keep_rig_files(work: &Path, dest: &Path) -> Result<bool> {
+    let (log, out) = (work.join("xen-rig.log"), work.join("xen-rig"));
+    if !log.exists() && !out.exists() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    if log.exists() {
+        std::fs::copy(&log, dest.join("rig.log")).with_context(|| format!("cannot copy {}", log.display()))?;
+    }
+    if out.is_dir() {
+        for entry in std::fs::read_dir(&out)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::copy(entry.path(), dest.join(entry.file_name()))
+                    .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// The run's scratch directory, removed at the end.
@@ -1083,4 +1135,24 @@ fn first_json(text: &str) -> Option<Value> {
         at = start + 1;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_rig_leaves_its_files_behind() {
+        let base = std::env::temp_dir().join(format!("uniperf-keep-test.{}", std::process::id()));
+        let (work, dest) = (base.join("work"), base.join("kept"));
+        std::fs::create_dir_all(work.join("xen-rig")).unwrap();
+        assert!(!keep_rig_files(&base.join("nothing"), &dest).unwrap());
+        assert!(!dest.exists());
+        std::fs::write(work.join("xen-rig.log"), "rig: timed out\n").unwrap();
+        std::fs::write(work.join("xen-rig/server.console"), "uniperf: ready\n").unwrap();
+        assert!(keep_rig_files(&work, &dest).unwrap());
+        assert_eq!(std::fs::read_to_string(dest.join("rig.log")).unwrap(), "rig: timed out\n");
+        assert_eq!(std::fs::read_to_string(dest.join("server.console")).unwrap(), "uniperf: ready\n");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

@@ -40,6 +40,22 @@ fn compare_writes_its_table_json_and_plots() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The last lines of every file compare kept from a failed rig run.
+fn kept_rig_files(dir: &std::path::Path) -> String {
+    let Ok(entries) = std::fs::read_dir(dir) else { return format!("(nothing kept in {})", dir.display()) };
+    let mut out = String::new();
+    for e in entries.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out += &format!(
+            "--- {} (last lines)\n{}\n",
+            e.path().display(),
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        );
+    }
+    out
+}
+
 /// Case 6 alone: one boot of the Xen rig measures dom0's stock iperf3 against the uniperf server
 /// domU and against a Linux PV domU; both rows carry a rate and the rig's command line, and the
 /// uniperf row says its ratio to the Linux one.
@@ -61,7 +77,13 @@ fn compare_xen_rows_from_one_rig_boot() {
     let cases: Vec<&str> = runs.iter().filter_map(|r| r["case"].as_str()).collect();
     assert_eq!(cases, ["xen", "xen-linux"], "{}", done.stdout);
     for r in runs {
-        assert!(r["gbps"].as_f64().is_some_and(|g| g > 0.0), "{}: no rate:\n{}", r["case"], done.describe());
+        assert!(
+            r["gbps"].as_f64().is_some_and(|g| g > 0.0),
+            "{}: no rate:\n{}\n{}",
+            r["case"],
+            done.describe(),
+            kept_rig_files(&dir.join("xen-rig"))
+        );
         let commands = r["commands"].as_array().unwrap();
         assert!(commands.iter().any(|c| c.as_str().is_some_and(|c| c.contains("scripts/xen/rig.sh"))), "{r}");
         assert!(commands.iter().any(|c| c.as_str().is_some_and(|c| c.contains("(in dom0) iperf3 -c"))), "{r}");
