@@ -64,8 +64,6 @@ pub struct DataStream {
     /// Bytes since the test started, omitted period included.
     pub total_bytes: u64,
     interval_bytes: u64,
-    /// Where in the payload the next byte comes from while the send ring is not prefilled.
-    offset: usize,
     /// The socket's send ring holds the payload from end to end (see `pump`).
     prefilled: bool,
     /// The peer closed its side (or the socket died).
@@ -143,15 +141,10 @@ impl SkippedDatagrams {
     }
 }
 
-/// Fills `b` with the payload `pl` repeated, starting at payload byte `off`.
-fn fill_from(b: &mut [u8], pl: &[u8], off: usize) {
-    let mut done = 0;
-    let mut o = off;
-    while done < b.len() {
-        let take = (pl.len() - o).min(b.len() - done);
-        b[done..done + take].copy_from_slice(&pl[o..o + take]);
-        done += take;
-        o = (o + take) % pl.len();
+/// Fills `b` with the payload `pl` repeated from its first byte.
+fn fill_with_payload(b: &mut [u8], pl: &[u8]) {
+    for chunk in b.chunks_mut(pl.len()) {
+        chunk.copy_from_slice(&pl[..chunk.len()]);
     }
 }
 
@@ -170,7 +163,6 @@ impl DataStream {
             bytes: 0,
             total_bytes: 0,
             interval_bytes: 0,
-            offset: 0,
             prefilled: false,
             peer_closed: false,
             acked: [0; 3],
@@ -247,33 +239,27 @@ impl DataStream {
             let capacity = sock.send_capacity();
             let mut left = send_limit;
             while sock.can_send() && left > 0 {
-                let (off, prefilled) = (self.offset, &mut self.prefilled);
+                let prefilled = &mut self.prefilled;
                 let n = sock
                     .send(|b| {
+                        if !*prefilled {
+                            // Fill what smoltcp offers with the payload. The first send gets
+                            // the whole ring (a queue that is empty hands it over whole), so
+                            // this runs once: ring byte i = payload byte i mod its length, and
+                            // as smoltcp never writes into a send ring, every byte it sends
+                            // from then on is a payload byte and sending copies nothing. Like
+                            // iperf3, which restarts its block after a short write, the stream
+                            // is pieces of the block, not one continuous repetition.
+                            fill_with_payload(b, pl);
+                            *prefilled = b.len() == capacity;
+                        }
                         let take = (b.len() as u64).min(left) as usize;
-                        if *prefilled {
-                            // Every byte of the ring already is a payload byte: claim them.
-                            return (take, take);
-                        }
-                        if b.len() == capacity {
-                            // An empty queue hands over the whole ring: fill it with the
-                            // payload once (ring byte i = payload byte i mod its length).
-                            // smoltcp never writes into a send ring, so from now on what it
-                            // sends are payload bytes and sending copies nothing. Like
-                            // iperf3, which restarts its block after a short write, the
-                            // stream is pieces of the block, not one continuous repetition.
-                            fill_from(b, pl, 0);
-                            *prefilled = true;
-                        } else {
-                            fill_from(&mut b[..take], pl, off);
-                        }
                         (take, take)
                     })
                     .unwrap_or(0);
                 if n == 0 {
                     break;
                 }
-                self.offset = (self.offset + n) % pl.len();
                 left = left.saturating_sub(n as u64);
                 self.count(n as u64);
                 moved += n as u64;
