@@ -8,6 +8,9 @@
 #   reference:       stock iperf3 -c (198.18.1.2) → stock iperf3 -s (198.18.1.1) over a veth pair
 #
 # Rates are the receiver's (end.sum_received.bits_per_second of the client's -J output).
+# One more row, -Z at -P 1, has the stock sender send with sendfile(2) (no copy from user
+# space): where uniperf receives, the stock sender's own copy is what bounds the rate, and
+# this row shows what the receive path does when the sender is cheaper (veth gets the same).
 #
 # usage: benches/throughput.sh [-t SECS] [--no-build] [--keep DIR]
 #   -t SECS      duration of each run (default 5, or $DURATION)
@@ -26,7 +29,7 @@ while (($#)); do
         -t) DURATION=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -77,12 +80,13 @@ netns_new CLINS
 netns_topo_veth "$SRVNS" "$CLINS"
 
 MODES=("1:" "1:-R" "4:" "4:-R")
+ZMODE="1:-Z"   # stock sender only: uniperf has no -Z
 
 echo "== uniperf -s on tap0, stock iperf3 -c from the kernel side (${DURATION} s per run)" >&2
 netns_spawn USRV "$TAPNS" "$WORK/userver.out" "$WORK/userver.err" \
     "$BIN" -s --tap tap0 --ip 198.18.0.2/24
 netns_wait_for_line "$WORK/userver.err" "uniperf: ready: listening on 198.18.0.2:5201" 15 "$USRV"
-for m in "${MODES[@]}"; do
+for m in "${MODES[@]}" "$ZMODE"; do
     p=${m%%:*} r=${m#*:}
     run_client "srv:$m" "$TAPNS" "$WORK/srv-P$p$r.json" \
         iperf3 -c 198.18.0.2 -t "$DURATION" -P "$p" ${r:+"$r"} -J
@@ -102,7 +106,7 @@ netns_stop "$KSRV"
 echo "== stock iperf3 ↔ iperf3 over veth" >&2
 netns_spawn VSRV "$SRVNS" "$WORK/vserver.out" "$WORK/vserver.err" iperf3 -s
 netns_wait_port "$SRVNS" 5201 10
-for m in "${MODES[@]}"; do
+for m in "${MODES[@]}" "$ZMODE"; do
     p=${m%%:*} r=${m#*:}
     run_client "ref:$m" "$CLINS" "$WORK/ref-P$p$r.json" \
         iperf3 -c 198.18.1.1 -t "$DURATION" -P "$p" ${r:+"$r"} -J
@@ -124,7 +128,12 @@ for m in "${MODES[@]}"; do
         "${r:-(none)}" "$p" "${RATE[srv:$m]}" "${RATE[cli:$m]}" "${RATE[ref:$m]}" \
         "$(ratio "${RATE[srv:$m]}" "${RATE[ref:$m]}")" "$(ratio "${RATE[cli:$m]}" "${RATE[ref:$m]}")"
 done
+m=$ZMODE p=${ZMODE%%:*} r=${ZMODE#*:}
+printf '%-8s %-4s | %-24s %-24s %-18s | %-8s %-8s\n' \
+    "$r" "$p" "${RATE[srv:$m]}" "-" "${RATE[ref:$m]}" "$(ratio "${RATE[srv:$m]}" "${RATE[ref:$m]}")" "-"
 echo
 echo "Without -R the client sends: uniperf receives in the first column and sends in the second;"
 echo "with -R it is the other way round. Ratios are uniperf / (iperf3 ↔ iperf3 over veth)."
+echo "-Z: the stock client sends with sendfile(2); compare its first column with the (none) row's"
+echo "to see how much of uniperf's receive rate the stock sender's copy was holding back."
 exit "$FAILED"
