@@ -552,15 +552,17 @@ enum Omit {
 /// its sender counted (3 ms is 26 at 100 Mbit/s).
 const UDP_SENDER_REACTION: Duration = Duration::from_millis(2);
 
-/// The same for a TCP sender. A stock iperf3 sending at full speed runs its timers only
-/// between batches of writes (3.12: up to ten 128 KiB blocks), and a loaded host adds its
-/// scheduling delay: with 2 ms, a uniperf receiver against a 3.12 sender once counted 0.3 MB
-/// and once 0.5 MB more than it sent (two tests of one CI run; the runs before and after
-/// passed), i.e. its sender was about 0.2 ms later than that. A TCP receiver pays for the
-/// margin in bytes only (its rate is taken over its own, later, start), but at 35 Gbit/s every
-/// millisecond is 4.4 MB its report lacks, and 10 ms put a TAP receiver's total more than the
-/// 36 MiB end-of-test slack of `tests/tap_interop.rs` below its sender's: 5 ms is the compromise.
-const TCP_SENDER_REACTION: Duration = Duration::from_millis(5);
+/// The same for a TCP sender once its timer has run out, on top of the lag measured between
+/// the two timers' starts (see [`Measurement::receive_drain`]). A stock iperf3 sending at full
+/// speed runs its timers only between batches of writes (3.12: up to ten 128 KiB blocks), and
+/// a loaded host adds its scheduling delay. With a fixed 2 ms for both, a uniperf receiver
+/// against a 3.12 sender once counted 0.3 MB and once 0.5 MB more than it sent (two tests of
+/// one CI run), and with 5 ms one against a 3.22 sender went over once in a local run of the
+/// fidelity tests. A TCP receiver pays for the margin in bytes only (its rate is taken over its
+/// own, later, start), but at 35 Gbit/s each millisecond is 4.4 MB its report lacks: 10 ms
+/// put a TAP receiver's total more than the 36 MiB end-of-test slack of `tests/tap_interop.rs`
+/// below its sender's.
+const TCP_SENDER_REACTION: Duration = Duration::from_millis(3);
 
 /// The longest a receiver extends its omit period to drain its sender's queue.
 const MAX_RECEIVE_DRAIN: Duration = Duration::from_secs(2);
@@ -821,8 +823,9 @@ impl Measurement {
     /// holds at most about three receive windows (its send buffer grows to about twice its
     /// congestion window, which the receive window bounds, plus the window in flight), so the
     /// receiver waits for that much data at the rate it saw during the omit period, plus
-    /// [`TCP_SENDER_REACTION`] (any receiving TCP stream) or [`UDP_SENDER_REACTION`].
-    /// Bounded by [`MAX_RECEIVE_DRAIN`]; 0 for a side that only sends.
+    /// [`TCP_SENDER_REACTION`] and the time from our TEST_START to the first data byte (any
+    /// receiving TCP stream), or [`UDP_SENDER_REACTION`]. Bounded by [`MAX_RECEIVE_DRAIN`]; 0
+    /// for a side that only sends.
     fn receive_drain(&self, now: Instant) -> Duration {
         let receiving: Vec<&DataStream> = self.streams.iter().filter(|s| !s.sends).collect();
         let Some(since) = self.first_data else { return Duration::ZERO };
@@ -835,9 +838,15 @@ impl Measurement {
             return MAX_RECEIVE_DRAIN;
         }
         let queued = 3 * self.rcv_buf * receiving.len() as u64;
-        let reaction =
-            if receiving.iter().any(|s| s.udp.is_none()) { TCP_SENDER_REACTION } else { UDP_SENDER_REACTION };
-        let drain = queued as u128 * elapsed as u128 / bytes as u128 + reaction.total_micros() as u128;
+        // A sender starts its omit timer before it sends its first byte, so it started it at
+        // most `lag` after ours: a stock client starts it on TEST_START and sends after
+        // TEST_RUNNING (3.22 from a thread it starts then), which follows at once.
+        let (reaction, lag) = if receiving.iter().any(|s| s.udp.is_none()) {
+            (TCP_SENDER_REACTION, since - self.started)
+        } else {
+            (UDP_SENDER_REACTION, Duration::ZERO)
+        };
+        let drain = queued as u128 * elapsed as u128 / bytes as u128 + (reaction + lag).total_micros() as u128;
         Duration::from_micros(drain.min(MAX_RECEIVE_DRAIN.total_micros() as u128) as u64)
     }
 
