@@ -140,13 +140,29 @@ fn client_count(peer: Peer, args: &[&str], n: u64) {
         // A 3.12 server reads its half in the same loop that sends the other; what it had not
         // read yet when TEST_END came is not counted (its own counter, not ours).
         if peer == Peer::V322 {
-            assert_eq!(t.c2s.1, n, "{args:?}: 3.22 server received");
+            assert_v322_server_received(t.c2s.1, n, args);
         } else {
             assert!(t.c2s.1 <= n && t.c2s.1 > 0, "{args:?}: {t:?}");
         }
+    } else if peer == Peer::V322 {
+        assert_eq!(t.c2s.0, n, "{args:?}: uniperf client sent");
+        assert_v322_server_received(t.c2s.1, n, args);
     } else {
         assert_eq!(t.c2s, (n, n), "{args:?}: uniperf client sent, stock server received");
     }
+}
+
+/// A 3.22 server reads each stream in a thread of its own and stops reading at TEST_END, which
+/// a uniperf client sends once the server's kernel has acknowledged every byte: the thread has
+/// almost always read them all by then, but once in a full local run of this file (2026-12-03)
+/// it had not read the last 128 KiB block (52,297,728 of 52,428,800 B). Allowed: one read
+/// (`-l`, 128 KiB) short, never more, and never more than was sent.
+#[track_caller]
+fn assert_v322_server_received(received: u64, n: u64, args: &[&str]) {
+    assert!(
+        received <= n && received >= n.saturating_sub(128 * 1024),
+        "{args:?}: 3.22 server received {received} B of the {n} B uniperf sent (at most one 128 KiB read short)"
+    );
 }
 
 against_both! {
